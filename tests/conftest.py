@@ -1,0 +1,124 @@
+"""Fixtures that run robotwtf the way people do: the real CLI entry point as a subprocess,
+serving over real HTTP on a free loopback port with a temporary data folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRY = [sys.executable, str(ROOT / "robotwtf.py")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def base_env(data: Path, **extra: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROBOTWTF_")}
+    env.update(ROBOTWTF_DATA=str(data), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+@dataclasses.dataclass
+class CLI:
+    data: Path
+    env: dict
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        result = subprocess.run([*ENTRY, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"robotwtf {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
+        return result
+
+
+@dataclasses.dataclass
+class Server:
+    url: str
+    port: int
+    data: Path
+    env: dict
+    process: subprocess.Popen
+    cli: CLI
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout)
+
+    def session(self) -> requests.Session:
+        return requests.Session()
+
+    def login(self, user: str) -> requests.Session:
+        """A browser-like session signed in as `user` through a one-time login link."""
+        link = self.cli("login-link", user).stdout.strip()
+        browser = requests.Session()
+        response = browser.get(link, allow_redirects=False)
+        assert response.status_code == 303, response.text
+        return browser
+
+
+def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited {process.returncode}:\n{log_path.read_text()}")
+        try:
+            if requests.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.03)
+    raise AssertionError(f"server did not become healthy:\n{log_path.read_text()}")
+
+
+def start_server(data: Path, *args: str, env_extra: dict | None = None, public_url: str | None = None,
+                 log_dir: Path | None = None) -> Server:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = base_env(data, ROBOTWTF_PORT=str(port), **(env_extra or {}))
+    if public_url:
+        env["ROBOTWTF_PUBLIC_URL"] = public_url
+    log_path = (log_dir or data.parent) / f"server-{port}.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([*ENTRY, "serve", *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+    wait_healthy(url, process, log_path)
+    return Server(url, port, data, env, process, CLI(data, env), log_path)
+
+
+@pytest.fixture
+def cli(tmp_path) -> CLI:
+    """The CLI as a subprocess on a fresh data folder (not yet initialised)."""
+    return CLI(tmp_path / "data", base_env(tmp_path / "data"))
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A real robotwtf server on a free loopback port with its own fresh data folder."""
+    srv = start_server(tmp_path / "data")
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def alice(server):
+    """A user 'alice' (the instance's first user, so its admin) with a browser session."""
+    server.cli("user", "add", "did:plc:aliceaaaaaaaaaaaaaaaaaaa", "--handle", "alice.test", "--username", "alice")
+    return server.login("alice")
