@@ -542,12 +542,38 @@ def _check_writable(data: Path) -> None:
         raise ConfigError(f"The data folder {data} is not writable: {e.strerror}.") from None
 
 
+class RateLimiter:
+    """Token buckets per key, in this process's memory (robotwtf is one process): `hit` takes a
+    token or raises RateLimited with the seconds until one is back."""
+
+    MAX_KEYS = 50_000
+
+    def __init__(self):
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, per_minute: int, message: str = "Too many requests; slow down.") -> None:
+        rate = per_minute / 60.0
+        t = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(per_minute), t))
+            tokens = min(float(per_minute), tokens + (t - last) * rate)
+            if tokens < 1.0:
+                self._buckets[key] = (tokens, t)
+                raise RateLimited(message, retry_after=max(1, int((1.0 - tokens) / rate + 0.999)))
+            if len(self._buckets) >= self.MAX_KEYS:
+                self._buckets.clear()
+            self._buckets[key] = (tokens - 1.0, t)
+
+
 class Instance:
-    """One running robotwtf: its configuration, keys and per-thread database connections."""
+    """One running robotwtf: its configuration, keys, rate limits and per-thread database
+    connections."""
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.keys = Keys.load(cfg.data)
+        self.limiter = RateLimiter()
         self._local = threading.local()
 
     def db(self) -> sqlite3.Connection:
@@ -560,6 +586,11 @@ class Instance:
 
 def instance() -> Instance:
     return bottle.request.app.config["robotwtf.instance"]
+
+
+def client_ip() -> str:
+    """The caller's address; waitress has already applied a trusted proxy's X-Forwarded-For."""
+    return bottle.request.environ.get("REMOTE_ADDR", "")
 
 
 # --- users --------------------------------------------------------------------------------------

@@ -395,3 +395,14 @@ def test_restore_refuses_something_that_is_not_a_backup(tmp_path):
     result = target("restore", str(bogus), check=False)
     assert result.returncode == 1 and "Cannot read the backup" in result.stderr
     assert not (tmp_path / "restored" / "robotwtf.db").exists()
+
+
+def test_rate_limiter_buckets_refill_and_say_when():
+    import robotwtf
+    limiter = robotwtf.RateLimiter()
+    for _ in range(3):
+        limiter.hit("ip:a", per_minute=3)
+    with pytest.raises(robotwtf.RateLimited) as refused:
+        limiter.hit("ip:a", per_minute=3)
+    assert 1 <= refused.value.retry_after <= 20
+    limiter.hit("ip:b", per_minute=3)
