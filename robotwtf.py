@@ -399,8 +399,9 @@ CREATE TABLE attachments (
     updated_at   INTEGER NOT NULL,
     PRIMARY KEY (page_id, filename_key)
 );
+CREATE VIEW live_pages AS SELECT id, path, title, content FROM pages WHERE deleted_at IS NULL;
 CREATE VIRTUAL TABLE pages_fts USING fts5(
-    path, title, content, content='pages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    path, title, content, content='live_pages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
 );
 CREATE TRIGGER pages_fts_insert AFTER INSERT ON pages WHEN new.deleted_at IS NULL BEGIN
     INSERT INTO pages_fts (rowid, path, title, content) VALUES (new.id, new.path, new.title, new.content);
@@ -848,7 +849,7 @@ class Author:
     def __post_init__(self):
         validate_did(self.did)
         if not VIA_RE.fullmatch(self.via):
-            raise BadInput(f"'{self.via}' is not a way of changing a wiki (web, cli, mcp:NAME or token:NAME).")
+            raise BadInput(f"'{_shown(self.via)}' is not a way of changing a wiki (web, cli, mcp:NAME or token:NAME).")
 
     @classmethod
     def mcp(cls, did: str, client_name: str) -> "Author":
@@ -863,6 +864,12 @@ def _label(text: str, fallback: str) -> str:
     """A name others chose, made safe to record and show: printable, no bidi tricks, short."""
     cleaned = "".join(c for c in text or "" if c.isprintable() and c not in BIDI_CONTROLS).strip()
     return cleaned[:100] or fallback
+
+
+def _shown(value) -> str:
+    """Someone's input quoted back in an error message: printable and short."""
+    text = str(value)
+    return _printable(text[:80]) + ("…" if len(text) > 80 else "")
 
 
 def path_key(path: str) -> str:
@@ -972,7 +979,7 @@ def parse_time(value: int | str | None) -> int | None:
     try:
         parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise BadInput(f"'{text}' is not a date; use ISO 8601, e.g. 2025-01-31 or 2025-01-31T12:00:00Z.") from None
+        raise BadInput(f"'{_shown(text)}' is not a date; use ISO 8601, e.g. 2025-01-31 or 2025-01-31T12:00:00Z.") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.timezone.utc)
     return int(parsed.timestamp())
@@ -1079,7 +1086,7 @@ def find_section(content: str, section: str) -> tuple[Heading, str]:
     a higher level. NotFound lists the sections there are."""
     wanted = [part.strip().casefold() for part in section.split(">")]
     if not all(wanted):
-        raise BadInput(f"'{section}' is not a section name; use a heading's title or a path like 'A > B'.")
+        raise BadInput(f"'{_shown(section)}' is not a section name; use a heading's title or a path like 'A > B'.")
     headings = page_headings(content)
     for position, heading in enumerate(headings):
         trail = [t.casefold() for t in heading.trail]
@@ -1088,9 +1095,9 @@ def find_section(content: str, section: str) -> tuple[Heading, str]:
             end = next((h.line for h in headings[position + 1:] if h.level <= heading.level), len(lines))
             return heading, "".join(lines[heading.line:end])
     if not headings:
-        raise NotFound(f"Section not found: '{section}'. This page has no sections.")
+        raise NotFound(f"Section not found: '{_shown(section)}'. This page has no sections.")
     listing = "\n".join("  - " + " > ".join(h.trail) for h in headings)
-    raise NotFound(f"Section not found: '{section}'. Available sections:\n{listing}")
+    raise NotFound(f"Section not found: '{_shown(section)}'. Available sections:\n{listing}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1368,9 +1375,9 @@ def _page_by_id(db: sqlite3.Connection, page_id: int) -> Page:
 def _revision_prefix(value: str) -> str:
     prefix = (value or "").strip().lower()
     if not REVISION_ID_RE.fullmatch(prefix):
-        raise BadInput(f"'{value}' is not a revision id; revision ids are hexadecimal, like 3f9a2c1b7d04.")
+        raise BadInput(f"'{_shown(value)}' is not a revision id; revision ids are hexadecimal, like 3f9a2c1b7d04.")
     if len(prefix) < MIN_REVISION_PREFIX:
-        raise BadInput(f"'{value}' is too short to name a revision; give at least {MIN_REVISION_PREFIX} characters.")
+        raise BadInput(f"'{_shown(value)}' is too short to name a revision; give at least {MIN_REVISION_PREFIX} characters.")
     return prefix
 
 
@@ -1550,7 +1557,7 @@ def search_pages(db: sqlite3.Connection, wiki_id: int, query: str, limit: int = 
         "SELECT pages.path, pages.title, pages.revision_id, bm25(pages_fts, 10.0, 5.0, 1.0) AS rank, "
         "snippet(pages_fts, 2, ?, ?, '…', 24) AS snippet FROM pages_fts JOIN pages ON pages.id = pages_fts.rowid "
         "WHERE pages_fts MATCH ? AND pages.wiki_id = ? AND pages.deleted_at IS NULL ORDER BY rank LIMIT ?",
-        (MARK_START, MARK_END, match, wiki_id, max(1, min(int(limit), 100)))).fetchall()
+        (MARK_START, MARK_END, match, wiki_id, _clamp(limit, 1, 100))).fetchall()
     return [SearchHit(r["path"], r["title"], r["revision_id"], round(-r["rank"], 3), r["snippet"]) for r in rows]
 
 
@@ -1567,6 +1574,18 @@ def page_links(db: sqlite3.Connection, wiki_id: int, path: str) -> PageLinks:
         "AND links.target_key = ? AND links.page_id != ? ORDER BY pages.path_key",
         (wiki_id, row["path_key"], row["id"])))
     return PageLinks(row["path"], links_to, linked_from)
+
+
+def existing_pages(db: sqlite3.Connection, wiki_id: int, targets) -> dict[str, str]:
+    """{path_key(target): the live page's path} for those of `targets` (paths, e.g. WikiLink
+    targets of a preview or an old revision) that are live pages; missing ones are left out."""
+    keys = sorted({path_key(t) for t in targets})
+    found = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        found.update(db.execute(f"SELECT path_key, path FROM pages WHERE wiki_id = ? AND deleted_at IS NULL "
+                                f"AND path_key IN ({', '.join('?' * len(chunk))})", (wiki_id, *chunk)).fetchall())
+    return found
 
 
 def orphan_pages(db: sqlite3.Connection, wiki_id: int) -> list[str]:
@@ -1590,7 +1609,7 @@ def _clamp(limit: int, low: int = 1, high: int = 200) -> int:
     try:
         return max(low, min(int(limit), high))
     except (TypeError, ValueError):
-        raise BadInput(f"'{limit}' is not a number.") from None
+        raise BadInput(f"'{_shown(limit)}' is not a number.") from None
 
 
 def recent_changes(db: sqlite3.Connection, wiki_id: int, limit: int = 20) -> list[Revision]:
@@ -1820,8 +1839,9 @@ def sanitize_filename(name: str) -> str:
     if not isinstance(name, str):
         raise BadInput("A file name must be text.")
     name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    name = re.sub(r"\s+", " ", name)
     name = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Zl", "Zp"))
-    name = re.sub(r"\s+", " ", name).strip(" ").lstrip(".").rstrip(". ")
+    name = name.strip(" ").lstrip(".").rstrip(". ")
     if not name:
         raise BadInput("The file name has no usable characters; give a name like notes.pdf.")
     stem, ext = os.path.splitext(name)
@@ -1868,7 +1888,7 @@ def get_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename: st
     row = _page_row(db, wiki_id, path)
     found = _attachment_row(db, row["id"], filename)
     if found is None:
-        raise NotFound(f"Page '{row['path']}' has no attachment '{filename}'. List its attachments to see the names.")
+        raise NotFound(f"Page '{row['path']}' has no attachment '{_shown(filename)}'. List its attachments to see the names.")
     return _attachment(found, with_data=True)
 
 
@@ -1903,7 +1923,7 @@ def delete_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename:
         row = _page_row(db, wiki_id, path)
         found = _attachment_row(db, row["id"], filename)
         if found is None:
-            raise NotFound(f"Page '{row['path']}' has no attachment '{filename}'. List its attachments to see "
+            raise NotFound(f"Page '{row['path']}' has no attachment '{_shown(filename)}'. List its attachments to see "
                            "the names.")
         db.execute("DELETE FROM attachments WHERE page_id = ? AND filename_key = ?", (row["id"], found["filename_key"]))
         _record(db, wiki_id, row["id"], "attachment", row["path"], row["content"], author,
@@ -2024,7 +2044,7 @@ def member_role(db: sqlite3.Connection, wiki_id: int, did: str) -> str | None:
 
 def _validate_role(role: str) -> str:
     if role not in ROLES:
-        raise BadInput(f"'{role}' is not a role; choose owner, editor or viewer.")
+        raise BadInput(f"'{_shown(role)}' is not a role; choose owner, editor or viewer.")
     return role
 
 
