@@ -68,3 +68,16 @@ CREATE TABLE members (
     PRIMARY KEY (wiki_id, user_did)
 ) WITHOUT ROWID;
 CREATE INDEX members_user ON members(user_did);
+
+-- ATProto logins under way, keyed by OAuth `state`; `pending` is robotwtf_atproto's JSON (it holds
+-- the login's private DPoP key and PKCE verifier). A row is deleted when its callback arrives.
+-- browser_hash binds the login to the browser that started it (login CSRF).
+CREATE TABLE login_requests (
+    state        TEXT PRIMARY KEY,
+    browser_hash TEXT NOT NULL,
+    pending      TEXT NOT NULL,
+    return_to    TEXT NOT NULL,
+    invite       TEXT,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL
+);
