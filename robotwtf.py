@@ -1527,14 +1527,24 @@ def cmd_check(cfg: Config, args) -> int:
 
 def cmd_user_add(cfg: Config, args) -> int:
     db = open_instance_db(cfg)
-    did, handle = args.ident, args.handle
+    did, handle = args.ident.strip(), args.handle
     if not did.startswith("did:"):
-        raise BadInput(f"'{did}' is not a DID. Pass the person's DID (did:plc:... or did:web:...); "
-                       "add --handle to record their handle.")
+        did, handle = resolve_handle_for_cli(cfg, did)
     user = add_user(db, did, handle=handle.lower().removeprefix("@") if handle else None,
                     username=args.username, admin=args.admin)
     print(f"added {user['username']} ({user['did']}){' as admin' if user['is_admin'] else ''}")
     return 0
+
+
+def resolve_handle_for_cli(cfg: Config, handle: str) -> tuple[str, str]:
+    """A handle's DID, verified both ways, the same way the login does it."""
+    import robotwtf_atproto as atproto
+    try:
+        identity = atproto.resolve_identity(handle, atproto.Fetcher(insecure_dev_network=cfg.insecure_dev_network),
+                                            atproto.dns_resolver(cfg.dns_resolver), cfg.plc_url)
+    except atproto.AtprotoError as e:
+        raise BadInput(f"{e} (pass the person's DID instead to add them without the network)") from None
+    return identity.did, identity.handle
 
 
 def cmd_user_list(cfg: Config, args) -> int:
@@ -1608,8 +1618,8 @@ def build_parser() -> argparse.ArgumentParser:
     command(commands, "check", cmd_check, "check the configuration and the data folder")
     users = commands.add_parser("user", help="manage users").add_subparsers(dest="subcommand", metavar="SUBCOMMAND",
                                                                             required=True)
-    add = command(users, "add", cmd_user_add, "add a user by DID")
-    add.add_argument("ident", metavar="IDENT", help="the person's DID")
+    add = command(users, "add", cmd_user_add, "add a user by DID, or by handle (resolved and verified)")
+    add.add_argument("ident", metavar="IDENT", help="the person's DID or handle")
     add.add_argument("--handle", help="their ATProto handle")
     add.add_argument("--username", help="username (default: from the handle)")
     add.add_argument("--admin", action="store_true", help="make them an instance admin")

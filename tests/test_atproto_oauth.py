@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import robotwtf_atproto as atp
-from atproto_fixtures import HTTPS_PUBLIC_URL, LOCAL_PUBLIC_URL, client, confidential_client, local_client, net  # noqa: F401
+from atproto_fixtures import HTTPS_PUBLIC_URL, client, confidential_client, local_client, net  # noqa: F401
 from fakepds import DELETE, FakePDS
 
 # -- client configuration ------------------------------------------------------------------
@@ -17,7 +17,8 @@ from fakepds import DELETE, FakePDS
 def test_localhost_client_id_follows_the_spec():
     client = atp.make_client("http://127.0.0.1:8080/")
     assert client.redirect_uri == "http://127.0.0.1:8080/auth/callback"
-    assert client.client_id == "http://localhost?redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fauth%2Fcallback&scope=atproto"
+    redirect = "http%3A%2F%2F127.0.0.1%3A8080%2Fauth%2Fcallback"
+    assert client.client_id == f"http://localhost?redirect_uri={redirect}&scope=atproto"
     assert not client.confidential
 
 
