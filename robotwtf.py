@@ -226,6 +226,8 @@ SETTINGS = (
             "most bytes of current page content plus attachments a wiki may hold (history is not counted)"),
     Setting("max_wikis_per_user", "--max-wikis-per-user", "ROBOTWTF_MAX_WIKIS_PER_USER", 10, _parse_positive,
             "most wikis one person may create (instance admins are exempt)"),
+    Setting("login_per_minute", "--login-per-minute", "ROBOTWTF_LOGIN_PER_MINUTE", 20, _parse_positive,
+            "sign-in attempts allowed per client address per minute"),
 )
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -245,6 +247,7 @@ class Config:
     threads: int
     max_body_bytes: int
     session_days: int
+    login_per_minute: int
     max_pages_per_wiki: int
     max_wiki_bytes: int
     max_wikis_per_user: int
@@ -314,13 +317,12 @@ def _validate_public_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _parse_resolver(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "53")
+def _parse_resolver(text: str) -> None:
+    from robotwtf_atproto import parse_dns_resolver_setting
     try:
-        ipaddress.ip_address(host)
-        return host, _parse_port(port)
-    except ValueError:
-        raise ConfigError(f"ROBOTWTF_DNS_RESOLVER={text!r} must be an IP address or IP:port.") from None
+        parse_dns_resolver_setting(text)
+    except ValueError as e:
+        raise ConfigError(f"ROBOTWTF_DNS_RESOLVER={text!r}: {e}") from None
 
 
 # --- packaged files ---------------------------------------------------------------------------
@@ -416,6 +418,17 @@ CREATE TRIGGER pages_fts_update AFTER UPDATE OF path, title, content, deleted_at
     INSERT INTO pages_fts (rowid, path, title, content)
     SELECT new.id, new.path, new.title, new.content WHERE new.deleted_at IS NULL;
 END;
+"""),
+    (3, """
+CREATE TABLE login_requests (
+    state        TEXT PRIMARY KEY,
+    browser_hash TEXT NOT NULL,
+    pending      TEXT NOT NULL,
+    return_to    TEXT NOT NULL,
+    invite       TEXT,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL
+);
 """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1
@@ -670,6 +683,21 @@ class RateLimiter:
             self._buckets[key] = (tokens - 1.0, t)
 
 
+class AtprotoClient:
+    """The ATProto OAuth client this instance acts as, and the fetcher/resolver it uses, built
+    once from the configuration (robotwtf_atproto is imported only when a login needs it)."""
+
+    def __init__(self, cfg: Config, keys: Keys):
+        import robotwtf_atproto as atproto
+        self.client = atproto.make_client(cfg.public_url, keys.es256 if cfg.is_https else None, keys.es256_kid)
+        self.fetcher = atproto.Fetcher(insecure_dev_network=cfg.insecure_dev_network)
+        self.resolver = atproto.dns_resolver(cfg.dns_resolver)
+        self.plc_url = cfg.plc_url
+
+    def client_args(self) -> tuple:
+        return self.client, self.fetcher, self.resolver, self.plc_url
+
+
 class Instance:
     """One running robotwtf: its configuration, keys, rate limits and per-thread database
     connections."""
@@ -679,6 +707,10 @@ class Instance:
         self.keys = Keys.load(cfg.data)
         self.limiter = RateLimiter()
         self._local = threading.local()
+
+    @functools.cached_property
+    def atproto(self) -> "AtprotoClient":
+        return AtprotoClient(self.cfg, self.keys)
 
     def db(self) -> sqlite3.Connection:
         """This thread's connection; waitress runs each request on one worker thread."""
@@ -805,6 +837,98 @@ def create_invite(db: sqlite3.Connection, created_by: str | None, uses: int, day
     db.execute("INSERT INTO invites (token_hash, created_by, uses_left, created_at, expires_at) "
                "VALUES (?, ?, ?, ?, ?)", (hash_secret(token), created_by, uses, t, t + days * 86400))
     return token
+
+
+LOGIN_REQUEST_SECONDS = 600
+
+
+def save_login_request(db: sqlite3.Connection, pending: dict, browser_secret: str, return_to: str,
+                       invite_hash: str | None) -> None:
+    t = now()
+    with transaction(db):
+        db.execute("DELETE FROM login_requests WHERE expires_at <= ?", (t,))
+        db.execute("INSERT INTO login_requests (state, browser_hash, pending, return_to, invite, created_at, "
+                   "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   (pending["state"], hash_secret(browser_secret), json.dumps(pending), return_to, invite_hash,
+                    t, t + LOGIN_REQUEST_SECONDS))
+
+
+def take_login_request(db: sqlite3.Connection, state: str, browser_secret: str) -> sqlite3.Row:
+    """The login started under `state`, deleted in the same statement (state is single use) and
+    only if this browser started it, so nobody can finish their login in someone else's browser."""
+    row = db.execute("DELETE FROM login_requests WHERE state = ? AND expires_at > ? RETURNING *",
+                     (state, now())).fetchone()
+    if row is None or not hmac.compare_digest(row["browser_hash"], hash_secret(browser_secret)):
+        raise Forbidden("This sign-in has expired, was already used, or was started in another browser. "
+                        "Please sign in again.")
+    return row
+
+
+def update_user_handle(db: sqlite3.Connection, did: str, handle: str) -> None:
+    """Record a user's verified current handle; whoever held it before has moved on, so their
+    stale copy is cleared (handles are unique)."""
+    with transaction(db):
+        db.execute("UPDATE users SET handle = NULL WHERE handle = ? AND did != ?", (handle, did))
+        db.execute("UPDATE users SET handle = ? WHERE did = ?", (handle, did))
+
+
+def signup_refusal(db: sqlite3.Connection, policy: str, invite_hash: str | None) -> str | None:
+    """Why the signup policy refuses a new account now, or None if it allows one."""
+    if db.execute("SELECT count(*) FROM users").fetchone()[0] == 0 or policy == "open":
+        return None
+    if policy == "closed":
+        return "This instance is not accepting new accounts."
+    if not invite_hash or db.execute("SELECT 1 FROM invites WHERE token_hash = ? AND uses_left > 0 "
+                                     "AND expires_at > ?", (invite_hash, now())).fetchone() is None:
+        return ("This instance accepts new accounts by invitation only, and you have no valid invite. "
+                "Ask its operator for an invite link.")
+    return None
+
+
+def sign_up(db: sqlite3.Connection, policy: str, did: str, handle: str | None, username: str,
+            invite_hash: str | None) -> sqlite3.Row:
+    """Create the account under the signup policy, using up one invite use if it needs one."""
+    validate_slug(username, "username")
+    with transaction(db):
+        refusal = signup_refusal(db, policy, invite_hash)
+        if refusal:
+            raise Forbidden(refusal)
+        if policy == "invite" and invite_hash:
+            db.execute("UPDATE invites SET uses_left = uses_left - 1 WHERE token_hash = ? AND uses_left > 0",
+                       (invite_hash,))
+        if handle:
+            db.execute("UPDATE users SET handle = NULL WHERE handle = ?", (handle,))
+        if db.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+            raise Conflict(f"The username '{username}' is taken; choose another.")
+        if db.execute("SELECT 1 FROM users WHERE did = ?", (did,)).fetchone():
+            raise Conflict("You already have an account here; sign in instead.")
+        first = db.execute("SELECT count(*) FROM users").fetchone()[0] == 0
+        db.execute("INSERT INTO users (did, username, handle, is_admin, created_at) VALUES (?, ?, ?, ?, ?)",
+                   (did, username, handle, int(first), now()))
+    return get_user(db, did)
+
+
+def list_sessions(db: sqlite3.Connection, did: str) -> list[sqlite3.Row]:
+    return db.execute("SELECT * FROM sessions WHERE user_did = ? AND expires_at > ? ORDER BY last_seen DESC",
+                      (did, now())).fetchall()
+
+
+def revoke_session(db: sqlite3.Connection, did: str, session_id: str) -> None:
+    if db.execute("DELETE FROM sessions WHERE id = ? AND user_did = ?", (session_id, did)).rowcount == 0:
+        raise NotFound("That session has already ended.")
+
+
+def revoke_all_sessions(db: sqlite3.Connection, did: str) -> None:
+    db.execute("DELETE FROM sessions WHERE user_did = ?", (did,))
+
+
+def delete_user(db: sqlite3.Connection, did: str) -> None:
+    """Delete a user with their owned wikis, memberships, sessions and grants, in one transaction
+    (owned wikis, sessions and grants go by ON DELETE CASCADE)."""
+    with transaction(db):
+        get_user(db, did)
+        db.execute("DELETE FROM members WHERE user_did = ?", (did,))
+        db.execute("DELETE FROM users WHERE did = ?", (did,))
 
 
 # --- wiki storage: limits, authors, validation ------------------------------------------------------
@@ -2614,8 +2738,21 @@ def build_app(inst: Instance) -> App:
     app.route("/static/style.css", "GET", stylesheet)
     app.route("/", "GET", home)
     app.route("/auth/login", "GET", login_page)
+    app.route("/auth/login", "POST", login_start)
+    app.route("/auth/callback", "GET", login_callback)
+    app.route("/auth/signup", "GET", signup_page)
+    app.route("/auth/signup", "POST", signup_submit)
     app.route("/auth/login-link", "GET", login_link)
     app.route("/auth/logout", "POST", logout)
+    app.route("/auth/client-metadata.json", "GET", atproto_client_metadata)
+    app.route("/.well-known/atproto-client-jwks.json", "GET", atproto_client_jwks)
+    app.route("/account", "GET", account_page)
+    app.route("/account/sessions/revoke", "POST", account_revoke_session)
+    app.route("/account/logout-everywhere", "POST", account_logout_everywhere)
+    app.route("/account/delete", "POST", account_delete)
+    app.route("/admin", "GET", admin_page)
+    app.route("/admin/users/remove", "POST", admin_remove_user)
+    app.route("/admin/invites", "POST", admin_create_invite)
     return app
 
 
@@ -2642,10 +2779,197 @@ def home():
     return render("dashboard", wikis=user_wikis(instance().db(), user["did"]))
 
 
-def login_page():
-    if current_user() is not None:
-        return redirect(safe_return_to(bottle.request.query.get("return_to")))
-    return render("login", return_to=safe_return_to(bottle.request.query.get("return_to")))
+def json_response(document: dict, cache: str = "no-store") -> str:
+    bottle.response.content_type = "application/json"
+    bottle.response.set_header("Cache-Control", cache)
+    return json.dumps(document)
+
+
+def admin_required(callback):
+    @functools.wraps(callback)
+    @login_required
+    def wrapper(*args, **kwargs):
+        if not current_user()["is_admin"]:
+            raise Forbidden("Only instance admins may do that.")
+        return callback(*args, **kwargs)
+    return wrapper
+
+
+# "Login with atproto": robotwtf_atproto does the protocol; these routes keep its state, bind it
+# to the browser, and turn a verified identity into a session (or a signup).
+
+LOGIN_COOKIE = "robotwtf_login"
+SIGNUP_COOKIE = "robotwtf_signup"
+SIGNUP_TYP = "robotwtf-signup+jwt"
+SIGNUP_SECONDS = 900
+
+
+def login_page(error: str = "", status: int = 200, identifier: str = ""):
+    query = bottle.request.query
+    if current_user() is not None and not error:
+        return redirect(safe_return_to(query.get("return_to")))
+    bottle.response.status = status
+    return render("login", error=error, identifier=identifier,
+                  return_to=safe_return_to(query.get("return_to") or bottle.request.forms.get("return_to")),
+                  invite=query.get("invite") or bottle.request.forms.get("invite", ""))
+
+
+def login_start():
+    """POST /auth/login: resolve the account, push the authorization request, send the browser
+    to the account's authorization server."""
+    import robotwtf_atproto as atproto
+    inst = instance()
+    form = bottle.request.forms
+    inst.limiter.hit("login:" + client_ip(), inst.cfg.login_per_minute, "Too many sign-in attempts; wait a minute.")
+    identifier = form.getunicode("identifier", "").strip()
+    try:
+        authorize_url, pending = atproto.start_login(identifier, *inst.atproto.client_args())
+    except atproto.AtprotoError as e:
+        return login_page(str(e), 400 if isinstance(e, atproto.BadIdentifier) else 502, identifier)
+    browser_secret = new_secret(16)
+    invite = form.getunicode("invite", "")
+    save_login_request(inst.db(), pending, browser_secret, safe_return_to(form.getunicode("return_to")),
+                       hash_secret(invite) if invite else None)
+    _set_cookie(LOGIN_COOKIE, browser_secret, LOGIN_REQUEST_SECONDS)
+    return redirect(authorize_url)
+
+
+def login_callback():
+    """GET /auth/callback: the authorization server sends the browser back here."""
+    import robotwtf_atproto as atproto
+    inst = instance()
+    query = bottle.request.query
+    request = take_login_request(inst.db(), query.getunicode("state", ""), bottle.request.get_cookie(LOGIN_COOKIE, ""))
+    bottle.response.delete_cookie(LOGIN_COOKIE, path="/")
+    try:
+        identity = atproto.finish_login(json.loads(request["pending"]), query.dict, *inst.atproto.client_args())
+    except atproto.AtprotoError as e:
+        return login_page(str(e), 400 if isinstance(e, atproto.LoginError) else 502)
+    db = inst.db()
+    known = db.execute("SELECT handle FROM users WHERE did = ?", (identity.did,)).fetchone()
+    if known is None:
+        return _begin_signup(identity, request["return_to"], request["invite"])
+    if identity.handle and identity.handle != known["handle"]:
+        update_user_handle(db, identity.did, identity.handle)
+    start_session(identity.did)
+    return redirect(request["return_to"])
+
+
+def _begin_signup(identity, return_to: str, invite_hash: str | None):
+    """A verified identity without an account: remember it in a short-lived signed cookie and
+    let the person pick a username."""
+    inst = instance()
+    t = now()
+    token = inst.keys.sign_rs256({"iss": inst.cfg.public_url, "sub": identity.did, "handle": identity.handle,
+                                  "invite": invite_hash, "return_to": return_to, "iat": t,
+                                  "exp": t + SIGNUP_SECONDS}, SIGNUP_TYP)
+    _set_cookie(SIGNUP_COOKIE, token, SIGNUP_SECONDS)
+    return redirect("/auth/signup")
+
+
+def _pending_signup() -> dict:
+    inst = instance()
+    token = bottle.request.get_cookie(SIGNUP_COOKIE, "")
+    try:
+        claims = inst.keys.verify_rs256(token, SIGNUP_TYP) if token else None
+    except BadInput:
+        claims = None
+    if not claims or claims.get("iss") != inst.cfg.public_url or claims.get("exp", 0) <= now():
+        raise Forbidden("Your sign-up took too long or was not started here. Please sign in again.")
+    return claims
+
+
+def signup_page(error: str = "", username: str = ""):
+    claims = _pending_signup()
+    inst = instance()
+    refusal = signup_refusal(inst.db(), inst.cfg.signup, claims.get("invite"))
+    return render("signup", error=error, refusal=refusal, handle=claims.get("handle"), did=claims["sub"],
+                  username=username or default_username(claims["sub"], claims.get("handle")))
+
+
+def signup_submit():
+    claims = _pending_signup()
+    inst = instance()
+    username = bottle.request.forms.getunicode("username", "").strip().lower()
+    try:
+        sign_up(inst.db(), inst.cfg.signup, claims["sub"], claims.get("handle"), username, claims.get("invite"))
+    except (BadInput, Conflict) as e:
+        bottle.response.status = e.status
+        return signup_page(e.message, username)
+    bottle.response.delete_cookie(SIGNUP_COOKIE, path="/")
+    start_session(claims["sub"])
+    return redirect(safe_return_to(claims.get("return_to")))
+
+
+def atproto_client_metadata():
+    """The confidential client's metadata (ATProto OAuth "Client Metadata"); a localhost
+    instance is the spec's development client and has none."""
+    import robotwtf_atproto as atproto
+    cfg = instance().cfg
+    if not cfg.is_https:
+        raise NotFound("This instance runs as ATProto's localhost development client and has no client metadata.")
+    return json_response(atproto.client_metadata(cfg.public_url), "public, max-age=600")
+
+
+def atproto_client_jwks():
+    if not instance().cfg.is_https:
+        raise NotFound("This instance runs as ATProto's localhost development client and has no client keys.")
+    return json_response(instance().keys.client_jwks(), "public, max-age=600")
+
+
+@login_required
+def account_page():
+    user = current_user()
+    return render("account", sessions=list_sessions(instance().db(), user["did"]),
+                  current_session=current_session_id())
+
+
+@login_required
+def account_revoke_session():
+    revoke_session(instance().db(), current_user()["did"], bottle.request.forms.getunicode("session_id", ""))
+    return redirect("/account")
+
+
+@login_required
+def account_logout_everywhere():
+    revoke_all_sessions(instance().db(), current_user()["did"])
+    end_session()
+    return redirect("/")
+
+
+@login_required
+def account_delete():
+    user = current_user()
+    expected = user["handle"] or user["username"]
+    if bottle.request.forms.getunicode("confirm", "").strip().removeprefix("@").lower() != expected:
+        raise BadInput(f"To delete your account, type {expected} exactly.")
+    delete_user(instance().db(), user["did"])
+    end_session()
+    return redirect("/")
+
+
+@admin_required
+def admin_page(invite_url: str = ""):
+    return render("admin", users=list_users(instance().db()), invite_url=invite_url)
+
+
+@admin_required
+def admin_remove_user():
+    did = bottle.request.forms.getunicode("did", "")
+    if did == current_user()["did"]:
+        raise BadInput("You cannot remove yourself here; delete your account from the account page instead.")
+    delete_user(instance().db(), did)
+    return redirect("/admin")
+
+
+@admin_required
+def admin_create_invite():
+    try:
+        uses = int(bottle.request.forms.get("uses", "1"))
+    except ValueError:
+        raise BadInput("The number of uses must be a whole number.") from None
+    token = create_invite(instance().db(), current_user()["did"], uses)
+    return admin_page(instance().cfg.url("/auth/login?" + urllib.parse.urlencode({"invite": token})))
 
 
 def login_link():
@@ -2743,14 +3067,24 @@ def cmd_check(cfg: Config, args) -> int:
 
 def cmd_user_add(cfg: Config, args) -> int:
     db = open_instance_db(cfg)
-    did, handle = args.ident, args.handle
+    did, handle = args.ident.strip(), args.handle
     if not did.startswith("did:"):
-        raise BadInput(f"'{did}' is not a DID. Pass the person's DID (did:plc:... or did:web:...); "
-                       "add --handle to record their handle.")
+        did, handle = resolve_handle_for_cli(cfg, did)
     user = add_user(db, did, handle=handle.lower().removeprefix("@") if handle else None,
                     username=args.username, admin=args.admin)
     print(f"added {user['username']} ({user['did']}){' as admin' if user['is_admin'] else ''}")
     return 0
+
+
+def resolve_handle_for_cli(cfg: Config, handle: str) -> tuple[str, str]:
+    """A handle's DID, verified both ways, the same way the login does it."""
+    import robotwtf_atproto as atproto
+    try:
+        identity = atproto.resolve_identity(handle, atproto.Fetcher(insecure_dev_network=cfg.insecure_dev_network),
+                                            atproto.dns_resolver(cfg.dns_resolver), cfg.plc_url)
+    except atproto.AtprotoError as e:
+        raise BadInput(f"{e} (pass the person's DID instead to add them without the network)") from None
+    return identity.did, identity.handle
 
 
 def cmd_user_list(cfg: Config, args) -> int:
@@ -2825,8 +3159,8 @@ def build_parser() -> argparse.ArgumentParser:
     command(commands, "check", cmd_check, "check the configuration and the data folder")
     users = commands.add_parser("user", help="manage users").add_subparsers(dest="subcommand", metavar="SUBCOMMAND",
                                                                             required=True)
-    add = command(users, "add", cmd_user_add, "add a user by DID")
-    add.add_argument("ident", metavar="IDENT", help="the person's DID")
+    add = command(users, "add", cmd_user_add, "add a user by DID, or by handle (resolved and verified)")
+    add.add_argument("ident", metavar="IDENT", help="the person's DID or handle")
     add.add_argument("--handle", help="their ATProto handle")
     add.add_argument("--username", help="username (default: from the handle)")
     add.add_argument("--admin", action="store_true", help="make them an instance admin")

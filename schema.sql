@@ -157,3 +157,16 @@ CREATE TRIGGER pages_fts_update AFTER UPDATE OF path, title, content, deleted_at
     INSERT INTO pages_fts (rowid, path, title, content)
     SELECT new.id, new.path, new.title, new.content WHERE new.deleted_at IS NULL;
 END;
+
+-- ATProto logins under way, keyed by OAuth `state`; `pending` is robotwtf_atproto's JSON (it holds
+-- the login's private DPoP key and PKCE verifier). A row is deleted when its callback arrives.
+-- browser_hash binds the login to the browser that started it (login CSRF).
+CREATE TABLE login_requests (
+    state        TEXT PRIMARY KEY,
+    browser_hash TEXT NOT NULL,
+    pending      TEXT NOT NULL,
+    return_to    TEXT NOT NULL,
+    invite       TEXT,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL
+);

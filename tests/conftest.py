@@ -16,6 +16,7 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # in-process tests import this tree's robotwtf, not another checkout's
 ENTRY = [sys.executable, str(ROOT / "robotwtf.py")]
 
 

@@ -11,7 +11,10 @@
   <a class="brand" href="/">robotwtf</a>
   <nav>
   % if user:
-    <span class="who">{{user['handle'] or user['username']}}</span>
+    % if user['is_admin']:
+    <a href="/admin">Admin</a>
+    % end
+    <a class="who" href="/account">{{user['handle'] or user['username']}}</a>
     <form method="post" action="/auth/logout" class="inline">
       <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
       <button type="submit" class="link">Sign out</button>
