@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import bisect
 import datetime
 import difflib
 import functools
@@ -1103,7 +1104,8 @@ def parse_time(value: int | str | None) -> int | None:
     try:
         parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise BadInput(f"'{_shown(text)}' is not a date; use ISO 8601, e.g. 2025-01-31 or 2025-01-31T12:00:00Z.") from None
+        raise BadInput(f"'{_shown(text)}' is not a date; use ISO 8601, e.g. 2025-01-31 or "
+                       "2025-01-31T12:00:00Z.") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.timezone.utc)
     return int(parsed.timestamp())
@@ -1116,7 +1118,16 @@ FRONT_MATTER_LINE_RE = re.compile(r"([A-Za-z_][\w-]*)[ \t]*:[ \t]*(.*)")
 FENCE_RE = re.compile(r" {0,3}(`{3,}|~{3,})")
 HEADING_RE = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))??(?:[ \t]+#+)?[ \t]*")
 WIKILINK_RE = re.compile(r"\[\[([^\[\]|\n]+?)(?:\|([^\[\]\n]*))?\]\]")
-INLINE_CODE_RE = re.compile(r"(?<!`)(`+)(?!`).+?(?<!`)\1(?!`)", re.S)
+# An inline code span: matching backtick runs, not across a blank line (CommonMark §6.1).
+INLINE_CODE_RE = re.compile(r"(?<!`)(`+)(?!`)(?:(?!\n[ \t]*\n)[\s\S])+?(?<!`)\1(?!`)")
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with their '\n' kept, split on '\n' only (str.splitlines also splits on form feeds
+    and Unicode separators, which Markdown treats as ordinary characters)."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
 
 
 def parse_front_matter(content: str) -> tuple[dict, str]:
@@ -1128,7 +1139,7 @@ def parse_front_matter(content: str) -> tuple[dict, str]:
         return {}, content
     fields: dict = {}
     key = None
-    for line in (match.group(1) or "").splitlines():
+    for line in (match.group(1) or "").split("\n"):
         item = re.match(r"[ \t]*-[ \t]+(.*)", line)
         if item and key is not None and isinstance(fields.get(key), list):
             fields[key].append(_unquote(item.group(1)))
@@ -1171,12 +1182,12 @@ class Heading:
     level: int
     title: str
     trail: tuple[str, ...]   # titles of this heading and the headings it sits under, outermost first
-    line: int                # index into content.splitlines(keepends=True)
+    line: int                # index into _lines(content)
 
 
 def page_headings(content: str) -> list[Heading]:
     """ATX headings outside fenced code and front matter, with their closing #s removed."""
-    lines = content.splitlines(keepends=True)
+    lines = _lines(content)
     match = FRONT_MATTER_RE.match(content)
     first = content[:match.end()].count("\n") if match else 0
     headings: list[Heading] = []
@@ -1215,7 +1226,7 @@ def find_section(content: str, section: str) -> tuple[Heading, str]:
     for position, heading in enumerate(headings):
         trail = [t.casefold() for t in heading.trail]
         if trail[-len(wanted):] == wanted:
-            lines = content.splitlines(keepends=True)
+            lines = _lines(content)
             end = next((h.line for h in headings[position + 1:] if h.level <= heading.level), len(lines))
             return heading, "".join(lines[heading.line:end])
     if not headings:
@@ -1237,9 +1248,11 @@ def wikilinks(content: str) -> list[WikiLink]:
     """The `[[Path]]` and `[[Path|text]]` links of a page, outside code (fenced blocks and inline
     code spans show the syntax literally). Targets that are not valid page paths are skipped."""
     code = _code_ranges(content)
+    starts = [start for start, _ in code]
     found = []
     for match in WIKILINK_RE.finditer(content):
-        if any(start <= match.start() < end for start, end in code):
+        inside = bisect.bisect_right(starts, match.start()) - 1
+        if inside >= 0 and match.start() < code[inside][1]:
             continue
         target, _, fragment = match.group(1).partition("#")
         try:
@@ -1252,10 +1265,10 @@ def wikilinks(content: str) -> list[WikiLink]:
 
 
 def _code_ranges(content: str) -> list[tuple[int, int]]:
-    """Character ranges of fenced code blocks and inline code spans."""
+    """Character ranges of fenced code blocks and inline code spans, in order."""
     ranges = []
     offset, fence, fence_start = 0, None, 0
-    for line in content.splitlines(keepends=True):
+    for line in _lines(content):
         opener = FENCE_RE.match(line.rstrip("\n"))
         if fence is None and opener:
             fence, fence_start = opener.group(1), offset
@@ -1266,10 +1279,11 @@ def _code_ranges(content: str) -> list[tuple[int, int]]:
         offset += len(line)
     if fence:
         ranges.append((fence_start, offset))
+    fences = list(ranges)
     for match in INLINE_CODE_RE.finditer(content):
-        if not any(start <= match.start() < end for start, end in ranges):
+        if not any(start <= match.start() < end for start, end in fences):
             ranges.append(match.span())
-    return ranges
+    return sorted(ranges)
 
 
 def _rewrite_links(content: str, old_key: str, new_path: str) -> str:
@@ -1286,8 +1300,7 @@ def _rewrite_links(content: str, old_key: str, new_path: str) -> str:
 
 def unified_diff(old_text: str, new_text: str, old_label: str, new_label: str) -> str:
     """A unified diff (difflib) of two texts; '' when they are equal."""
-    lines = difflib.unified_diff(old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-                                 old_label, new_label)
+    lines = difflib.unified_diff(_lines(old_text), _lines(new_text), old_label, new_label)
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
@@ -1501,7 +1514,8 @@ def _revision_prefix(value: str) -> str:
     if not REVISION_ID_RE.fullmatch(prefix):
         raise BadInput(f"'{_shown(value)}' is not a revision id; revision ids are hexadecimal, like 3f9a2c1b7d04.")
     if len(prefix) < MIN_REVISION_PREFIX:
-        raise BadInput(f"'{_shown(value)}' is too short to name a revision; give at least {MIN_REVISION_PREFIX} characters.")
+        raise BadInput(f"'{_shown(value)}' is too short to name a revision; give at least "
+                       f"{MIN_REVISION_PREFIX} characters.")
     return prefix
 
 
@@ -1612,10 +1626,11 @@ def _store_links(db: sqlite3.Connection, wiki_id: int, page_id: int, content: st
 def read_page(db: sqlite3.Connection, wiki_id: int, path: str, revision: str = "", section: str = "") -> Page:
     """A live page, optionally as it was at `revision` (a unique prefix of ≥ 7 characters of one
     of its revisions) and narrowed to one `section` (see find_section)."""
-    row = _page_row(db, wiki_id, path)
+    with read_snapshot(db):
+        row = _page_row(db, wiki_id, path)
+        old = _revision_row(db, wiki_id, revision, page_id=row["id"]) if revision else None
     page = _page(row)
-    if revision:
-        old = _revision_row(db, wiki_id, revision, page_id=row["id"])
+    if old is not None:
         fields = _page_fields(old["content"])
         page = dataclasses.replace(page, revision=old["id"], content=old["content"], title=fields["title"],
                                    category=fields["category"], tags=tuple(json.loads(fields["tags"])),
@@ -1688,7 +1703,11 @@ def search_pages(db: sqlite3.Connection, wiki_id: int, query: str, limit: int = 
 def page_links(db: sqlite3.Connection, wiki_id: int, path: str) -> PageLinks:
     """A live page's outgoing WikiLinks (each saying whether its page exists) and the live pages
     linking to it."""
-    row = _page_row(db, wiki_id, path)
+    with read_snapshot(db):
+        return _page_links(db, wiki_id, _page_row(db, wiki_id, path))
+
+
+def _page_links(db: sqlite3.Connection, wiki_id: int, row: sqlite3.Row) -> PageLinks:
     links_to = tuple(LinkTarget(r["path"] or r["target"], r["path"] is not None) for r in db.execute(
         "SELECT links.target, pages.path FROM links LEFT JOIN pages ON pages.wiki_id = links.wiki_id "
         "AND pages.path_key = links.target_key AND pages.deleted_at IS NULL WHERE links.page_id = ? "
@@ -2012,7 +2031,8 @@ def get_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename: st
     row = _page_row(db, wiki_id, path)
     found = _attachment_row(db, row["id"], filename)
     if found is None:
-        raise NotFound(f"Page '{row['path']}' has no attachment '{_shown(filename)}'. List its attachments to see the names.")
+        raise NotFound(f"Page '{row['path']}' has no attachment '{_shown(filename)}'. List its attachments to see "
+                       "the names.")
     return _attachment(found, with_data=True)
 
 

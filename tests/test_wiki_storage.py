@@ -606,7 +606,8 @@ def test_decode_utf8_refuses_invalid_bytes():
     assert rw.decode_utf8("\ufeffhé".encode()) == "hé"
     with pytest.raises(rw.BadInput) as caught:
         rw.decode_utf8(b"ok \xff\xfe", "The upload")
-    assert caught.value.message == "The upload is not valid UTF-8 (bad byte at offset 3). Save it as UTF-8 and try again."
+    assert caught.value.message == ("The upload is not valid UTF-8 (bad byte at offset 3). "
+                                    "Save it as UTF-8 and try again.")
 
 
 def test_html_in_content_titles_and_messages_is_stored_verbatim(db, wiki):
