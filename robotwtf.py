@@ -43,6 +43,8 @@ import bottle
 
 log = logging.getLogger("robotwtf")
 
+VERSION = "0.1.0"
+
 DB_FILE = "robotwtf.db"
 ES256_KEY_FILE = "es256-key.pem"
 RS256_KEY_FILE = "rs256-key.pem"
@@ -222,6 +224,8 @@ SETTINGS = (
             "browser sessions last this many days"),
     Setting("login_per_minute", "--login-per-minute", "ROBOTWTF_LOGIN_PER_MINUTE", 20, _parse_positive,
             "sign-in attempts allowed per client address per minute"),
+    Setting("mcp_per_minute", "--mcp-per-minute", "ROBOTWTF_MCP_PER_MINUTE", 600, _parse_positive,
+            "MCP requests allowed per OAuth grant or personal token per minute"),
     Setting("max_pages_per_wiki", "--max-pages-per-wiki", "ROBOTWTF_MAX_PAGES_PER_WIKI", 5000, _parse_positive,
             "most pages a wiki may hold (deleted pages don't count)"),
     Setting("max_wiki_bytes", "--max-wiki-bytes", "ROBOTWTF_MAX_WIKI_BYTES", 256 * 1024 * 1024, _parse_positive,
@@ -248,6 +252,7 @@ class Config:
     max_body_bytes: int
     session_days: int
     login_per_minute: int
+    mcp_per_minute: int
     max_pages_per_wiki: int
     max_wiki_bytes: int
     max_wikis_per_user: int
@@ -1399,6 +1404,7 @@ class PageLinks:
     path: str
     links_to: tuple[LinkTarget, ...]
     linked_from: tuple[str, ...]
+    revision: str   # the page's current revision
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1690,7 +1696,7 @@ def page_links(db: sqlite3.Connection, wiki_id: int, path: str) -> PageLinks:
         "SELECT pages.path FROM links JOIN pages ON pages.id = links.page_id WHERE links.wiki_id = ? "
         "AND links.target_key = ? AND links.page_id != ? ORDER BY pages.path_key",
         (wiki_id, row["path_key"], row["id"])))
-    return PageLinks(row["path"], links_to, linked_from)
+    return PageLinks(row["path"], links_to, linked_from, row["revision_id"])
 
 
 def orphan_pages(db: sqlite3.Connection, wiki_id: int) -> list[str]:
@@ -1977,6 +1983,11 @@ def _disposition(kind: str, filename: str) -> str:
 def _attachment_row(db: sqlite3.Connection, page_id: int, filename: str) -> sqlite3.Row | None:
     return db.execute("SELECT * FROM attachments WHERE page_id = ? AND filename_key = ?",
                       (page_id, sanitize_filename(filename).casefold())).fetchone()
+
+
+def page_info(db: sqlite3.Connection, wiki_id: int, path: str) -> PageInfo:
+    """A live page without its content: its path as stored, current revision and metadata."""
+    return _page_info(_page_row(db, wiki_id, path))
 
 
 def list_attachments(db: sqlite3.Connection, wiki_id: int, path: str) -> list[Attachment]:
@@ -2715,6 +2726,9 @@ def build_app(inst: Instance) -> App:
     app.install(CsrfPlugin())
 
     app.route("/healthz", "GET", healthz)
+    # Before any wiki page route, so /w/<slug>/mcp is always the MCP endpoint (CONTRACT §3).
+    import robotwtf_mcp
+    robotwtf_mcp.install(app)
     app.route("/static/style.css", "GET", stylesheet)
     app.route("/", "GET", home)
     app.route("/auth/login", "GET", login_page)
