@@ -386,3 +386,17 @@ def test_two_clients_writing_one_page_at_once_get_exactly_one_conflict(own_wiki)
         retried = clients[1 - winner].ok("write_note", path=path, content=f"writer {1 - winner} after rereading",
                                          revision=page["revision"])
         assert retried["structuredContent"]["kind"] == "update"
+
+
+def test_requests_beyond_the_rate_limit_get_429_with_retry_after(tmp_path):
+    server = start_server(tmp_path / "data", "--mcp-per-minute", "3")
+    try:
+        wiki = make_wiki(server)
+        statuses = [wiki.mcp.legacy("tools/list").status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        limited = wiki.mcp.legacy("tools/list")
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        other = make_wiki(server, "other")  # another token has its own bucket
+        assert other.mcp.legacy("tools/list").status_code == 200
+    finally:
+        server.stop()

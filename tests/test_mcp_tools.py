@@ -98,7 +98,7 @@ def test_read_note_section_and_old_revision(wiki, arm):
 def test_read_note_failures(wiki, arm):
     path, revision = arm
     assert "Page not found: 'Nowhere'" in wiki.mcp.fails("read_note", path="Nowhere")
-    assert "list_notes or search_notes" in wiki.mcp.fails("read_note", path="Nowhere")
+    assert "Use list_notes or search_notes to find pages" in wiki.mcp.fails("read_note", path="Nowhere")
     assert "Available sections:\n  - Robot Arm\n  - Robot Arm > Setup" in wiki.mcp.fails(
         "read_note", path=path, section="Teardown")
     assert "at least 7 characters" in wiki.mcp.fails("read_note", path=path, revision=revision[:4])
