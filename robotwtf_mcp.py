@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import bottle
 
 import robotwtf as rw
+import robotwtf_as
 
 log = logging.getLogger("robotwtf.mcp")
 
@@ -1473,7 +1474,6 @@ def build_server(public_url: str) -> Server:
 # --- the HTTP route: /w/<slug>/mcp -------------------------------------------------------------
 # Everything below needs the robotwtf app; the protocol core above does not.
 
-SCOPES = ("wiki:read", "wiki:write")
 ENDPOINT_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _QUOTED_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f]')
 
@@ -1506,8 +1506,6 @@ def install(app) -> None:
 
 def serve_request(inst, server: Server, slug: str) -> Reply:
     """Authenticate one HTTP request to a wiki's endpoint and answer it through handle_http."""
-    import robotwtf_as
-
     request = bottle.request
     if request.method != "POST":
         return handle_http(server, request.method, b"", {}, None)
@@ -1537,7 +1535,7 @@ def _unauthorized_reply(refusal, metadata_url: str) -> Reply:
     # basic/authorization "Protected Resource Metadata Discovery" and "Scope Selection Strategy":
     # the challenge names the metadata and the scopes to ask for. RFC 6750 §3.1: a request without
     # credentials gets no error code.
-    challenge = f'Bearer resource_metadata="{metadata_url}", scope="{" ".join(SCOPES)}"'
+    challenge = f'Bearer resource_metadata="{metadata_url}", scope="{" ".join(rw.SCOPES)}"'
     if refusal.error:
         description = _QUOTED_UNSAFE.sub("'", refusal.description)
         challenge += f', error="{refusal.error}", error_description="{description}"'
