@@ -2706,7 +2706,8 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
         body = json.dumps({"error": code, "message": message})
         content_type = "application/json"
     else:
-        body = render("error", status=status, message=message)
+        body = render("error", status=status, message=message, sign_in_url="/auth/login?" + urllib.parse.urlencode(
+            {"return_to": safe_return_to(urllib.parse.quote(bottle.request.fullpath))}))
         content_type = "text/html; charset=utf-8"
     return bottle.HTTPResponse(body, status, {"Content-Type": content_type, "Cache-Control": "no-store",
                                               **(headers or {})})
@@ -3259,6 +3260,7 @@ def _wikilink_rule(state, silent: bool) -> bool:
 
 @functools.cache
 def markdown_parser():
+    """Built once, on the first page shown (the CLI never needs markdown_it)."""
     from markdown_it import MarkdownIt
     md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
     md.validateLink = is_safe_link
@@ -3297,6 +3299,7 @@ def render_markdown(db: sqlite3.Connection, wiki: WikiAccess, content: str) -> s
 
 
 def _set_heading_ids(tokens) -> None:
+    """Each heading's id is its anchor; a repeated title gets -2, -3… so every id is unique."""
     seen: dict[str, int] = {}
     for opening, inline in zip(tokens, tokens[1:]):
         if opening.type == "heading_open":
@@ -3334,23 +3337,24 @@ def utc_time(t: int) -> str:
 
 
 def human_size(size: int) -> str:
-    for unit in ("bytes", "KB", "MB"):
-        if size < 1024 or unit == "MB":
-            return f"{size} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return ""
+    if size < 1024:
+        return f"{size} bytes"
+    return f"{size / 1024:.1f} KB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.1f} MB"
 
 
 def wiki_render(template: str, wiki: WikiAccess, status: int = 200, **context) -> str:
-    """A wiki page: the template gets the wiki and the small formatting helpers."""
+    """A wiki page: the template gets the wiki and the small formatting helpers. Private pages
+    must not sit in shared caches, and a page seen again must be asked for again (it may have
+    changed), hence `private, no-cache`."""
     bottle.response.status = status
+    bottle.response.set_header("Cache-Control", "private, no-cache")
     return render(template, wiki=wiki, ago=time_ago, utc=utc_time, size=human_size, **context)
 
 
 # --- wikis in the browser: reading ---------------------------------------------------------------------
 
 def wiki_root(slug: str):
-    return redirect(f"/w/{slug}/")
+    return redirect(f"/w/{urllib.parse.quote(slug, safe='')}/")
 
 
 @requires_member("viewer")

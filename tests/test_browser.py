@@ -159,6 +159,17 @@ def test_edit_then_read_history_and_a_diff(site, alice):
     expect(page.locator(".diff .add")).to_contain_text(["every week in July", "Sungold"])
     expect(page.locator(".diff .del")).to_contain_text(["every two weeks"])
     alice.shot("08-diff")
+    page.click("dl.facts a >> nth=0")
+    expect(page.locator(".notice")).to_contain_text("This is revision")
+    expect(page.locator("article")).to_contain_text("every two weeks")
+    alice.shot("08b-old-revision")
+    page.click(".wikinav >> text=Recent changes")
+    expect(page.locator("ol.recent li").first).to_contain_text("Feed more often in July")
+    alice.shot("08c-recent-changes")
+    page.click(".wikinav >> text=All pages")
+    expect(page.locator("ul.index a")).to_have_text(["Agent Guide", "Compost", "Getting Started", "Home",
+                                                     "Plants/Tomato"])
+    alice.shot("08d-all-pages")
 
 
 def test_search_highlights_matches(site, alice):
@@ -234,6 +245,26 @@ def test_readable_on_a_phone(site, chromium, alice):
         assert phone.errors == []
     finally:
         phone.close()
+
+
+def test_strangers_read_a_public_wiki_without_edit_controls(site, chromium, alice):
+    page = alice.page
+    page.goto(f"{site.url}/w/garden/-/settings")
+    page.check("input[name=visibility][value=public]")
+    page.click("button:has-text('Save') >> nth=0")
+    stranger = chromium.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        view = stranger.new_page()
+        view.goto(f"{site.url}/w/garden/Plants/Tomato")
+        expect(view.locator("article h1")).to_have_text("Tomato")
+        expect(view.locator(".actions")).not_to_contain_text("Edit")
+        expect(view.locator(".wikinav")).not_to_contain_text("New page")
+        view.screenshot(path=str(SHOTS / "18-public-read-only.png"), full_page=True)
+        view.goto(f"{site.url}/w/someone-elses/")
+        expect(view.locator("p.error")).to_have_text("There is no wiki here, or it is private. If it is yours, sign in.")
+        view.screenshot(path=str(SHOTS / "19-hidden-wiki.png"), full_page=True)
+    finally:
+        stranger.close()
 
 
 def test_works_without_javascript(site, chromium):

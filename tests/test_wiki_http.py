@@ -142,7 +142,7 @@ def test_create_wiki_makes_default_pages_and_opens_home(site, people):
                                                        "description": "For <b>tests</b>"})
     assert created.status_code == 303 and created.headers["Location"] == "/w/fresh-wiki/"
     home = get(site, people["alice"], "/w/fresh-wiki/")
-    assert home.status_code == 200
+    assert home.status_code == 200 and home.headers["Cache-Control"] == "private, no-cache"
     assert "<h1 id=" in home.text and "Fresh &lt;i&gt;wiki&lt;/i&gt;" in home.text and "<i>wiki" not in home.text
     assert "For &lt;b&gt;tests&lt;/b&gt;" in home.text
     assert 'href="/w/fresh-wiki/Getting%20Started" class="wikilink"' in home.text
@@ -716,10 +716,13 @@ def test_private_wiki_is_a_404_to_outsiders_like_a_missing_one(site, people, gua
         browser = people[who]
         nowhere = get(site, browser, "/w/no-such-wiki/")
         assert nowhere.status_code == 404 and HIDDEN in text(nowhere)
+        if who == "anon":  # signing in comes back here
+            assert 'href="/auth/login?return_to=%2Fw%2Fno-such-wiki%2F"' in nowhere.text
         for method, path, data in [("GET", p, {}) for p in READS] + EDITS + OWNER_ONLY:
             response = request(site, browser, method, path, data, slug, rev)
             assert response.status_code == 404, (who, method, path)
-            assert response.text == request(site, browser, method, path, data, "no-such-wiki", rev).text
+            nowhere = request(site, browser, method, path, data, "no-such-wiki", rev)
+            assert response.text == nowhere.text.replace("no-such-wiki", slug)
     assert snapshot(site, people["alice"], slug) == before
 
 
