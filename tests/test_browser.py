@@ -279,6 +279,10 @@ def test_works_without_javascript(site, chromium):
         page.goto(f"{site.url}/w/garden/-/attachments/Plants/Tomato")
         page.click("ul.files button:has-text('delete')")
         expect(page.locator("text=This page has no attachments.")).to_be_visible()
+        page.goto(f"{site.url}/w/garden/-/history/Compost")
+        page.click("ol.revisions li >> nth=-1 >> button:has-text('restore')")
+        expect(page.locator("article")).to_contain_text("Greens and browns.")
+        expect(page.locator("article")).not_to_contain_text("No script needed.")
     finally:
         person.close()
     assert requests.get(f"{site.url}/static/wiki.js").headers["Content-Type"].startswith("text/javascript")
