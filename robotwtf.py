@@ -20,6 +20,7 @@ import difflib
 import functools
 import hashlib
 import hmac
+import html
 import importlib.resources
 import io
 import ipaddress
@@ -2839,6 +2840,9 @@ def _edge_route(app, cfg: Config, environ, start, path: str):
     host = environ.get("HTTP_HOST")
     if host is not None and not HOST_RE.fullmatch(host):
         return _plain(start, "400 Bad Request", "Malformed Host header.\n")
+    if not _is_utf8(path):
+        # bottle would drop the bad bytes and serve some other page; say what is wrong instead
+        return _plain(start, "400 Bad Request", "The URL is not valid UTF-8.\n")
     if host and host.lower() != cfg.public_host.lower() and not is_machine_path(path):
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return _plain(start, "400 Bad Request", f"Use {cfg.public_url} for this request.\n")
@@ -2847,6 +2851,15 @@ def _edge_route(app, cfg: Config, environ, start, path: str):
         start("302 Found", [("Location", target), ("Content-Length", "0")])
         return [b""]
     return app(environ, start)
+
+
+def _is_utf8(wsgi_text: str) -> bool:
+    """WSGI hands over URL bytes as latin-1 text (PEP 3333); are those bytes UTF-8?"""
+    try:
+        wsgi_text.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return False
+    return True
 
 
 def _plain(start, status: str, text: str):
@@ -2948,7 +2961,7 @@ def _csrf_binding() -> str:
 
 
 def check_csrf() -> None:
-    sent = bottle.request.forms.get("csrf_token", "")
+    sent = form_text("csrf_token")
     if not hmac.compare_digest(sent, csrf_token()):
         raise Forbidden("This form has expired or was sent from another site. Go back, reload the page "
                         "and try again.")
@@ -3005,7 +3018,8 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
         body = json.dumps({"error": code, "message": message})
         content_type = "application/json"
     else:
-        body = render("error", status=status, message=message)
+        body = render("error", status=status, message=message, sign_in_url="/auth/login?" + urllib.parse.urlencode(
+            {"return_to": safe_return_to(urllib.parse.quote(bottle.request.fullpath))}))
         content_type = "text/html; charset=utf-8"
     return bottle.HTTPResponse(body, status, {"Content-Type": content_type, "Cache-Control": "no-store",
                                               **(headers or {})})
@@ -3035,6 +3049,50 @@ def safe_return_to(value: str | None) -> str:
     return value if not parts.scheme and not parts.netloc else "/"
 
 
+# Bottle refuses url-encoded bodies over MEMFILE_MAX (100 KB by default) with a 413 and keeps
+# multipart parts up to it in memory. A page may hold 1,000,000 bytes, which a browser sends
+# percent-encoded (up to three bytes each), so forms get room for that plus their other fields.
+MAX_FORM_BYTES = 4 * MAX_PAGE_BYTES
+
+
+def request_form() -> bottle.FormsDict:
+    """The POST body's fields and files, parsed once. Bottle raises a bare exception (a 500) for
+    a multipart field that is not UTF-8 or a malformed part: those are the sender's mistakes."""
+    try:
+        return bottle.request.POST
+    except UnicodeDecodeError:
+        raise BadInput("The form is not valid UTF-8 text. Send it from a browser page, or encode it "
+                       "as UTF-8.") from None
+    except (bottle.MultipartError, ValueError):
+        raise BadInput("The form could not be read (its multipart body is malformed).") from None
+
+
+def form_text(name: str, default: str = "") -> str:
+    """A POST field as text. Bottle keeps url-encoded values as latin-1 stand-ins for the bytes
+    sent and would quietly swap invalid UTF-8 for a default; here that is a 400 naming the field."""
+    form = request_form()
+    value = form.get(name)
+    if value is None or isinstance(value, bottle.FileUpload):
+        return default
+    return decode_utf8(value.encode("latin-1"), f"The form field '{name}'") if form.recode_unicode else value
+
+
+def query_text(name: str, default: str = "") -> str:
+    """A query-string parameter as text; invalid UTF-8 is a 400, as in form_text."""
+    value = bottle.request.query.get(name)
+    if value is None:
+        return default
+    return decode_utf8(value.encode("latin-1"), f"The parameter '{name}'")
+
+
+def form_upload(name: str) -> tuple[str, bytes]:
+    """(file name as sent, bytes) of a file field; the body limit bounds its size."""
+    upload = request_form().get(name)
+    if not isinstance(upload, bottle.FileUpload):
+        raise BadInput("Choose a file to upload.")
+    return upload.raw_filename, upload.file.read()
+
+
 def login_required(callback):
     @functools.wraps(callback)
     def wrapper(*args, **kwargs):
@@ -3060,7 +3118,11 @@ class App(bottle.Bottle):
 
 # --- routes ---------------------------------------------------------------------------------------
 
+PAGE_ROUTE = r"(?!-|mcp(?:/|$)).+"
+
+
 def build_app(inst: Instance) -> App:
+    bottle.BaseRequest.MEMFILE_MAX = MAX_FORM_BYTES
     app = App(catchall=True)
     app.config["robotwtf.instance"] = inst
     app.install(ErrorPlugin())
@@ -3070,8 +3132,9 @@ def build_app(inst: Instance) -> App:
     # Before any wiki page route, so /w/<slug>/mcp is always the MCP endpoint (CONTRACT §3).
     import robotwtf_mcp
     robotwtf_mcp.install(app)
-    app.route("/static/style.css", "GET", stylesheet)
+    app.route("/static/<name>", "GET", static_file)
     app.route("/", "GET", home)
+    app.route("/wikis", "POST", wiki_create)
     app.route("/auth/login", "GET", login_page)
     app.route("/auth/login", "POST", login_start)
     app.route("/auth/callback", "GET", login_callback)
@@ -3090,6 +3153,39 @@ def build_app(inst: Instance) -> App:
     app.route("/admin/invites", "POST", admin_create_invite)
     import robotwtf_as  # imported here: it imports this module
     robotwtf_as.install(app)
+
+    # A wiki in the browser (CONTRACT §3): its pages at /w/<slug>/<page path>, everything else
+    # under /w/<slug>/-/. PAGE_ROUTE keeps page paths off `-…` and `mcp`, whatever the route order.
+    app.route("/w/<slug>", "GET", wiki_root)
+    app.route("/w/<slug>/", "GET", page_view)
+    app.route(f"/w/<slug>/<path:re:{PAGE_ROUTE}>", "GET", page_view)
+    app.route("/w/<slug>/-/pages", "GET", page_index)
+    app.route("/w/<slug>/-/recent", "GET", recent_view)
+    app.route("/w/<slug>/-/search", "GET", search_view)
+    app.route("/w/<slug>/-/new", "GET", page_new_form)
+    app.route("/w/<slug>/-/new", "POST", page_create)
+    app.route("/w/<slug>/-/edit/<path:path>", "GET", page_edit_form)
+    app.route("/w/<slug>/-/edit/<path:path>", "POST", page_save)
+    app.route("/w/<slug>/-/rename/<path:path>", "GET", page_rename_form)
+    app.route("/w/<slug>/-/rename/<path:path>", "POST", page_rename)
+    app.route("/w/<slug>/-/delete/<path:path>", "GET", page_delete_form)
+    app.route("/w/<slug>/-/delete/<path:path>", "POST", page_delete)
+    app.route("/w/<slug>/-/history/<path:path>", "GET", history_view)
+    app.route("/w/<slug>/-/revision/<revision>", "GET", revision_view)
+    app.route("/w/<slug>/-/revision/<revision>/restore", "POST", revision_restore)
+    app.route("/w/<slug>/-/diff", "GET", diff_view)
+    app.route("/w/<slug>/-/attachments/<path:path>", "GET", attachments_view)
+    app.route("/w/<slug>/-/attachments/<path:path>", "POST", attachment_upload)
+    app.route("/w/<slug>/-/attachment/<path:path>/<filename>", "GET", attachment_download)
+    app.route("/w/<slug>/-/delete-attachment/<path:path>", "POST", attachment_delete)
+    app.route("/w/<slug>/-/settings", "GET", settings_view)
+    app.route("/w/<slug>/-/settings", "POST", settings_save)
+    app.route("/w/<slug>/-/settings/members", "POST", member_add)
+    app.route("/w/<slug>/-/settings/members/role", "POST", member_change_role)
+    app.route("/w/<slug>/-/settings/members/remove", "POST", member_remove)
+    app.route("/w/<slug>/-/settings/export", "GET", wiki_export)
+    app.route("/w/<slug>/-/settings/import", "POST", wiki_import)
+    app.route("/w/<slug>/-/settings/delete", "POST", wiki_delete)
     return app
 
 
@@ -3103,17 +3199,44 @@ def healthz():
     return '{"status": "ok"}'
 
 
-def stylesheet():
-    bottle.response.content_type = "text/css; charset=utf-8"
+# The stylesheet and the one small script (progressive enhancement: every page works without
+# it), kept beside the templates. Scripts must come from our origin: the CSP forbids inline ones.
+STATIC_FILES = {"style.css": "text/css; charset=utf-8", "wiki.js": "text/javascript; charset=utf-8"}
+
+
+def static_file(name: str):
+    if name not in STATIC_FILES:
+        raise NotFound("There is no such file.")
+    bottle.response.content_type = STATIC_FILES[name]
     bottle.response.set_header("Cache-Control", "public, max-age=3600")
-    return resource_root().joinpath("views", "style.css").read_text(encoding="utf-8")
+    return resource_root().joinpath("views", name).read_text(encoding="utf-8")
 
 
 def home():
-    user = current_user()
-    if user is None:
+    if current_user() is None:
         return render("landing")
-    return render("dashboard", wikis=user_wikis(instance().db(), user["did"]))
+    return dashboard()
+
+
+def dashboard(error: str = "", status: int = 200, form: dict | None = None) -> str:
+    """The signed-in person's wikis, those they own apart from those shared with them."""
+    did = current_user()["did"]
+    wikis = user_wikis(instance().db(), did)
+    bottle.response.status = status
+    return render("dashboard", own=[w for w in wikis if w["owner_did"] == did],
+                  shared=[w for w in wikis if w["owner_did"] != did], error=error, form=form or {})
+
+
+@login_required
+def wiki_create():
+    form = {name: form_text(name) for name in ("slug", "title", "description")}
+    inst = instance()
+    try:
+        wiki = create_wiki(inst.db(), form["slug"].strip(), current_user()["did"], form["title"], form["description"],
+                           public_url=inst.cfg.public_url, quotas=inst.cfg.quotas, via="web")
+    except (BadInput, Conflict, QuotaExceeded) as refused:
+        return dashboard(refused.message, refused.status, form)
+    return redirect(f"/w/{wiki['slug']}/")
 
 
 def json_response(document: dict, cache: str = "no-store") -> str:
@@ -3319,6 +3442,563 @@ def login_link():
 
 def logout():
     end_session()
+    return redirect("/")
+
+
+# --- wikis in the browser: who may do what ---------------------------------------------------------
+# Every wiki route gets its wiki through requires_member, which answers "may this caller do this
+# here" in one place. A wiki the caller may not read is a 404 worded exactly like a wiki that does
+# not exist (CONTRACT §4: a private wiki does not reveal itself); a reader who may not write gets 403.
+
+ROLE_RANK = {"viewer": 1, "editor": 2, "owner": 3}
+HIDDEN_WIKI = "There is no wiki here, or it is private. If it is yours, sign in."
+REFUSALS = {"editor": "You can read this wiki but not change it. Ask one of its owners to make you an editor.",
+            "owner": "Only the wiki's owners can do that."}
+
+
+@dataclasses.dataclass(frozen=True)
+class WikiAccess:
+    """A wiki as the current caller may use it: its row and their role in it (None for someone
+    reading a public wiki without being a member). Also builds the wiki's URLs (CONTRACT §3)."""
+    row: sqlite3.Row
+    role: str | None
+
+    @property
+    def id(self) -> int:
+        return self.row["id"]
+
+    @property
+    def slug(self) -> str:
+        return self.row["slug"]
+
+    @property
+    def title(self) -> str:
+        return self.row["title"]
+
+    @property
+    def can_edit(self) -> bool:
+        return ROLE_RANK.get(self.role, 0) >= ROLE_RANK["editor"]
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == "owner"
+
+    def page_url(self, path: str) -> str:
+        """A page's address; the home page's is the wiki's own."""
+        if path_key(path) == path_key(HOME_PAGE):
+            return f"/w/{self.slug}/"
+        return f"/w/{self.slug}/{urllib.parse.quote(path, safe='/')}"
+
+    def url(self, action: str, path: str = "") -> str:
+        """The address of one of the wiki's own pages (`/-/…`), optionally about a page path."""
+        return f"/w/{self.slug}/-/{action}" + (f"/{urllib.parse.quote(path, safe='/')}" if path else "")
+
+    def attachment_url(self, path: str, filename: str) -> str:
+        return self.url("attachment", path) + "/" + urllib.parse.quote(filename, safe="")
+
+    def revision_url(self, revision: str) -> str:
+        return self.url("revision") + "/" + urllib.parse.quote(revision, safe="")
+
+    def diff_url(self, old: str, new: str) -> str:
+        return self.url("diff") + "?" + urllib.parse.urlencode({"from": old, "to": new})
+
+    def new_page_url(self, path: str = "") -> str:
+        return self.url("new") + ("?" + urllib.parse.urlencode({"path": path}) if path else "")
+
+
+def open_wiki(slug: str, needed: str) -> WikiAccess:
+    """The wiki `slug` if the caller has at least the role `needed` there; anyone may read a
+    public wiki, signed in or not."""
+    db, user = instance().db(), current_user()
+    try:
+        row = get_wiki(db, slug)
+    except NotFound:
+        raise NotFound(HIDDEN_WIKI) from None
+    role = member_role(db, row["id"], user["did"]) if user is not None else None
+    if role is None and row["visibility"] != "public":
+        raise NotFound(HIDDEN_WIKI)
+    if ROLE_RANK.get(role, ROLE_RANK["viewer"]) < ROLE_RANK[needed]:
+        raise Forbidden(REFUSALS[needed] if user is not None else "Sign in to change this wiki.")
+    return WikiAccess(row, role)
+
+
+def requires_member(role: str):
+    """Route decorator: the handler receives the WikiAccess for the URL's <slug> instead of the
+    slug, once the caller is known to hold `role` there (or it is public and `role` is viewer)."""
+    def decorate(callback):
+        @functools.wraps(callback)
+        def wrapper(slug: str, **kwargs):
+            return callback(open_wiki(slug, role), **kwargs)
+        return wrapper
+    return decorate
+
+
+def web_author() -> Author:
+    return Author(current_user()["did"], "web")
+
+
+# --- wikis in the browser: page text to HTML ----------------------------------------------------------
+# markdown-it-py with raw HTML off (it is shown as text) and links limited to safe schemes.
+# WikiLinks are an inline rule, so `[[x]]` inside code stays literal, as wikilinks() treats it.
+
+SAFE_LINK_SCHEMES = ("http", "https", "mailto")
+LINK_SCHEME_RE = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def is_safe_link(url: str) -> bool:
+    """Relative links and http(s)/mailto only: javascript:, data:, vbscript:, file: and every
+    other scheme are refused (the link is then shown as text)."""
+    scheme = LINK_SCHEME_RE.match(url)
+    return scheme is None or scheme.group(1).lower() in SAFE_LINK_SCHEMES
+
+
+def _wikilink_rule(state, silent: bool) -> bool:
+    """markdown-it inline rule: `[[Path]]`, `[[Path|text]]` and `[[Path#Section]]` become links
+    whose target is resolved after parsing (see render_markdown)."""
+    if not state.src.startswith("[[", state.pos):
+        return False
+    match = WIKILINK_RE.match(state.src, state.pos, state.posMax)
+    if match is None:
+        return False
+    target, _, fragment = match.group(1).partition("#")
+    try:
+        target = validate_page_path(target)
+    except BadInput:
+        return False
+    if not silent:
+        link = state.push("link_open", "a", 1)
+        link.meta = {"wikilink": target, "fragment": fragment.strip()}
+        text = state.push("text", "", 0)
+        text.content = (match.group(2) or "").strip() or match.group(1).strip()
+        state.push("link_close", "a", -1)
+    state.pos = match.end()
+    return True
+
+
+@functools.cache
+def markdown_parser():
+    """Built once, on the first page shown (the CLI never needs markdown_it)."""
+    from markdown_it import MarkdownIt
+    md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+    md.validateLink = is_safe_link
+    md.inline.ruler.before("link", "wikilink", _wikilink_rule)
+    return md
+
+
+def heading_anchor(text: str) -> str:
+    """The id a heading gets, so `[[Page#Section]]` and `#section` links land on it."""
+    return re.sub(r"[\s-]+", "-", re.sub(r"[^\w\s-]", "", text.casefold())).strip("-") or "section"
+
+
+def _all_tokens(tokens):
+    for token in tokens:
+        yield token
+        yield from _all_tokens(token.children or ())
+
+
+def render_markdown(db: sqlite3.Connection, wiki: WikiAccess, content: str) -> str:
+    """A page's content (front matter left out) as HTML: escaped text, safe links, WikiLinks to
+    the wiki's pages with those that don't exist marked `missing`, and ids on headings."""
+    md = markdown_parser()
+    env: dict = {}
+    tokens = md.parse(parse_front_matter(content)[1], env)
+    links = [t for t in _all_tokens(tokens) if t.type == "link_open" and "wikilink" in (t.meta or {})]
+    existing = existing_pages(db, wiki.id, [link.meta["wikilink"] for link in links])
+    for link in links:
+        target, fragment = link.meta["wikilink"], link.meta["fragment"]
+        live = existing.get(path_key(target))
+        link.attrSet("href", wiki.page_url(live or target) + (f"#{heading_anchor(fragment)}" if fragment else ""))
+        link.attrSet("class", "wikilink" if live else "wikilink missing")
+        if live is None:
+            link.attrSet("title", f"{target} does not exist yet")
+    _set_heading_ids(tokens)
+    return md.renderer.render(tokens, md.options, env)
+
+
+def _set_heading_ids(tokens) -> None:
+    """Each heading's id is its anchor; a repeated title gets -2, -3… so every id is unique."""
+    seen: dict[str, int] = {}
+    for opening, inline in zip(tokens, tokens[1:]):
+        if opening.type == "heading_open":
+            anchor = heading_anchor(inline.content)
+            seen[anchor] = seen.get(anchor, 0) + 1
+            opening.attrSet("id", anchor if seen[anchor] == 1 else f"{anchor}-{seen[anchor]}")
+
+
+DIFF_KINDS = {"@": "hunk", "+": "add", "-": "del"}
+
+
+def diff_lines(text: str) -> list[tuple[str, str]]:
+    """A unified diff as (kind, line) pairs to show: file (the two header lines), hunk, add, del
+    or same."""
+    lines = text.splitlines()
+    header = 2 if len(lines) >= 2 and lines[0].startswith("--- ") and lines[1].startswith("+++ ") else 0
+    return [("file", line) for line in lines[:header]] + \
+        [(DIFF_KINDS.get(line[:1], "same"), line) for line in lines[header:]]
+
+
+def time_ago(t: int) -> str:
+    """'5 minutes ago' for recent times, the UTC date for older ones."""
+    seconds = max(0, now() - t)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            if unit == "day" and count > 30:
+                return time.strftime("%Y-%m-%d", time.gmtime(t))
+            return f"{count} {unit}{'s' if count > 1 else ''} ago"
+    return "just now"
+
+
+def utc_time(t: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    return f"{size / 1024:.1f} KB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.1f} MB"
+
+
+def wiki_render(template: str, wiki: WikiAccess, status: int = 200, **context) -> str:
+    """A wiki page: the template gets the wiki and the small formatting helpers. Private pages
+    must not sit in shared caches, and a page seen again must be asked for again (it may have
+    changed), hence `private, no-cache`."""
+    bottle.response.status = status
+    bottle.response.set_header("Cache-Control", "private, no-cache")
+    return render(template, wiki=wiki, ago=time_ago, utc=utc_time, size=human_size, **context)
+
+
+# --- wikis in the browser: reading ---------------------------------------------------------------------
+
+def wiki_root(slug: str):
+    return redirect(f"/w/{urllib.parse.quote(slug, safe='')}/")
+
+
+@requires_member("viewer")
+def page_view(wiki: WikiAccess, path: str = HOME_PAGE):
+    db = instance().db()
+    try:
+        page = read_page(db, wiki.id, path)
+    except NotFound as missing:
+        return missing_page(wiki, path, missing.message)
+    return wiki_render("page", wiki, page=page, html=render_markdown(db, wiki, page.content),
+                       last_change=page_history(db, wiki.id, page.path, limit=1)[0],
+                       links=page_links(db, wiki.id, page.path), attachments=list_attachments(db, wiki.id, page.path))
+
+
+def missing_page(wiki: WikiAccess, path: str, message: str):
+    """404 for a page that doesn't exist (yet): offer to create it, and its history if it had one."""
+    try:
+        had_history = bool(page_history(instance().db(), wiki.id, path, limit=1))
+    except NotFound:
+        had_history = False
+    return wiki_render("missing", wiki, status=404, path=path, message=message, had_history=had_history)
+
+
+@requires_member("viewer")
+def page_index(wiki: WikiAccess):
+    db = instance().db()
+    return wiki_render("index", wiki, pages=list_pages(db, wiki.id), deleted=deleted_pages(db, wiki.id))
+
+
+@requires_member("viewer")
+def recent_view(wiki: WikiAccess):
+    return wiki_render("recent", wiki, changes=recent_changes(instance().db(), wiki.id, limit=100))
+
+
+@requires_member("viewer")
+def search_view(wiki: WikiAccess):
+    """Search results; each snippet is escaped first, then its match markers become <mark>."""
+    query = query_text("q").strip()
+    hits = search_pages(instance().db(), wiki.id, query, limit=50) if query else []
+    results = [(hit, highlight_snippet(hit.snippet, "<mark>", "</mark>", html.escape)) for hit in hits]
+    return wiki_render("search", wiki, query=query, results=results)
+
+
+@requires_member("viewer")
+def history_view(wiki: WikiAccess, path: str):
+    revisions = page_history(instance().db(), wiki.id, path, limit=200)
+    return wiki_render("history", wiki, path=revisions[0].current_path, revisions=revisions,
+                       deleted=revisions[0].page_deleted)
+
+
+@requires_member("viewer")
+def revision_view(wiki: WikiAccess, revision: str):
+    db = instance().db()
+    old = get_revision(db, wiki.id, revision)
+    current = None if old.page_deleted else read_page(db, wiki.id, old.current_path).current_revision
+    return wiki_render("revision", wiki, revision=old, current=current, html=render_markdown(db, wiki, old.content))
+
+
+@requires_member("viewer")
+def diff_view(wiki: WikiAccess):
+    old, new = query_text("from").strip(), query_text("to").strip()
+    if not old or not new:
+        raise BadInput("Choose two revisions to compare.")
+    diff = diff_revisions(instance().db(), wiki.id, old, new)
+    return wiki_render("diff", wiki, diff=diff, lines=diff_lines(diff.text))
+
+
+# --- wikis in the browser: writing pages ------------------------------------------------------------
+# A refused form comes back filled in with the reason, so nothing typed is lost; a stale base
+# revision gets the conflict screen, which shows both versions and their diff.
+
+def edit_form(wiki: WikiAccess, path: str, content: str, base_revision: str, message: str = "",
+              error: str = "", status: int = 200, creating: bool = False):
+    return wiki_render("edit", wiki, status=status, path=path, content=content, base_revision=base_revision,
+                       message=message, error=error, creating=creating)
+
+
+def new_page_text(path: str) -> str:
+    return f"# {path.rsplit('/', 1)[-1]}\n\n" if path else ""
+
+
+@requires_member("editor")
+def page_new_form(wiki: WikiAccess):
+    path = query_text("path").strip()
+    return edit_form(wiki, path, new_page_text(path), "", creating=True)
+
+
+@requires_member("editor")
+def page_create(wiki: WikiAccess):
+    path, content, message = form_text("path"), form_text("content"), form_text("message")
+    inst = instance()
+    try:
+        change = write_page(inst.db(), wiki.id, path, content, author=web_author(), quotas=inst.cfg.quotas,
+                            message=message)
+    except (BadInput, TooLarge, QuotaExceeded, Conflict) as refused:
+        return edit_form(wiki, path, content, "", message, refused.message, refused.status, creating=True)
+    return redirect(wiki.page_url(change.page.path))
+
+
+@requires_member("editor")
+def page_edit_form(wiki: WikiAccess, path: str):
+    page = read_page(instance().db(), wiki.id, path)
+    return edit_form(wiki, page.path, page.content, page.revision)
+
+
+@requires_member("editor")
+def page_save(wiki: WikiAccess, path: str):
+    content, base, message = form_text("content"), form_text("base_revision").strip(), form_text("message")
+    inst = instance()
+    if not base:
+        return edit_form(wiki, path, content, base, message, "The form lost the revision it was based on. Copy "
+                         "your text, reload the page and edit again.", 400)
+    try:
+        change = write_page(inst.db(), wiki.id, path, content, base, author=web_author(), quotas=inst.cfg.quotas,
+                            message=message)
+    except (Conflict, NotFound) as stale:
+        return conflict_page(wiki, path, content, message, stale.message)
+    except (BadInput, TooLarge, QuotaExceeded) as refused:
+        return edit_form(wiki, path, content, base, message, refused.message, refused.status)
+    return redirect(wiki.page_url(change.page.path))
+
+
+def conflict_page(wiki: WikiAccess, path: str, content: str, message: str, reason: str):
+    """409: the page changed (or went away) since the editor loaded it. Shows the current text,
+    the editor's text in a form based on the current revision, and the diff between them."""
+    try:
+        current = read_page(instance().db(), wiki.id, path)
+    except NotFound:
+        current = None
+    diff = unified_diff(current.content, content, f"current ({current.revision})", "yours") if current else ""
+    return wiki_render("conflict", wiki, status=409, path=path, current=current, content=content, message=message,
+                       reason=reason, lines=diff_lines(diff))
+
+
+def rename_form(wiki: WikiAccess, path: str, new_path: str = "", message: str = "", error: str = "",
+                status: int = 200):
+    page = read_page(instance().db(), wiki.id, path)
+    return wiki_render("rename", wiki, status=status, page=page, new_path=new_path or page.path, message=message,
+                       error=error)
+
+
+@requires_member("editor")
+def page_rename_form(wiki: WikiAccess, path: str):
+    return rename_form(wiki, path)
+
+
+@requires_member("editor")
+def page_rename(wiki: WikiAccess, path: str):
+    new_path, message = form_text("new_path"), form_text("message")
+    try:
+        change = rename_page(instance().db(), wiki.id, path, new_path, author=web_author(), message=message,
+                             base_revision=form_text("base_revision").strip())
+    except (BadInput, Conflict, TooLarge) as refused:
+        return rename_form(wiki, path, new_path, message, refused.message, refused.status)
+    return redirect(wiki.page_url(change.page.path))
+
+
+@requires_member("editor")
+def page_delete_form(wiki: WikiAccess, path: str):
+    return wiki_render("delete", wiki, page=read_page(instance().db(), wiki.id, path))
+
+
+@requires_member("editor")
+def page_delete(wiki: WikiAccess, path: str):
+    delete_page(instance().db(), wiki.id, path, author=web_author(), message=form_text("message"),
+                base_revision=form_text("base_revision").strip())
+    return redirect(wiki.url("pages"))
+
+
+@requires_member("editor")
+def revision_restore(wiki: WikiAccess, revision: str):
+    inst = instance()
+    change = restore_revision(inst.db(), wiki.id, revision, author=web_author(), quotas=inst.cfg.quotas)
+    return redirect(wiki.page_url(change.page.path))
+
+
+# --- wikis in the browser: attachments ------------------------------------------------------------------
+
+# Served attachments may not run anything even if a browser guessed wrong: attachment_delivery
+# never says HTML or SVG inline, nosniff stops guessing, and the sandbox CSP covers the rest.
+ATTACHMENT_CSP = "default-src 'none'; img-src 'self'; sandbox"
+
+
+def attachments_list(wiki: WikiAccess, path: str, error: str = "", status: int = 200):
+    db = instance().db()
+    page = read_page(db, wiki.id, path)
+    return wiki_render("attachments", wiki, status=status, page=page,
+                       attachments=list_attachments(db, wiki.id, page.path), error=error)
+
+
+@requires_member("viewer")
+def attachments_view(wiki: WikiAccess, path: str):
+    return attachments_list(wiki, path)
+
+
+@requires_member("editor")
+def attachment_upload(wiki: WikiAccess, path: str):
+    inst = instance()
+    try:
+        filename, data = form_upload("file")
+        put_attachment(inst.db(), wiki.id, path, filename, data, author=web_author(), quotas=inst.cfg.quotas,
+                       message=form_text("message"))
+    except (BadInput, TooLarge, QuotaExceeded) as refused:
+        return attachments_list(wiki, path, refused.message, refused.status)
+    return redirect(wiki.url("attachments", path))
+
+
+@requires_member("viewer")
+def attachment_download(wiki: WikiAccess, path: str, filename: str):
+    attachment = get_attachment(instance().db(), wiki.id, path, filename)
+    content_type, disposition = attachment_delivery(attachment)
+    headers = bottle.response.headers
+    headers["Content-Type"] = content_type
+    headers["Content-Disposition"] = disposition
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Content-Security-Policy"] = ATTACHMENT_CSP
+    headers["Cache-Control"] = "private, no-cache"
+    return attachment.data
+
+
+@requires_member("editor")
+def attachment_delete(wiki: WikiAccess, path: str):
+    delete_attachment(instance().db(), wiki.id, path, form_text("filename"), author=web_author())
+    return redirect(wiki.url("attachments", path))
+
+
+# --- wikis in the browser: settings (owners) ------------------------------------------------------------
+
+def settings_form(wiki: WikiAccess, error: str = "", status: int = 200, member: str = ""):
+    inst = instance()
+    db = inst.db()
+    return wiki_render("settings", wiki, status=status, members=list_members(db, wiki.id),
+                       usage=wiki_usage(db, wiki.id), quotas=inst.cfg.quotas,
+                       mcp_url=inst.cfg.url(f"/w/{wiki.slug}/mcp"), error=error, member=member)
+
+
+@requires_member("owner")
+def settings_view(wiki: WikiAccess):
+    return settings_form(wiki)
+
+
+@requires_member("owner")
+def settings_save(wiki: WikiAccess):
+    try:
+        update_wiki(instance().db(), wiki.id, title=form_text("title"), description=form_text("description"),
+                    visibility=form_text("visibility"))
+    except BadInput as refused:
+        return settings_form(wiki, refused.message, refused.status)
+    return redirect(wiki.url("settings"))
+
+
+def member_did(ident: str) -> str:
+    """The DID an owner means: a DID as typed, or a handle resolved and verified both ways, the
+    way the login does it (robotwtf_atproto.resolve_identity)."""
+    if ident.startswith("did:"):
+        return validate_did(ident)
+    if not ident:
+        raise BadInput("Type the person's handle (like alice.bsky.social) or DID.")
+    import robotwtf_atproto as atproto
+    inst = instance()
+    inst.limiter.hit("resolve:" + current_user()["did"], inst.cfg.login_per_minute,
+                     "Too many handle look-ups; wait a minute.")
+    try:
+        identity = atproto.resolve_identity(ident.removeprefix("@"), inst.atproto.fetcher, inst.atproto.resolver,
+                                            inst.cfg.plc_url)
+    except atproto.AtprotoError as e:
+        raise BadInput(f"{e} Check the handle, or add the person by DID.") from None
+    return identity.did
+
+
+@requires_member("owner")
+def member_add(wiki: WikiAccess):
+    ident = form_text("member").strip()
+    try:
+        add_member(instance().db(), wiki.id, member_did(ident), form_text("role"))
+    except (BadInput, Conflict) as refused:
+        return settings_form(wiki, refused.message, refused.status, ident)
+    return redirect(wiki.url("settings"))
+
+
+@requires_member("owner")
+def member_change_role(wiki: WikiAccess):
+    did, role = form_text("did"), form_text("role")
+    try:
+        set_member_role(instance().db(), wiki.id, did, role)
+    except (BadInput, Conflict, NotFound) as refused:
+        return settings_form(wiki, refused.message, refused.status)
+    stepped_down = did == current_user()["did"] and role != "owner"
+    return redirect(wiki.page_url(HOME_PAGE) if stepped_down else wiki.url("settings"))
+
+
+@requires_member("owner")
+def member_remove(wiki: WikiAccess):
+    did = form_text("did")
+    try:
+        remove_member(instance().db(), wiki.id, did)
+    except (Conflict, NotFound) as refused:
+        return settings_form(wiki, refused.message, refused.status)
+    return redirect("/" if did == current_user()["did"] else wiki.url("settings"))
+
+
+@requires_member("owner")
+def wiki_export(wiki: WikiAccess):
+    data = export_wiki(instance().db(), wiki.id)
+    bottle.response.content_type = "application/zip"
+    bottle.response.set_header("Content-Disposition",
+                               f'attachment; filename="{wiki.slug}-{time.strftime("%Y-%m-%d", time.gmtime())}.zip"')
+    bottle.response.set_header("Cache-Control", "no-store")
+    return data
+
+
+@requires_member("owner")
+def wiki_import(wiki: WikiAccess):
+    inst = instance()
+    try:
+        _, data = form_upload("archive")
+        report = import_pages(inst.db(), wiki.id, data, author=web_author(), quotas=inst.cfg.quotas)
+    except BadInput as refused:
+        return settings_form(wiki, refused.message, refused.status)
+    return wiki_render("import", wiki, report=report)
+
+
+@requires_member("owner")
+def wiki_delete(wiki: WikiAccess):
+    if form_text("confirm").strip() != wiki.slug:
+        return settings_form(wiki, f"To delete this wiki, type its slug, {wiki.slug}, exactly.", 400)
+    delete_wiki(instance().db(), wiki.id)
     return redirect("/")
 
 

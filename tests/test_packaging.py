@@ -158,6 +158,8 @@ def test_serve_answers_healthz_and_stops_on_sigterm(version, pyz, pyz_env, tmp_p
                 time.sleep(0.05)
         assert response.status_code == 200, response.text
         assert response.json() == {"status": "ok"}
+        for asset in ("style.css", "wiki.js"):  # packaged beside the templates
+            assert requests.get(f"http://127.0.0.1:{port}/static/{asset}", timeout=5).status_code == 200, asset
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=20) == 0, log_path.read_text()
     finally:

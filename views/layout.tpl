@@ -3,11 +3,13 @@
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{title}} · robotwtf</title>
+<title>{{title}}{{' · ' + wiki.title if defined('wiki') else ''}} · robotwtf</title>
 <link rel="stylesheet" href="/static/style.css">
+<script src="/static/wiki.js" defer></script>
 </head>
 <body>
 <header class="top">
+<div class="top-inner">
   <a class="brand" href="/">robotwtf</a>
   <nav>
   % if user:
@@ -23,7 +25,11 @@
     <a href="/auth/login">Sign in</a>
   % end
   </nav>
+</div>
 </header>
+% if defined('wiki'):
+% include('wiki_header')
+% end
 <main>
 {{!base}}
 </main>

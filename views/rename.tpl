@@ -1,0 +1,19 @@
+% rebase('layout', title='Rename ' + page.path)
+<div class="page-head">
+  % include('crumbs', path=page.path)
+  % include('page_actions', path=page.path, current='rename')
+</div>
+<h1>Rename {{page.path}}</h1>
+% if error:
+<p class="error" role="alert">{{error}}</p>
+% end
+<p>The page keeps its history, and links to it from other pages are updated to the new path.</p>
+<form method="post" action="{{wiki.url('rename', page.path)}}" class="stack">
+  <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
+  <input type="hidden" name="base_revision" value="{{page.revision}}">
+  <label for="new_path">New path</label>
+  <input id="new_path" name="new_path" value="{{new_path}}" required autocomplete="off" autofocus>
+  <label for="message">Why? <span class="muted">(optional)</span></label>
+  <input id="message" name="message" value="{{message}}" maxlength="2000" autocomplete="off">
+  <p class="buttons"><button type="submit">Rename</button> <a href="{{wiki.page_url(page.path)}}">Cancel</a></p>
+</form>
