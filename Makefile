@@ -5,6 +5,8 @@
 #   make run     venv + pyz, then `robotwtf.pyz serve $(ARGS)`     e.g. make run ARGS="--port 9000"
 #   make test    venv + pyz, then the whole pytest suite            e.g. make test PYTEST_ARGS="-k pyz"
 #   make bench   the benchmark (not implemented yet)
+#   make conformance  the official MCP conformance suite + MCP Inspector CLI against a real server
+#                (tools/conformance.sh; Node 22 and the npm packages cached in ~/.cache/robotwtf-node)
 #   make e2e-pds the whole ATProto login against a real Bluesky PDS on loopback (tools/e2e-pds.sh;
 #                first run installs it into ~/.cache/atproto-local-pds, ~570 MiB; needs npm, g++, make)
 #   make lock    re-pin requirements*.txt from requirements*.in (needs the package index)
@@ -28,7 +30,7 @@ SEPARATE_SUITES := --ignore=tests/e2e_pds
 SCREENSHOTS := test-artifacts/screenshots
 APP_SOURCES := $(wildcard robotwtf*.py) schema.sql $(shell find views static -type f 2>/dev/null)
 
-.PHONY: venv pyz run test bench e2e-pds lock clean distclean check-python
+.PHONY: venv pyz run test bench e2e-pds conformance lock clean distclean check-python
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' 2>/dev/null || { \
@@ -61,6 +63,10 @@ test: venv pyz
 	@mkdir -p $(SCREENSHOTS)
 	@status=0; $(VPY) -m pytest $(SEPARATE_SUITES) $(PYTEST_ARGS) || status=$$?; \
 	  echo "screenshots: $(CURDIR)/$(SCREENSHOTS)"; exit $$status
+
+# Official MCP conformance suite + MCP Inspector CLI against a real server (npm needed once).
+conformance: venv
+	PYTHON=$(VPY) bash tools/conformance.sh
 
 # The login end to end against the reference @atproto/pds (../shared/pds launcher); pytest's status is make's.
 e2e-pds: venv

@@ -411,3 +411,12 @@ def test_rate_limiter_buckets_refill_and_say_when():
         limiter.hit("ip:a", per_minute=3)
     assert 1 <= refused.value.retry_after <= 20
     limiter.hit("ip:b", per_minute=3)
+
+
+def test_the_checkout_script_is_the_same_cli(cli):
+    from conftest import ROOT
+    import sys
+    result = subprocess.run([sys.executable, str(ROOT / "robotwtf.py"), "init"], env=cli.env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == cli("init").stdout
