@@ -103,9 +103,10 @@ class Flow:
             fields.append(("wiki", wiki))
         return self.browser.post(self.server.url + action, data=fields, allow_redirects=False)
 
-    def code(self, **authorize_params) -> str:
-        url = self.authorize_url(**authorize_params)
-        response = self.decide(url=url)
+    def code(self, scopes=("wiki:read", "wiki:write"), **authorize_params) -> str:
+        """A fresh authorization code, with a fresh PKCE pair (a challenge is good for one code)."""
+        self.verifier, self.challenge = pkce()
+        response = self.decide(scopes=scopes, url=self.authorize_url(**authorize_params))
         assert response.status_code == 303, response.text
         return query_of(response.headers["Location"])["code"][0]
 
