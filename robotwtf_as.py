@@ -428,8 +428,8 @@ class _Request(OAuth2Request):
     def __init__(self, path: str, pairs: list[tuple[str, str]]):
         super().__init__(bottle.request.method, rw.instance().cfg.url(path), headers=bottle.request.headers)
         self.payload = _Params(pairs)
-        self.wiki = None       # the consent decision: the wiki row (with the person's role) ...
-        self.resource = None   # ... and its resource URL
+        self.resource = None   # the resource asked for (validated), then the consented wiki's URL
+        self.wiki = None       # the consented wiki's row, with the person's role
 
     @property
     def args(self):
