@@ -189,10 +189,10 @@ def test_public_client_registration_gets_no_secret(world):
 
 def test_registration_defaults_and_ignores_unknown_metadata(world):
     client = registered(world.server, redirect_uris=["https://app.example/cb"], software_id="x",
-                        scope="openid profile", contacts=["a@example.org"])
+                        scope="openid profile", contacts="not a list", jwks="not a key set", tos_uri=7)
     assert client["token_endpoint_auth_method"] == "client_secret_basic"  # RFC 7591 §2 default
     assert client["grant_types"] == ["authorization_code"] and client["response_types"] == ["code"]
-    assert "software_id" not in client and "scope" not in client and "contacts" not in client
+    assert not {"software_id", "scope", "contacts", "jwks", "tos_uri"} & set(client)
 
 
 @pytest.mark.parametrize("uri", [
@@ -233,6 +233,12 @@ def test_registration_refuses_dangerous_redirect_uris(world, uri):
     ({"client_name": 7}, "invalid_client_metadata"),
     ({"logo_uri": "javascript:alert(1)"}, "invalid_client_metadata"),
     ({"client_uri": "http://app.example"}, "invalid_client_metadata"),
+    ({"client_uri": ["https://app.example"]}, "invalid_client_metadata"),
+    ({"grant_types": [["authorization_code"]]}, "invalid_client_metadata"),
+    ({"grant_types": "authorization_code"}, "invalid_client_metadata"),
+    ({"response_types": [["code"]]}, "invalid_client_metadata"),
+    ({"token_endpoint_auth_method": ["none"]}, "invalid_client_metadata"),
+    ({"redirect_uris": [["https://app.example/cb"]]}, "invalid_redirect_uri"),
 ])
 def test_registration_refuses_unsupported_metadata(world, metadata, error):
     before = client_count(world)
@@ -459,6 +465,9 @@ def test_a_viewer_cannot_grant_write(world, inst):
     tokens = flow.token(flow.code(scopes=["wiki:read"])).json()
     assert tokens["scope"] == "wiki:read"
     assert bearer(inst, tokens["access_token"], flow.resource()).scopes == {"wiki:read"}
+    flow.verifier, flow.challenge = pkce()
+    write_only = flow.consent_page(flow.authorize_url(scope="wiki:write"))
+    assert 'value="approve"' not in write_only.text and 'value="deny"' in write_only.text
 
 
 def test_a_non_member_cannot_connect_an_app_to_the_wiki(world):
