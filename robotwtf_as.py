@@ -122,6 +122,7 @@ REFUSED_SCHEMES = frozenset({
     "mailto", "tel", "sms", "ftp", "ws", "wss", "intent", "content", "chrome", "resource",
 })
 SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+URI_EXCLUDED = frozenset('"<>\\^`{|}')  # never unencoded in a URI (RFC 3986 §2, appendix A)
 AUTHORITY_RE = re.compile(r"(?P<host>\[[^\]]*\]|[^:]*)(?::(?P<port>[0-9]*))?")
 
 
@@ -131,8 +132,8 @@ def redirect_uri_problem(uri: Any) -> str | None:
         return "must be a non-empty string"
     if len(uri) > 2000:
         return "is too long"
-    if not uri.isascii() or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in uri) or "\\" in uri:
-        return "contains spaces, control characters, backslashes or non-ASCII characters"
+    if not uri.isascii() or any(ord(c) <= 0x20 or ord(c) == 0x7F or c in URI_EXCLUDED for c in uri):
+        return "contains spaces, control characters, non-ASCII or other characters a URI may not contain"
     if "#" in uri:
         return "must not contain a fragment (RFC 6749 section 3.1.2)"
     if "*" in uri:
@@ -471,6 +472,14 @@ class AuthorizationServer(AuthlibServer):
     def db(self):
         return self.inst.db()
 
+    def get_authorization_grant(self, request):
+        """authlib's, but a response_type it would repeat in its error_description is refused first:
+        characters RFC 6749 §5.2 forbids there make authlib raise instead of answering."""
+        response_type = request.payload.response_type or ""
+        if _ascii(response_type) != response_type:
+            raise InvalidRequestError("response_type must be code.")
+        return super().get_authorization_grant(request)
+
     def query_client(self, client_id):
         if not isinstance(client_id, str) or not client_id:
             return None
@@ -545,6 +554,15 @@ class S256CodeChallenge(CodeChallenge):
 
 class CodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request, client):
+        """authlib's check, with a message that does not repeat the URI: it may hold characters an
+        error_description cannot carry (RFC 6749 §5.2), and it is the attacker's text."""
+        redirect_uri = request.payload.redirect_uri
+        if redirect_uri and not client.check_redirect_uri(redirect_uri):
+            raise InvalidRequestError("redirect_uri is not one this client registered; it must match exactly.")
+        return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
 
     def validate_authorization_request(self):
         redirect_uri = super().validate_authorization_request()

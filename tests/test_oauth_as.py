@@ -357,6 +357,16 @@ def test_unknown_client_gets_an_error_page_never_a_redirect(claude):
     assert "claude.ai" not in response.text
 
 
+@pytest.mark.parametrize("params", [
+    {"redirect_uri": CLAUDE_CALLBACK + '"'}, {"redirect_uri": CLAUDE_CALLBACK + "\r\nX: y"},
+    {"redirect_uri": CLAUDE_CALLBACK + "\u00e9"}, {"redirect_uri": CLAUDE_CALLBACK + "\\"},
+    {"response_type": 'code"'}, {"response_type": "\u00e9"}, {"response_type": "code\\"},
+])
+def test_hostile_characters_in_parameters_get_an_error_page(claude, params):
+    response = claude.consent_page(claude.authorize_url(**params))
+    assert response.status_code == 400 and "Location" not in response.headers and "go back to" not in response.text
+
+
 @pytest.mark.parametrize("redirect_uri", [
     CLAUDE_CALLBACK + "/../FAKEPATH", CLAUDE_CALLBACK + "%2F..%2FFAKEPATH", CLAUDE_CALLBACK + "FAKEPATH",
     CLAUDE_CALLBACK + "/", CLAUDE_CALLBACK + ";x", CLAUDE_CALLBACK + "?code=attacker", CLAUDE_CALLBACK + "#_",
