@@ -14,6 +14,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import bisect
+import datetime
+import difflib
 import functools
 import hashlib
 import hmac
@@ -32,12 +35,16 @@ import tarfile
 import tempfile
 import threading
 import time
+import unicodedata
 import urllib.parse
+import zipfile
 from pathlib import Path
 
 import bottle
 
 log = logging.getLogger("robotwtf")
+
+VERSION = "0.1.0"
 
 DB_FILE = "robotwtf.db"
 ES256_KEY_FILE = "es256-key.pem"
@@ -216,8 +223,16 @@ SETTINGS = (
             _parse_positive, "largest request body accepted, in bytes (larger gets 413)"),
     Setting("session_days", "--session-days", "ROBOTWTF_SESSION_DAYS", 30, _parse_positive,
             "browser sessions last this many days"),
+    Setting("max_pages_per_wiki", "--max-pages-per-wiki", "ROBOTWTF_MAX_PAGES_PER_WIKI", 5000, _parse_positive,
+            "most pages a wiki may hold (deleted pages don't count)"),
+    Setting("max_wiki_bytes", "--max-wiki-bytes", "ROBOTWTF_MAX_WIKI_BYTES", 256 * 1024 * 1024, _parse_positive,
+            "most bytes of current page content plus attachments a wiki may hold (history is not counted)"),
+    Setting("max_wikis_per_user", "--max-wikis-per-user", "ROBOTWTF_MAX_WIKIS_PER_USER", 10, _parse_positive,
+            "most wikis one person may create (instance admins are exempt)"),
     Setting("login_per_minute", "--login-per-minute", "ROBOTWTF_LOGIN_PER_MINUTE", 20, _parse_positive,
             "sign-in attempts allowed per client address per minute"),
+    Setting("mcp_per_minute", "--mcp-per-minute", "ROBOTWTF_MCP_PER_MINUTE", 600, _parse_positive,
+            "MCP requests allowed per OAuth grant or personal token per minute"),
     Setting("access_token_minutes", "--access-token-minutes", "ROBOTWTF_ACCESS_TOKEN_MINUTES", 1440,
             _parse_positive, "lifetime of an MCP client's access token, in minutes (every request still "
             "re-checks the grant and the person's role)"),
@@ -245,6 +260,14 @@ class Config:
     max_body_bytes: int
     session_days: int
     login_per_minute: int
+    mcp_per_minute: int
+    max_pages_per_wiki: int
+    max_wiki_bytes: int
+    max_wikis_per_user: int
+
+    @property
+    def quotas(self) -> "Quotas":
+        return Quotas(self.max_pages_per_wiki, self.max_wiki_bytes, self.max_wikis_per_user)
     access_token_minutes: int
     refresh_token_days: int
     registrations_per_minute: int
@@ -337,6 +360,81 @@ def schema_sql() -> str:
 # (version, SQL) pairs; applying them in order to a version-1 database must give exactly the
 # schema a new database gets from schema.sql (tests/test_foundation.py compares them).
 MIGRATIONS: tuple[tuple[int, str], ...] = (
+    # 2: wiki storage (pages, revisions, links, attachments, full-text index)
+    (2, """
+CREATE TABLE pages (
+    id          INTEGER PRIMARY KEY,
+    wiki_id     INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    path        TEXT NOT NULL,
+    path_key    TEXT NOT NULL,
+    revision_id TEXT NOT NULL,
+    content     TEXT NOT NULL,
+    title       TEXT NOT NULL DEFAULT '',
+    category    TEXT NOT NULL DEFAULT '',
+    tags        TEXT NOT NULL DEFAULT '[]',
+    meta        TEXT NOT NULL DEFAULT '{}',
+    words       INTEGER NOT NULL DEFAULT 0,
+    size        INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    deleted_at  INTEGER
+);
+CREATE UNIQUE INDEX pages_live_path ON pages(wiki_id, path_key) WHERE deleted_at IS NULL;
+CREATE INDEX pages_wiki_updated ON pages(wiki_id, updated_at);
+CREATE TABLE revisions (
+    seq        INTEGER PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    wiki_id    INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    page_id    INTEGER NOT NULL REFERENCES pages(id) ON DELETE CASCADE,
+    kind       TEXT NOT NULL CHECK (kind IN ('create', 'update', 'rename', 'delete', 'restore', 'attachment')),
+    path       TEXT NOT NULL,
+    old_path   TEXT,
+    attachment TEXT,
+    content    TEXT NOT NULL,
+    author_did TEXT NOT NULL,
+    via        TEXT NOT NULL,
+    message    TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX revisions_page ON revisions(page_id, seq);
+CREATE INDEX revisions_wiki ON revisions(wiki_id, seq);
+CREATE TABLE links (
+    page_id    INTEGER NOT NULL REFERENCES pages(id) ON DELETE CASCADE,
+    wiki_id    INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    target_key TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    PRIMARY KEY (page_id, target_key)
+) WITHOUT ROWID;
+CREATE INDEX links_target ON links(wiki_id, target_key);
+CREATE TABLE attachments (
+    page_id      INTEGER NOT NULL REFERENCES pages(id) ON DELETE CASCADE,
+    filename_key TEXT NOT NULL,
+    filename     TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    data         BLOB NOT NULL,
+    author_did   TEXT NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (page_id, filename_key)
+);
+CREATE VIEW live_pages AS SELECT id, path, title, content FROM pages WHERE deleted_at IS NULL;
+CREATE VIRTUAL TABLE pages_fts USING fts5(
+    path, title, content, content='live_pages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER pages_fts_insert AFTER INSERT ON pages WHEN new.deleted_at IS NULL BEGIN
+    INSERT INTO pages_fts (rowid, path, title, content) VALUES (new.id, new.path, new.title, new.content);
+END;
+CREATE TRIGGER pages_fts_delete AFTER DELETE ON pages WHEN old.deleted_at IS NULL BEGIN
+    INSERT INTO pages_fts (pages_fts, rowid, path, title, content)
+    VALUES ('delete', old.id, old.path, old.title, old.content);
+END;
+CREATE TRIGGER pages_fts_update AFTER UPDATE OF path, title, content, deleted_at ON pages BEGIN
+    INSERT INTO pages_fts (pages_fts, rowid, path, title, content)
+    SELECT 'delete', old.id, old.path, old.title, old.content WHERE old.deleted_at IS NULL;
+    INSERT INTO pages_fts (rowid, path, title, content)
+    SELECT new.id, new.path, new.title, new.content WHERE new.deleted_at IS NULL;
+END;
+"""),
     (3, """
 CREATE TABLE login_requests (
     state        TEXT PRIMARY KEY,
@@ -440,6 +538,17 @@ def transaction(db: sqlite3.Connection):
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+@contextlib.contextmanager
+def read_snapshot(db: sqlite3.Connection):
+    """A read transaction: every query inside sees the same committed state, without blocking
+    writers (WAL)."""
+    db.execute("BEGIN")
+    try:
+        yield db
+    finally:
+        db.execute("COMMIT")
 
 
 def open_database(path: Path, create: bool) -> sqlite3.Connection:
@@ -1091,11 +1200,6 @@ def list_grants(db: sqlite3.Connection, did: str) -> list[sqlite3.Row]:
         "WHERE g.user_did = ? ORDER BY g.created_at DESC, g.id DESC", (did,)).fetchall()
 
 
-def member_role(db: sqlite3.Connection, wiki_id: int, did: str) -> str | None:
-    row = db.execute("SELECT role FROM members WHERE wiki_id = ? AND user_did = ?", (wiki_id, did)).fetchone()
-    return row["role"] if row else None
-
-
 def create_personal_token(db: sqlite3.Connection, did: str, slug: str, scopes: frozenset[str], name: str,
                           expires_at: int | None = None) -> str:
     """A new personal access token for one wiki, returned once; only scopes the person's role allows."""
@@ -1139,24 +1243,1197 @@ def revoke_personal_token(db: sqlite3.Connection, token_id: int, did: str) -> bo
     return db.execute("DELETE FROM personal_tokens WHERE id = ? AND user_did = ?", (token_id, did)).rowcount > 0
 
 
-# --- wikis ----------------------------------------------------------------------------------------
+# --- wiki storage: limits, authors, validation ------------------------------------------------------
+# The one storage API the browser pages, the MCP tools and the CLI all call. Functions take a
+# connection and plain values, return dataclasses or rows, and raise RobotError subclasses whose
+# message tells a person or a model what to do next. Every write runs in one BEGIN IMMEDIATE
+# transaction, so a failed check leaves nothing behind.
 
-def create_wiki(db: sqlite3.Connection, slug: str, owner_did: str, title: str = "",
-                description: str = "") -> sqlite3.Row:
-    validate_slug(slug)
-    title = (title or slug).strip()
-    if len(title) > 200 or len(description) > 2000:
-        raise BadInput("A wiki title is at most 200 characters and a description at most 2000.")
+MAX_PAGE_BYTES = 1_000_000
+MAX_PATH_BYTES = 255
+MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MAX_FILENAME_BYTES = 200
+MAX_MESSAGE_CHARS = 2000
+MIN_REVISION_PREFIX = 7
+HOME_PAGE = "Home"
+# Snippet highlight markers: control characters that validate_content refuses in pages, so a
+# caller can escape the snippet and then replace them (with <mark>, ** ...) unambiguously.
+MARK_START, MARK_END = "\x02", "\x03"
+
+BIDI_CONTROLS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
+CONTENT_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+REVISION_ID_RE = re.compile(r"[0-9a-f]+")
+VIA_RE = re.compile(r"web|cli|(mcp|token):[^\x00-\x1f\x7f]{1,100}")
+ROLES = ("owner", "editor", "viewer")
+
+
+@dataclasses.dataclass(frozen=True)
+class Quotas:
+    """Per-instance limits (settings max_pages_per_wiki, max_wiki_bytes, max_wikis_per_user)."""
+    pages_per_wiki: int
+    bytes_per_wiki: int
+    wikis_per_user: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Author:
+    """Who makes a change and through what: via is `web`, `cli`, `mcp:<client name>` or
+    `token:<token name>`; it is recorded on every revision."""
+    did: str
+    via: str
+
+    def __post_init__(self):
+        validate_did(self.did)
+        if not VIA_RE.fullmatch(self.via):
+            raise BadInput(f"'{_shown(self.via)}' is not a way of changing a wiki (web, cli, mcp:NAME or token:NAME).")
+
+    @classmethod
+    def mcp(cls, did: str, client_name: str) -> "Author":
+        return cls(did, "mcp:" + _label(client_name, "client"))
+
+    @classmethod
+    def token(cls, did: str, token_name: str) -> "Author":
+        return cls(did, "token:" + _label(token_name, "token"))
+
+
+def _label(text: str, fallback: str) -> str:
+    """A name others chose, made safe to record and show: printable, no bidi tricks, short."""
+    cleaned = "".join(c for c in text or "" if c.isprintable() and c not in BIDI_CONTROLS).strip()
+    return cleaned[:100] or fallback
+
+
+def _shown(value) -> str:
+    """Someone's input quoted back in an error message: printable and short."""
+    text = str(value)
+    return _printable(text[:80]) + ("…" if len(text) > 80 else "")
+
+
+def path_key(path: str) -> str:
+    """The case-insensitive identity of a page path (Unicode NFC, then casefolded)."""
+    return unicodedata.normalize("NFC", path).casefold()
+
+
+def validate_page_path(path: str) -> str:
+    """A page path per CONTRACT §5 (UTF-8, '/'-separated, no empty, '.' or '..' segment, no control
+    characters, at most 255 bytes) plus what the URL layout (§3: `mcp` and `-…` are the wiki's
+    own URLs), WikiLinks (`[ ] | #`) and a safe export (no hidden `.git`-like segments) need.
+    Returns the path trimmed and NFC-normalised."""
+    if not isinstance(path, str):
+        raise BadInput("A page path must be text.")
+    path = unicodedata.normalize("NFC", path.strip())
+    if not path:
+        raise BadInput("A page path is required.")
+    if "\x00" in path:
+        raise BadInput("A page path may not contain NUL characters.")
+    if any(unicodedata.category(c) == "Cc" for c in path):
+        raise BadInput("A page path may not contain control characters (newlines, tabs and the like).")
+    if BIDI_CONTROLS.intersection(path):
+        raise BadInput("A page path may not contain bidirectional override characters "
+                       "(U+202A to U+202E, U+2066 to U+2069).")
+    size = len(_utf8(path, "A page path"))
+    if size > MAX_PATH_BYTES:
+        raise BadInput(f"A page path is at most {MAX_PATH_BYTES} bytes of UTF-8; this one is {size}. "
+                       "Choose a shorter path.")
+    if any(c in "[]|#\\" for c in path):
+        raise BadInput("A page path may not contain [ ] | # or \\ (they would break WikiLinks and URLs).")
+    segments = path.split("/")
+    if "" in segments:
+        raise BadInput(f"'{path}' has an empty segment: a page path may not start or end with '/' or "
+                       "contain '//'.")
+    for segment in segments:
+        if segment in (".", ".."):
+            raise BadInput(f"'{path}' has a '.' or '..' segment; page paths can't climb folders.")
+        if segment.startswith("."):
+            raise BadInput(f"'{path}' has a segment starting with '.'; hidden names such as '.git' are "
+                           "not allowed in page paths.")
+        if segment.startswith("-"):
+            raise BadInput(f"'{path}' has a segment starting with '-'; those URLs belong to the wiki itself.")
+        if segment != segment.strip():
+            raise BadInput(f"'{path}' has a segment that starts or ends with a space.")
+    if segments[0].casefold() == "mcp":
+        raise BadInput("'mcp' is reserved at the top of a wiki (it is the MCP endpoint); choose another path.")
+    return path
+
+
+def validate_content(content: str) -> str:
+    """Page content: text of at most 1,000,000 bytes of UTF-8 without control characters other
+    than tab, newline, carriage return and form feed. Line endings become '\\n' so edits and
+    diffs behave the same whether the text came from a browser form or an agent."""
+    if not isinstance(content, str):
+        raise BadInput("Page content must be text.")
+    content = content.replace("\r\n", "\n")
+    size = len(_utf8(content, "The content"))
+    if size > MAX_PAGE_BYTES:
+        raise TooLarge(f"Content too large ({size} bytes). Maximum size is {MAX_PAGE_BYTES} bytes; "
+                       "split it into several pages.")
+    bad = CONTENT_CONTROL_RE.search(content)
+    if bad:
+        line = content.count("\n", 0, bad.start()) + 1
+        raise BadInput(f"The content contains the control character U+{ord(bad.group()):04X} on line {line}; "
+                       "remove it and try again.")
+    return content
+
+
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput(f"{what} is not valid Unicode text (it contains a lone surrogate).") from None
+
+
+def decode_utf8(data: bytes, what: str = "The text") -> str:
+    """Bytes from the edge (a form upload, an import) as text, refusing invalid UTF-8 instead of
+    replacing it; a leading byte-order mark is dropped."""
+    try:
+        return data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as e:
+        raise BadInput(f"{what} is not valid UTF-8 (bad byte at offset {e.start}). "
+                       "Save it as UTF-8 and try again.") from None
+
+
+def _message(message: str, default: str) -> str:
+    """A change's message (the commit message): the caller's, or a default that says what happened."""
+    message = (message or "").replace("\r\n", "\n").strip()
+    if len(message) > MAX_MESSAGE_CHARS:
+        raise BadInput(f"A change message is at most {MAX_MESSAGE_CHARS} characters.")
+    if CONTENT_CONTROL_RE.search(message) or BIDI_CONTROLS.intersection(message):
+        raise BadInput("A change message may not contain control or bidirectional override characters.")
+    _utf8(message, "The change message")
+    return message or default
+
+
+def parse_time(value: int | str | None) -> int | None:
+    """Unix seconds from an int, a string of digits or ISO 8601 (date, or date and time; no
+    offset means UTC); None or '' for none."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"'{_shown(text)}' is not a date; use ISO 8601, e.g. 2025-01-31 or "
+                       "2025-01-31T12:00:00Z.") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return int(parsed.timestamp())
+
+
+# --- page text: front matter, headings and sections, WikiLinks ----------------------------------------
+
+FRONT_MATTER_RE = re.compile(r"---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
+FRONT_MATTER_LINE_RE = re.compile(r"([A-Za-z_][\w-]*)[ \t]*:[ \t]*(.*)")
+FENCE_RE = re.compile(r" {0,3}(`{3,}|~{3,})")
+HEADING_RE = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))??(?:[ \t]+#+)?[ \t]*")
+WIKILINK_RE = re.compile(r"\[\[([^\[\]|\n]+?)(?:\|([^\[\]\n]*))?\]\]")
+# An inline code span: matching backtick runs, not across a blank line (CommonMark §6.1).
+INLINE_CODE_RE = re.compile(r"(?<!`)(`+)(?!`)(?:(?!\n[ \t]*\n)[\s\S])+?(?<!`)\1(?!`)")
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with their '\n' kept, split on '\n' only (str.splitlines also splits on form feeds
+    and Unicode separators, which Markdown treats as ordinary characters)."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
+
+
+def parse_front_matter(content: str) -> tuple[dict, str]:
+    """(fields, body) of a page. Front matter is the YAML-style block between '---' lines at the
+    very top; only its simple forms are read (`key: value`, `key: [a, b]`, `key:` followed by
+    `- item` lines), which is what title/category/tags need. Anything else is left alone."""
+    match = FRONT_MATTER_RE.match(content)
+    if not match:
+        return {}, content
+    fields: dict = {}
+    key = None
+    for line in (match.group(1) or "").split("\n"):
+        item = re.match(r"[ \t]*-[ \t]+(.*)", line)
+        if item and key is not None and isinstance(fields.get(key), list):
+            fields[key].append(_unquote(item.group(1)))
+            continue
+        pair = FRONT_MATTER_LINE_RE.fullmatch(line.rstrip())
+        if not pair:
+            key = None
+            continue
+        key, value = pair.group(1).lower(), pair.group(2).strip()
+        if value.startswith("[") and value.endswith("]"):
+            fields[key] = [_unquote(v) for v in value[1:-1].split(",") if v.strip()]
+        else:
+            fields[key] = _unquote(value) if value else []
+    return {k: v for k, v in fields.items() if v not in ("", [])}, content[match.end():]
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def _page_fields(content: str) -> dict:
+    """What listing and filtering need from a page's content, stored beside it."""
+    fields, body = parse_front_matter(content)
+    title, category = fields.get("title", ""), fields.get("category", "")
+    tags = fields.get("tags", [])
+    tags = [t.strip() for t in (tags.split(",") if isinstance(tags, str) else tags) if t.strip()]
+    return {"title": ", ".join(title) if isinstance(title, list) else title,
+            "category": ", ".join(category) if isinstance(category, list) else category,
+            "tags": json.dumps(list(dict.fromkeys(tags)), ensure_ascii=False),
+            "meta": json.dumps(fields, ensure_ascii=False),
+            "words": len(body.split()),
+            "size": len(content.encode("utf-8"))}
+
+
+@dataclasses.dataclass(frozen=True)
+class Heading:
+    level: int
+    title: str
+    trail: tuple[str, ...]   # titles of this heading and the headings it sits under, outermost first
+    line: int                # index into _lines(content)
+
+
+def page_headings(content: str) -> list[Heading]:
+    """ATX headings outside fenced code and front matter, with their closing #s removed."""
+    lines = _lines(content)
+    match = FRONT_MATTER_RE.match(content)
+    first = content[:match.end()].count("\n") if match else 0
+    headings: list[Heading] = []
+    stack: list[Heading] = []
+    fence = None
+    for index in range(first, len(lines)):
+        line = lines[index].rstrip("\n")
+        opener = FENCE_RE.match(line)
+        if fence:
+            if opener and opener.group(1)[0] == fence[0] and len(opener.group(1)) >= len(fence) \
+                    and not line[opener.end():].strip():
+                fence = None
+            continue
+        if opener:
+            fence = opener.group(1)
+            continue
+        heading = HEADING_RE.fullmatch(line)
+        if heading:
+            level, title = len(heading.group(1)), (heading.group(2) or "").strip()
+            while stack and stack[-1].level >= level:
+                stack.pop()
+            found = Heading(level, title, tuple(h.title for h in stack) + (title,), index)
+            stack.append(found)
+            headings.append(found)
+    return headings
+
+
+def find_section(content: str, section: str) -> tuple[Heading, str]:
+    """The heading named by `section` (a title, or a path `A > B` matching the end of the
+    heading's trail; case-insensitive) and its text, through to the next heading of the same or
+    a higher level. NotFound lists the sections there are."""
+    wanted = [part.strip().casefold() for part in section.split(">")]
+    if not all(wanted):
+        raise BadInput(f"'{_shown(section)}' is not a section name; use a heading's title or a path like 'A > B'.")
+    headings = page_headings(content)
+    for position, heading in enumerate(headings):
+        trail = [t.casefold() for t in heading.trail]
+        if trail[-len(wanted):] == wanted:
+            lines = _lines(content)
+            end = next((h.line for h in headings[position + 1:] if h.level <= heading.level), len(lines))
+            return heading, "".join(lines[heading.line:end])
+    if not headings:
+        raise NotFound(f"Section not found: '{_shown(section)}'. This page has no sections.")
+    listing = "\n".join("  - " + " > ".join(h.trail) for h in headings)
+    raise NotFound(f"Section not found: '{_shown(section)}'. Available sections:\n{listing}")
+
+
+@dataclasses.dataclass(frozen=True)
+class WikiLink:
+    target: str      # the page path linked to, as written (trimmed, NFC)
+    fragment: str    # '#section' part, '' if none
+    text: str | None  # the text after '|', None for [[Path]]
+    start: int
+    end: int
+
+
+def wikilinks(content: str) -> list[WikiLink]:
+    """The `[[Path]]` and `[[Path|text]]` links of a page, outside code (fenced blocks and inline
+    code spans show the syntax literally). Targets that are not valid page paths are skipped."""
+    code = _code_ranges(content)
+    starts = [start for start, _ in code]
+    found = []
+    for match in WIKILINK_RE.finditer(content):
+        inside = bisect.bisect_right(starts, match.start()) - 1
+        if inside >= 0 and match.start() < code[inside][1]:
+            continue
+        target, _, fragment = match.group(1).partition("#")
+        try:
+            target = validate_page_path(target)
+        except BadInput:
+            continue
+        found.append(WikiLink(target, "#" + fragment if fragment else "", match.group(2),
+                              match.start(), match.end()))
+    return found
+
+
+def _code_ranges(content: str) -> list[tuple[int, int]]:
+    """Character ranges of fenced code blocks and inline code spans, in order."""
+    ranges = []
+    offset, fence, fence_start = 0, None, 0
+    for line in _lines(content):
+        opener = FENCE_RE.match(line.rstrip("\n"))
+        if fence is None and opener:
+            fence, fence_start = opener.group(1), offset
+        elif fence and opener and opener.group(1)[0] == fence[0] and len(opener.group(1)) >= len(fence) \
+                and not line[opener.end():].strip():
+            ranges.append((fence_start, offset + len(line)))
+            fence = None
+        offset += len(line)
+    if fence:
+        ranges.append((fence_start, offset))
+    fences = list(ranges)
+    for match in INLINE_CODE_RE.finditer(content):
+        if not any(start <= match.start() < end for start, end in fences):
+            ranges.append(match.span())
+    return sorted(ranges)
+
+
+def _rewrite_links(content: str, old_key: str, new_path: str) -> str:
+    """Content with every WikiLink to the page `old_key` pointing at new_path instead, keeping
+    fragments and link texts."""
+    pieces, last = [], 0
+    for link in wikilinks(content):
+        if path_key(link.target) == old_key:
+            text = "" if link.text is None else "|" + link.text
+            pieces += [content[last:link.start], f"[[{new_path}{link.fragment}{text}]]"]
+            last = link.end
+    return "".join(pieces) + content[last:]
+
+
+def unified_diff(old_text: str, new_text: str, old_label: str, new_label: str) -> str:
+    """A unified diff (difflib) of two texts; '' when they are equal."""
+    lines = difflib.unified_diff(_lines(old_text), _lines(new_text), old_label, new_label)
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
+
+
+# --- wiki storage: what the API returns -------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class PageInfo:
+    """A page without its content, as listings return it. `revision` is its current revision;
+    `meta` is its whole front matter ({field: str or list of str})."""
+    id: int
+    wiki_id: int
+    path: str
+    revision: str
+    title: str
+    category: str
+    tags: tuple[str, ...]
+    meta: dict
+    words: int
+    size: int
+    created_at: int
+    updated_at: int
+    deleted_at: int | None
+
+    @property
+    def display_title(self) -> str:
+        """The front matter title, else the last segment of the path."""
+        return self.title or self.path.rsplit("/", 1)[-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Page(PageInfo):
+    """A page with content. Read at an older revision, `revision`, `content` and the fields parsed
+    from it are that revision's and `current_revision` is the page's latest (the one to pass when
+    writing). With a section, `content` is that section's text and `section` its heading trail."""
+    content: str
+    current_revision: str
+    section: str = ""
+
+    @property
+    def is_current(self) -> bool:
+        return self.revision == self.current_revision
+
+
+@dataclasses.dataclass(frozen=True)
+class Revision:
+    """One change. `path` is the page's path right after it (`old_path` the one before, for a
+    rename); `current_path` is where the page is now. `content` is the page's full content after
+    the change, or None in listings."""
+    id: str
+    page_id: int
+    kind: str
+    path: str
+    old_path: str | None
+    attachment: str | None
+    author_did: str
+    author_handle: str | None
+    via: str
+    message: str
+    created_at: int
+    current_path: str
+    page_deleted: bool
+    content: str | None = None
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+
+@dataclasses.dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+    author_did: str
+    updated_at: int
+    data: bytes | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """The result of a write: the page afterwards, what kind of revision it made ('none' when the
+    write changed nothing), and for renames the other pages whose links were rewritten."""
+    page: Page
+    kind: str
+    rewritten: tuple[str, ...] = ()
+    attachment: Attachment | None = None
+
+    @property
+    def revision(self) -> str:
+        return self.page.current_revision
+
+    @property
+    def changed(self) -> bool:
+        return self.kind != "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchHit:
+    """A search result. `snippet` marks matches with MARK_START/MARK_END: escape it for your
+    output first, then replace the markers (see highlight_snippet). Higher score is better."""
+    path: str
+    title: str
+    revision: str
+    score: float
+    snippet: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkTarget:
+    path: str      # the existing page's path when it exists, else the target as written
+    exists: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class PageLinks:
+    path: str
+    links_to: tuple[LinkTarget, ...]
+    linked_from: tuple[str, ...]
+    revision: str   # the page's current revision
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokenLink:
+    source: str    # path of the page holding the link
+    target: str    # the missing page, as written
+
+
+@dataclasses.dataclass(frozen=True)
+class RevisionDiff:
+    old: Revision
+    new: Revision
+    text: str      # unified diff, '' when the contents are equal
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    pages: int
+    bytes: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportReport:
+    created: tuple[str, ...]
+    skipped: tuple[tuple[str, str], ...]   # (name in the zip, why it was skipped)
+
+
+def highlight_snippet(snippet: str, start: str, end: str, escape=lambda text: text) -> str:
+    """A search snippet for output: escape() applied to the text, then the match markers replaced
+    by start/end (e.g. html.escape with '<mark>' and '</mark>')."""
+    return escape(snippet).replace(MARK_START, start).replace(MARK_END, end)
+
+
+# --- wiki storage: rows to values ---------------------------------------------------------------------
+
+PAGE_INFO_COLUMNS = ("id, wiki_id, path, revision_id, title, category, tags, meta, words, size, created_at, "
+                     "updated_at, deleted_at")
+REVISION_SELECT = ("SELECT revisions.*, users.handle AS author_handle, pages.path AS current_path, "
+                   "pages.deleted_at AS page_deleted_at FROM revisions JOIN pages ON pages.id = revisions.page_id "
+                   "LEFT JOIN users ON users.did = revisions.author_did ")
+
+
+def _page_info(row: sqlite3.Row) -> PageInfo:
+    return PageInfo(row["id"], row["wiki_id"], row["path"], row["revision_id"], row["title"], row["category"],
+                    tuple(json.loads(row["tags"])), json.loads(row["meta"]), row["words"], row["size"],
+                    row["created_at"], row["updated_at"], row["deleted_at"])
+
+
+def _page(row: sqlite3.Row) -> Page:
+    info = _page_info(row)
+    return Page(**dataclasses.asdict(info), content=row["content"], current_revision=row["revision_id"])
+
+
+def _revision(row: sqlite3.Row, with_content: bool = False) -> Revision:
+    return Revision(row["id"], row["page_id"], row["kind"], row["path"], row["old_path"], row["attachment"],
+                    row["author_did"], row["author_handle"], row["via"], row["message"], row["created_at"],
+                    row["current_path"], row["page_deleted_at"] is not None,
+                    row["content"] if with_content else None)
+
+
+def _attachment(row: sqlite3.Row, with_data: bool = False) -> Attachment:
+    return Attachment(row["filename"], row["content_type"], row["size"], row["author_did"], row["updated_at"],
+                      bytes(row["data"]) if with_data else None)
+
+
+# --- wiki storage: finding pages and revisions ----------------------------------------------------------
+
+def _live_row(db: sqlite3.Connection, wiki_id: int, path: str) -> sqlite3.Row | None:
+    return db.execute("SELECT * FROM pages WHERE wiki_id = ? AND path_key = ? AND deleted_at IS NULL",
+                      (wiki_id, path_key(path))).fetchone()
+
+
+def _page_row(db: sqlite3.Connection, wiki_id: int, path: str) -> sqlite3.Row:
+    """The live page at `path`, or NotFound saying whether it was deleted."""
+    path = validate_page_path(path)
+    row = _live_row(db, wiki_id, path)
+    if row is not None:
+        return row
+    deleted = db.execute("SELECT revision_id FROM pages WHERE wiki_id = ? AND path_key = ? "
+                         "ORDER BY deleted_at DESC, id DESC LIMIT 1", (wiki_id, path_key(path))).fetchone()
+    if deleted is not None:
+        raise NotFound(f"Page '{path}' was deleted (revision {deleted[0]}). Restore it from its history, "
+                       "or create a new page there.")
+    raise NotFound(f"Page not found: '{path}'. Create it, or list the pages to find the right path.")
+
+
+def _page_by_id(db: sqlite3.Connection, page_id: int) -> Page:
+    return _page(db.execute("SELECT * FROM pages WHERE id = ?", (page_id,)).fetchone())
+
+
+def _revision_prefix(value: str) -> str:
+    prefix = (value or "").strip().lower()
+    if not REVISION_ID_RE.fullmatch(prefix):
+        raise BadInput(f"'{_shown(value)}' is not a revision id; revision ids are hexadecimal, like 3f9a2c1b7d04.")
+    if len(prefix) < MIN_REVISION_PREFIX:
+        raise BadInput(f"'{_shown(value)}' is too short to name a revision; give at least "
+                       f"{MIN_REVISION_PREFIX} characters.")
+    return prefix
+
+
+def _revision_row(db: sqlite3.Connection, wiki_id: int, revision: str, page_id: int | None = None) -> sqlite3.Row:
+    """The revision whose id starts with `revision` (≥ 7 hex characters), in the wiki or one page."""
+    prefix = _revision_prefix(revision)
+    # Every id starting with the prefix sorts in [prefix, prefix + 'g'): ids are lower-case hex.
+    sql = REVISION_SELECT + "WHERE revisions.id >= ? AND revisions.id < ? AND revisions.wiki_id = ?"
+    args: tuple = (prefix, prefix + "g", wiki_id)
+    if page_id is not None:
+        sql, args = sql + " AND revisions.page_id = ?", args + (page_id,)
+    rows = db.execute(sql + " LIMIT 2", args).fetchall()
+    if len(rows) > 1:
+        raise BadInput(f"The revision prefix '{prefix}' matches more than one revision; give more characters.")
+    if not rows:
+        where = "this page's history" if page_id is not None else "this wiki"
+        raise NotFound(f"No revision '{prefix}' in {where}. The page's history lists its revisions.")
+    return rows[0]
+
+
+def _check_base(db: sqlite3.Connection, row: sqlite3.Row, base_revision: str) -> None:
+    """Optimistic concurrency: a write names the revision it was based on and must still be current."""
+    prefix = _revision_prefix(base_revision)
+    current = row["revision_id"]
+    if current.startswith(prefix):
+        return
+    known = db.execute("SELECT 1 FROM revisions WHERE page_id = ? AND id >= ? AND id < ?",
+                       (row["id"], prefix, prefix + "g")).fetchone()
+    if known:
+        raise Conflict(f"Page '{row['path']}' changed since revision {prefix} (now {current}). "
+                       "Read it again, then retry with the new revision.")
+    raise Conflict(f"'{prefix}' is not a revision of page '{row['path']}' (its current revision is {current}). "
+                   "Read it again, then retry with the current revision.")
+
+
+# --- wiki storage: quotas ------------------------------------------------------------------------------
+
+def wiki_usage(db: sqlite3.Connection, wiki_id: int) -> Usage:
+    """Live pages and the bytes they and their attachments take (history is not counted, so
+    deleting pages or attachments always frees room)."""
+    pages, content = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM pages "
+                                "WHERE wiki_id = ? AND deleted_at IS NULL", (wiki_id,)).fetchone()
+    files = db.execute("SELECT coalesce(sum(attachments.size), 0) FROM attachments JOIN pages "
+                       "ON pages.id = attachments.page_id WHERE pages.wiki_id = ? AND pages.deleted_at IS NULL",
+                       (wiki_id,)).fetchone()[0]
+    return Usage(pages, content + files)
+
+
+def _check_page_quota(db: sqlite3.Connection, wiki_id: int, quotas: Quotas) -> None:
+    if wiki_usage(db, wiki_id).pages >= quotas.pages_per_wiki:
+        raise QuotaExceeded(f"This wiki has reached its limit of {quotas.pages_per_wiki} pages. Delete pages "
+                            "it no longer needs, or ask the operator to raise --max-pages-per-wiki.")
+
+
+def _check_bytes_quota(db: sqlite3.Connection, wiki_id: int, quotas: Quotas, growth: int) -> None:
+    """Refuse a change that grows the wiki past its byte limit; shrinking is always allowed."""
+    if growth <= 0:
+        return
+    used = wiki_usage(db, wiki_id).bytes
+    if used + growth > quotas.bytes_per_wiki:
+        raise QuotaExceeded(f"This change needs {growth} more bytes but the wiki uses {used} of its "
+                            f"{quotas.bytes_per_wiki}. Delete pages or attachments it no longer needs, or ask "
+                            "the operator to raise --max-wiki-bytes.")
+
+
+# --- wiki storage: recording changes ---------------------------------------------------------------------
+
+def _new_revision_id(db: sqlite3.Connection) -> str:
+    """12 random hex digits (48 bits): short enough to quote, unique across the instance."""
+    while True:
+        candidate = secrets.token_hex(6)
+        if not db.execute("SELECT 1 FROM revisions WHERE id = ?", (candidate,)).fetchone():
+            return candidate
+
+
+def _record(db: sqlite3.Connection, wiki_id: int, page_id: int | None, kind: str, path: str, content: str,
+            author: Author, message: str, old_path: str | None = None, attachment: str | None = None,
+            deleted_at: int | None = None) -> int:
+    """Write a page's new state and its revision, and refresh its links; returns the page id.
+    Called inside a transaction; the FTS triggers follow the pages row."""
+    revision_id, t = _new_revision_id(db), now()
+    fields = dict(_page_fields(content), path=path, path_key=path_key(path), revision_id=revision_id,
+                  content=content, updated_at=t, deleted_at=deleted_at)
+    if page_id is None:
+        fields.update(wiki_id=wiki_id, created_at=t)
+        page_id = db.execute(f"INSERT INTO pages ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+                             tuple(fields.values())).lastrowid
+    else:
+        db.execute(f"UPDATE pages SET {', '.join(name + ' = ?' for name in fields)} WHERE id = ?",
+                   (*fields.values(), page_id))
+    db.execute("INSERT INTO revisions (id, wiki_id, page_id, kind, path, old_path, attachment, content, author_did, "
+               "via, message, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (revision_id, wiki_id, page_id, kind, path, old_path, attachment, content, author.did, author.via,
+                message, t))
+    _store_links(db, wiki_id, page_id, content if deleted_at is None else "")
+    return page_id
+
+
+def _store_links(db: sqlite3.Connection, wiki_id: int, page_id: int, content: str) -> None:
+    db.execute("DELETE FROM links WHERE page_id = ?", (page_id,))
+    targets = {path_key(link.target): link.target for link in reversed(wikilinks(content))}
+    db.executemany("INSERT INTO links (page_id, wiki_id, target_key, target) VALUES (?, ?, ?, ?)",
+                   [(page_id, wiki_id, key, target) for key, target in targets.items()])
+
+
+# --- wiki storage: reading ---------------------------------------------------------------------------------
+
+def read_page(db: sqlite3.Connection, wiki_id: int, path: str, revision: str = "", section: str = "") -> Page:
+    """A live page, optionally as it was at `revision` (a unique prefix of ≥ 7 characters of one
+    of its revisions) and narrowed to one `section` (see find_section)."""
+    with read_snapshot(db):
+        row = _page_row(db, wiki_id, path)
+        old = _revision_row(db, wiki_id, revision, page_id=row["id"]) if revision else None
+    page = _page(row)
+    if old is not None:
+        fields = _page_fields(old["content"])
+        page = dataclasses.replace(page, revision=old["id"], content=old["content"], title=fields["title"],
+                                   category=fields["category"], tags=tuple(json.loads(fields["tags"])),
+                                   meta=json.loads(fields["meta"]), words=fields["words"], size=fields["size"],
+                                   updated_at=old["created_at"])
+    if section:
+        heading, text = find_section(page.content, section)
+        page = dataclasses.replace(page, content=text, section=" > ".join(heading.trail))
+    return page
+
+
+def list_pages(db: sqlite3.Connection, wiki_id: int, prefix: str = "", category: str = "", tag: str = "",
+               updated_since: int | str | None = None) -> list[PageInfo]:
+    """Live pages in path order, filtered by every given condition: path prefix, category and
+    tag (all case-insensitive), updated at or after updated_since (Unix seconds or ISO 8601)."""
+    since = parse_time(updated_since)
+    sql = f"SELECT {PAGE_INFO_COLUMNS}, path_key FROM pages WHERE wiki_id = ? AND deleted_at IS NULL"
+    args: list = [wiki_id]
+    if prefix:
+        key = path_key(prefix.strip())
+        sql += " AND substr(path_key, 1, ?) = ?"
+        args += [len(key), key]
+    if since is not None:
+        sql += " AND updated_at >= ?"
+        args.append(since)
+    pages = [_page_info(row) for row in db.execute(sql + " ORDER BY path_key", args)]
+    if category:
+        pages = [p for p in pages if p.category.casefold() == category.strip().casefold()]
+    if tag:
+        pages = [p for p in pages if tag.strip().casefold() in (t.casefold() for t in p.tags)]
+    return pages
+
+
+def deleted_pages(db: sqlite3.Connection, wiki_id: int) -> list[PageInfo]:
+    """Deleted pages, most recently deleted first; `revision` is the deletion, which restore_revision
+    accepts."""
+    return [_page_info(row) for row in db.execute(
+        f"SELECT {PAGE_INFO_COLUMNS} FROM pages WHERE wiki_id = ? AND deleted_at IS NOT NULL "
+        "ORDER BY deleted_at DESC, id DESC", (wiki_id,))]
+
+
+def _fts_query(text: str) -> str:
+    """User text as an FTS5 query that cannot be a syntax error: every word and "quoted phrase"
+    becomes a quoted FTS string (so AND, NEAR(, -, ^ are just words), a trailing * keeps prefix
+    search, and the terms are ANDed. An unbalanced quote reads as one."""
+    terms = []
+    for phrase, word in re.findall(r'"([^"]*)"?|([^\s"]+)', text):
+        body = phrase if phrase else word.rstrip("*")
+        if not re.search(r"\w", body):
+            continue
+        quoted = '"' + body.replace('"', '""') + '"'
+        terms.append(quoted + "*" if word.endswith("*") and not phrase else quoted)
+    return " AND ".join(terms)
+
+
+def search_pages(db: sqlite3.Connection, wiki_id: int, query: str, limit: int = 20) -> list[SearchHit]:
+    """Full-text search of the wiki's live pages, best first (bm25, a path or title match weighing
+    more than one in the text). Words are ANDed; "a phrase" matches exactly; word* is a prefix."""
+    match = _fts_query(query or "")
+    if not match:
+        return []
+    rows = db.execute(
+        "SELECT pages.path, pages.title, pages.revision_id, bm25(pages_fts, 10.0, 5.0, 1.0) AS rank, "
+        "snippet(pages_fts, 2, ?, ?, '…', 24) AS snippet FROM pages_fts JOIN pages ON pages.id = pages_fts.rowid "
+        "WHERE pages_fts MATCH ? AND pages.wiki_id = ? AND pages.deleted_at IS NULL ORDER BY rank LIMIT ?",
+        (MARK_START, MARK_END, match, wiki_id, _clamp(limit, 1, 100))).fetchall()
+    return [SearchHit(r["path"], r["title"], r["revision_id"], round(-r["rank"], 3), r["snippet"]) for r in rows]
+
+
+def page_links(db: sqlite3.Connection, wiki_id: int, path: str) -> PageLinks:
+    """A live page's outgoing WikiLinks (each saying whether its page exists) and the live pages
+    linking to it."""
+    with read_snapshot(db):
+        return _page_links(db, wiki_id, _page_row(db, wiki_id, path))
+
+
+def _page_links(db: sqlite3.Connection, wiki_id: int, row: sqlite3.Row) -> PageLinks:
+    links_to = tuple(LinkTarget(r["path"] or r["target"], r["path"] is not None) for r in db.execute(
+        "SELECT links.target, pages.path FROM links LEFT JOIN pages ON pages.wiki_id = links.wiki_id "
+        "AND pages.path_key = links.target_key AND pages.deleted_at IS NULL WHERE links.page_id = ? "
+        "ORDER BY links.target_key", (row["id"],)))
+    linked_from = tuple(r[0] for r in db.execute(
+        "SELECT pages.path FROM links JOIN pages ON pages.id = links.page_id WHERE links.wiki_id = ? "
+        "AND links.target_key = ? AND links.page_id != ? ORDER BY pages.path_key",
+        (wiki_id, row["path_key"], row["id"])))
+    return PageLinks(row["path"], links_to, linked_from, row["revision_id"])
+
+
+def existing_pages(db: sqlite3.Connection, wiki_id: int, targets) -> dict[str, str]:
+    """{path_key(target): the live page's path} for those of `targets` (paths, e.g. WikiLink
+    targets of a preview or an old revision) that are live pages; missing ones are left out."""
+    keys = sorted({path_key(t) for t in targets})
+    found = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        found.update(db.execute(f"SELECT path_key, path FROM pages WHERE wiki_id = ? AND deleted_at IS NULL "
+                                f"AND path_key IN ({', '.join('?' * len(chunk))})", (wiki_id, *chunk)).fetchall())
+    return found
+
+
+def orphan_pages(db: sqlite3.Connection, wiki_id: int) -> list[str]:
+    """Live pages no other live page links to, except Home (every wiki's entry point)."""
+    return [r[0] for r in db.execute(
+        "SELECT path FROM pages WHERE wiki_id = ? AND deleted_at IS NULL AND path_key != ? AND NOT EXISTS "
+        "(SELECT 1 FROM links WHERE links.wiki_id = pages.wiki_id AND links.target_key = pages.path_key "
+        "AND links.page_id != pages.id) ORDER BY path_key", (wiki_id, path_key(HOME_PAGE)))]
+
+
+def broken_links(db: sqlite3.Connection, wiki_id: int) -> list[BrokenLink]:
+    """WikiLinks from live pages to pages that don't exist (or were deleted)."""
+    return [BrokenLink(r[0], r[1]) for r in db.execute(
+        "SELECT source.path, links.target FROM links JOIN pages AS source ON source.id = links.page_id "
+        "WHERE links.wiki_id = ? AND NOT EXISTS (SELECT 1 FROM pages WHERE pages.wiki_id = links.wiki_id "
+        "AND pages.path_key = links.target_key AND pages.deleted_at IS NULL) "
+        "ORDER BY source.path_key, links.target_key", (wiki_id,))]
+
+
+def _clamp(limit: int, low: int = 1, high: int = 200) -> int:
+    try:
+        return max(low, min(int(limit), high))
+    except (TypeError, ValueError):
+        raise BadInput(f"'{_shown(limit)}' is not a number.") from None
+
+
+def recent_changes(db: sqlite3.Connection, wiki_id: int, limit: int = 20) -> list[Revision]:
+    """The wiki's latest revisions, newest first (limit clamped to 1..200); content is None."""
+    return [_revision(r) for r in db.execute(REVISION_SELECT + "WHERE revisions.wiki_id = ? "
+                                             "ORDER BY revisions.seq DESC LIMIT ?", (wiki_id, _clamp(limit)))]
+
+
+def page_history(db: sqlite3.Connection, wiki_id: int, path: str, limit: int = 10) -> list[Revision]:
+    """A page's revisions, newest first (limit clamped to 1..200), across its renames. For a path
+    with no live page, the history of the page most recently deleted there."""
+    path = validate_page_path(path)
+    row = _live_row(db, wiki_id, path) or db.execute(
+        "SELECT * FROM pages WHERE wiki_id = ? AND path_key = ? ORDER BY deleted_at DESC, id DESC LIMIT 1",
+        (wiki_id, path_key(path))).fetchone()
+    if row is None:
+        raise NotFound(f"Page not found: '{path}'. If it was renamed, recent changes show where it went.")
+    return [_revision(r) for r in db.execute(REVISION_SELECT + "WHERE revisions.page_id = ? "
+                                             "ORDER BY revisions.seq DESC LIMIT ?", (row["id"], _clamp(limit)))]
+
+
+def get_revision(db: sqlite3.Connection, wiki_id: int, revision: str) -> Revision:
+    """One revision of any page of the wiki, with content, by a unique prefix of ≥ 7 characters."""
+    return _revision(_revision_row(db, wiki_id, revision), with_content=True)
+
+
+def diff_revisions(db: sqlite3.Connection, wiki_id: int, old: str, new: str) -> RevisionDiff:
+    """The unified diff from revision `old` to revision `new` (any two revisions of the wiki)."""
+    before, after = get_revision(db, wiki_id, old), get_revision(db, wiki_id, new)
+    text = unified_diff(before.content, after.content, f"{before.path}@{before.short_id}",
+                        f"{after.path}@{after.short_id}")
+    return RevisionDiff(before, after, text)
+
+
+# --- wiki storage: writing pages -----------------------------------------------------------------------------
+
+def write_page(db: sqlite3.Connection, wiki_id: int, path: str, content: str, base_revision: str = "", *,
+               author: Author, quotas: Quotas, message: str = "") -> Change:
+    """Create a page (no base_revision; Conflict if it exists) or replace its content (base_revision
+    must be its current revision, else Conflict). Writing identical content changes nothing."""
+    path, content = validate_page_path(path), validate_content(content)
     with transaction(db):
-        get_user(db, owner_did)
+        row = _live_row(db, wiki_id, path)
+        if not base_revision:
+            if row is not None:
+                raise Conflict(f"Page '{row['path']}' already exists (revision {row['revision_id']}). Read it "
+                               "and pass its revision to replace it, or choose another path.")
+            _check_page_quota(db, wiki_id, quotas)
+            _check_bytes_quota(db, wiki_id, quotas, len(content.encode()))
+            page_id = _record(db, wiki_id, None, "create", path, content, author, _message(message, f"Create {path}"))
+            return Change(_page_by_id(db, page_id), "create")
+        if row is None:
+            raise NotFound(f"Page not found: '{path}'. To create it, write it without a revision.")
+        _check_base(db, row, base_revision)
+        return _update(db, wiki_id, row, content, author, quotas, _message(message, f"Update {row['path']}"))
+
+
+def _update(db: sqlite3.Connection, wiki_id: int, row: sqlite3.Row, content: str, author: Author,
+            quotas: Quotas, message: str) -> Change:
+    if content == row["content"]:
+        return Change(_page(row), "none")
+    _check_bytes_quota(db, wiki_id, quotas, len(content.encode()) - row["size"])
+    _record(db, wiki_id, row["id"], "update", row["path"], content, author, message)
+    return Change(_page_by_id(db, row["id"]), "update")
+
+
+def edit_page(db: sqlite3.Connection, wiki_id: int, path: str, base_revision: str, old_string: str,
+              new_string: str, *, author: Author, quotas: Quotas, message: str = "") -> Change:
+    """Replace the one occurrence of old_string (front matter included) with new_string; an empty
+    new_string deletes it. base_revision is required and must be current."""
+    if not base_revision:
+        raise BadInput("Editing needs the page's current revision: read the page first and pass its revision.")
+    if not isinstance(old_string, str) or not isinstance(new_string, str) or not old_string:
+        raise BadInput("old_string must be the exact, non-empty text to replace.")
+    old_string, new_string = old_string.replace("\r\n", "\n"), new_string.replace("\r\n", "\n")
+    with transaction(db):
+        row = _page_row(db, wiki_id, path)
+        _check_base(db, row, base_revision)
+        count = row["content"].count(old_string)
+        if count == 0:
+            raise BadInput(f"old_string was not found in '{row['path']}' (revision {row['revision_id']}). Read the "
+                           "page again and copy the text exactly, including spaces and line breaks.")
+        if count > 1:
+            raise BadInput(f"old_string occurs {count} times in '{row['path']}'; include more of the surrounding "
+                           "text so it matches exactly once.")
+        content = validate_content(row["content"].replace(old_string, new_string, 1))
+        return _update(db, wiki_id, row, content, author, quotas, _message(message, f"Edit {row['path']}"))
+
+
+def rename_page(db: sqlite3.Connection, wiki_id: int, path: str, new_path: str, *, author: Author,
+                message: str = "", base_revision: str = "") -> Change:
+    """Move a page to new_path (its history follows) and, in the same transaction, rewrite the
+    `[[links]]` to it in every other page, each rewritten page getting its own revision.
+    Conflict if another page has new_path. Change.rewritten lists the rewritten pages."""
+    new_path = validate_page_path(new_path)
+    with transaction(db):
+        row = _page_row(db, wiki_id, path)
+        if base_revision:
+            _check_base(db, row, base_revision)
+        old_path, old_key = row["path"], row["path_key"]
+        if new_path == old_path:
+            raise BadInput(f"'{old_path}' already has that path; give a different new path.")
+        taken = _live_row(db, wiki_id, new_path)
+        if taken is not None and taken["id"] != row["id"]:
+            raise Conflict(f"Page '{taken['path']}' already exists; choose another new path, or rename or "
+                           "delete that page first.")
+        text = f"Rename {old_path} to {new_path}"
+        _record(db, wiki_id, row["id"], "rename", new_path, _rewritten(row, old_key, new_path), author,
+                _message(message, text), old_path=old_path)
+        rewritten = []
+        for other in db.execute("SELECT pages.* FROM links JOIN pages ON pages.id = links.page_id "
+                                "WHERE links.wiki_id = ? AND links.target_key = ? AND pages.id != ? "
+                                "ORDER BY pages.path_key", (wiki_id, old_key, row["id"])).fetchall():
+            _record(db, wiki_id, other["id"], "update", other["path"], _rewritten(other, old_key, new_path),
+                    author, f"Update links after: {text}")
+            rewritten.append(other["path"])
+        return Change(_page_by_id(db, row["id"]), "rename", tuple(rewritten))
+
+
+def _rewritten(row: sqlite3.Row, old_key: str, new_path: str) -> str:
+    content = _rewrite_links(row["content"], old_key, new_path)
+    if len(content.encode()) > MAX_PAGE_BYTES:
+        raise TooLarge(f"Rewriting the links in '{row['path']}' would take it over {MAX_PAGE_BYTES} bytes; "
+                       "shorten that page or choose a shorter new path.")
+    return content
+
+
+def delete_page(db: sqlite3.Connection, wiki_id: int, path: str, *, author: Author, message: str = "",
+                base_revision: str = "") -> Change:
+    """Delete a page: it leaves listings, search and links, but keeps its history and attachments
+    and can be brought back with restore_revision. Change.page has deleted_at set."""
+    with transaction(db):
+        row = _page_row(db, wiki_id, path)
+        if base_revision:
+            _check_base(db, row, base_revision)
+        _record(db, wiki_id, row["id"], "delete", row["path"], row["content"], author,
+                _message(message, f"Delete {row['path']}"), deleted_at=now())
+        return Change(_page_by_id(db, row["id"]), "delete")
+
+
+def restore_revision(db: sqlite3.Connection, wiki_id: int, revision: str, *, author: Author, quotas: Quotas,
+                     message: str = "", path: str = "", base_revision: str = "") -> Change:
+    """Bring back the content a page had at `revision`. A deleted page comes back to life (at its
+    last path, or at `path` if given: Conflict if a page lives there now); a live page gets a
+    new revision with that content (base_revision, if given, must be current)."""
+    with transaction(db):
+        old = _revision_row(db, wiki_id, revision)
+        row = db.execute("SELECT * FROM pages WHERE id = ?", (old["page_id"],)).fetchone()
+        if row["deleted_at"] is None:
+            if path and path_key(validate_page_path(path)) != row["path_key"]:
+                raise BadInput(f"Page '{row['path']}' is not deleted; rename it to move it.")
+            if base_revision:
+                _check_base(db, row, base_revision)
+            if old["content"] == row["content"]:
+                return Change(_page(row), "none")
+            _check_bytes_quota(db, wiki_id, quotas, len(old["content"].encode()) - row["size"])
+            target = row["path"]
+        else:
+            target = validate_page_path(path) if path else row["path"]
+            living = _live_row(db, wiki_id, target)
+            if living is not None:
+                raise Conflict(f"Page '{living['path']}' exists now. Restore to another path, or rename that "
+                               "page first.")
+            _check_page_quota(db, wiki_id, quotas)
+            files = db.execute("SELECT coalesce(sum(size), 0) FROM attachments WHERE page_id = ?",
+                               (row["id"],)).fetchone()[0]
+            _check_bytes_quota(db, wiki_id, quotas, len(old["content"].encode()) + files)
+        _record(db, wiki_id, row["id"], "restore", target, old["content"], author,
+                _message(message, f"Restore {target} to revision {old['id']}"),
+                old_path=row["path"] if target != row["path"] else None)
+        return Change(_page_by_id(db, row["id"]), "restore")
+
+
+# --- wiki storage: attachments ----------------------------------------------------------------------------
+
+MAGIC_TYPES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"), (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"), (b"%PDF-", "application/pdf"), (b"PK\x03\x04", "application/zip"),
+    (b"\x1f\x8b", "application/gzip"), (b"OggS", "audio/ogg"), (b"ID3", "audio/mpeg"), (b"fLaC", "audio/flac"),
+)
+# The HTML signatures of the WHATWG MIME Sniffing standard (§7.1): a browser that sniffs would
+# render such bytes as a page whatever they were called.
+HTML_SIGNATURES = (b"<!doctype html", b"<html", b"<head", b"<script", b"<iframe", b"<h1", b"<div", b"<font",
+                   b"<table", b"<a", b"<style", b"<title", b"<b", b"<body", b"<br", b"<p")
+TEXT_SUBTYPES = {".md": "text/markdown", ".markdown": "text/markdown", ".csv": "text/csv",
+                 ".json": "application/json"}
+# What may be shown in the browser: images that can't run script, and text sent as text/plain.
+INLINE_IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+INLINE_TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/csv", "application/json"})
+ACTIVE_TYPES = frozenset({"text/html", "image/svg+xml", "application/xml"})
+
+
+def sniff_content_type(data: bytes, filename: str = "") -> str:
+    """The content type the bytes really have (the client's claim and the file name's extension
+    are not trusted, except to tell kinds of plain text apart)."""
+    for magic, content_type in MAGIC_TYPES:
+        if data.startswith(magic):
+            return content_type
+    if data[:4] == b"RIFF" and data[8:12] in (b"WEBP", b"WAVE"):
+        return "image/webp" if data[8:12] == b"WEBP" else "audio/wav"
+    if data[4:8] == b"ftyp":
+        return "image/avif" if data[8:12] in (b"avif", b"avis") else "video/mp4"
+    head = data[:4096].lstrip(b"\t\n\x0c\r ").lower()
+    if head.startswith(b"\xef\xbb\xbf"):
+        head = head[3:].lstrip(b"\t\n\x0c\r ")
+    if b"<svg" in head and (head.startswith((b"<svg", b"<?xml", b"<!doctype svg", b"<!--"))):
+        return "image/svg+xml"
+    if head.startswith(b"<!--") or any(head.startswith(s) and head[len(s):len(s) + 1] in (b" ", b">", b"\t", b"\n")
+                                       for s in HTML_SIGNATURES):
+        return "text/html"
+    if head.startswith(b"<?xml"):
+        return "application/xml"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return "application/octet-stream"
+    if CONTENT_CONTROL_RE.search(text):
+        return "application/octet-stream"
+    return TEXT_SUBTYPES.get(os.path.splitext(filename)[1].lower(), "text/plain")
+
+
+def sanitize_filename(name: str) -> str:
+    """An attachment's file name made safe to store, list and export: the last part of any path,
+    NFC, without control, invisible-format or bidi characters, leading dots or trailing dots and
+    spaces, at most 200 bytes (keeping the extension). Other characters, HTML included, are
+    kept as they are: escaping them is the output's job."""
+    if not isinstance(name, str):
+        raise BadInput("A file name must be text.")
+    name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    name = re.sub(r"\s+", " ", name)
+    name = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Zl", "Zp"))
+    name = name.strip(" ").lstrip(".").rstrip(". ")
+    if not name:
+        raise BadInput("The file name has no usable characters; give a name like notes.pdf.")
+    stem, ext = os.path.splitext(name)
+    while len((stem + ext).encode()) > MAX_FILENAME_BYTES:
+        stem, ext = (stem[:-1], ext) if stem else (stem, ext[:-1])
+    return stem.rstrip(". ") + ext or "file"
+
+
+def attachment_delivery(attachment: Attachment) -> tuple[str, str]:
+    """(Content-Type, Content-Disposition) to serve an attachment with (always together with
+    X-Content-Type-Options: nosniff). Safe images are inline; text is inline as text/plain; HTML,
+    SVG and XML are downloads typed application/octet-stream, so they never run in our origin."""
+    content_type = attachment.content_type
+    if content_type in INLINE_IMAGE_TYPES:
+        return content_type, _disposition("inline", attachment.filename)
+    if content_type in INLINE_TEXT_TYPES:
+        return "text/plain; charset=utf-8", _disposition("inline", attachment.filename)
+    if content_type in ACTIVE_TYPES:
+        return "application/octet-stream", _disposition("attachment", attachment.filename)
+    return content_type, _disposition("attachment", attachment.filename)
+
+
+def _disposition(kind: str, filename: str) -> str:
+    """RFC 6266: an ASCII fallback name plus the exact name as RFC 8187 filename*."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;' else "_" for c in filename)
+    return f"{kind}; filename=\"{fallback}\"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
+
+
+def _attachment_row(db: sqlite3.Connection, page_id: int, filename: str) -> sqlite3.Row | None:
+    return db.execute("SELECT * FROM attachments WHERE page_id = ? AND filename_key = ?",
+                      (page_id, sanitize_filename(filename).casefold())).fetchone()
+
+
+def page_info(db: sqlite3.Connection, wiki_id: int, path: str) -> PageInfo:
+    """A live page without its content: its path as stored, current revision and metadata."""
+    return _page_info(_page_row(db, wiki_id, path))
+
+
+def list_attachments(db: sqlite3.Connection, wiki_id: int, path: str) -> list[Attachment]:
+    """A live page's attachments by name, without their bytes."""
+    row = _page_row(db, wiki_id, path)
+    return [_attachment(r) for r in db.execute(
+        "SELECT filename, content_type, size, author_did, updated_at FROM attachments WHERE page_id = ? "
+        "ORDER BY filename_key", (row["id"],))]
+
+
+def get_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename: str) -> Attachment:
+    """One attachment with its bytes; the name matches ignoring case."""
+    row = _page_row(db, wiki_id, path)
+    found = _attachment_row(db, row["id"], filename)
+    if found is None:
+        raise NotFound(f"Page '{row['path']}' has no attachment '{_shown(filename)}'. List its attachments to see "
+                       "the names.")
+    return _attachment(found, with_data=True)
+
+
+def put_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename: str, data: bytes, *,
+                   author: Author, quotas: Quotas, message: str = "") -> Change:
+    """Attach a file (≤ 10 MB) to a live page, replacing one of the same name; the page gets an
+    'attachment' revision. Change.attachment is what was stored (sanitised name, sniffed type)."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise BadInput("An attachment's content must be bytes.")
+    if len(data) > MAX_ATTACHMENT_BYTES:
+        raise TooLarge(f"The file is {len(data)} bytes; attachments are at most {MAX_ATTACHMENT_BYTES} bytes "
+                       "(10 MB).")
+    name = sanitize_filename(filename)
+    content_type = sniff_content_type(bytes(data), name)
+    with transaction(db):
+        row = _page_row(db, wiki_id, path)
+        existing = _attachment_row(db, row["id"], name)
+        _check_bytes_quota(db, wiki_id, quotas, len(data) - (existing["size"] if existing else 0))
+        db.execute("INSERT OR REPLACE INTO attachments (page_id, filename_key, filename, content_type, size, data, "
+                   "author_did, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   (row["id"], name.casefold(), name, content_type, len(data), bytes(data), author.did, now()))
+        _record(db, wiki_id, row["id"], "attachment", row["path"], row["content"], author,
+                _message(message, f"Attach {name} to {row['path']} ({len(data)} bytes)"), attachment=name)
+        stored = _attachment(_attachment_row(db, row["id"], name))
+        return Change(_page_by_id(db, row["id"]), "attachment", attachment=stored)
+
+
+def delete_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename: str, *, author: Author,
+                      message: str = "") -> Change:
+    """Remove an attachment from a live page (recorded as an 'attachment' revision)."""
+    with transaction(db):
+        row = _page_row(db, wiki_id, path)
+        found = _attachment_row(db, row["id"], filename)
+        if found is None:
+            raise NotFound(f"Page '{row['path']}' has no attachment '{_shown(filename)}'. List its attachments to see "
+                           "the names.")
+        db.execute("DELETE FROM attachments WHERE page_id = ? AND filename_key = ?", (row["id"], found["filename_key"]))
+        _record(db, wiki_id, row["id"], "attachment", row["path"], row["content"], author,
+                _message(message, f"Delete attachment {found['filename']} from {row['path']}"),
+                attachment=found["filename"])
+        return Change(_page_by_id(db, row["id"]), "attachment", attachment=_attachment(found))
+
+
+# --- wikis and members ------------------------------------------------------------------------------
+
+def create_wiki(db: sqlite3.Connection, slug: str, owner_did: str, title: str = "", description: str = "", *,
+                public_url: str, quotas: Quotas, via: str = "web") -> sqlite3.Row:
+    """A new wiki owned by owner_did, with its default pages (Home, Getting Started, Agent Guide)
+    written by the owner. Counts against the owner's wikis-per-user quota unless they are an
+    instance admin."""
+    validate_slug(slug)
+    title, description = _wiki_title(title or slug), _wiki_description(description)
+    author = Author(owner_did, via)
+    with transaction(db):
+        owner = get_user(db, owner_did)
         if db.execute("SELECT 1 FROM wikis WHERE slug = ?", (slug,)).fetchone():
             raise Conflict(f"The wiki slug '{slug}' is taken; choose another.")
+        owned = db.execute("SELECT count(*) FROM wikis WHERE owner_did = ?", (owner_did,)).fetchone()[0]
+        if owned >= quotas.wikis_per_user and not owner["is_admin"]:
+            raise QuotaExceeded(f"You already have {owned} wikis, the most one person may create here. Delete one "
+                                "you no longer need, or ask the operator to raise --max-wikis-per-user.")
         t = now()
         wiki_id = db.execute("INSERT INTO wikis (slug, title, description, owner_did, created_at) "
                              "VALUES (?, ?, ?, ?, ?)", (slug, title, description, owner_did, t)).lastrowid
         db.execute("INSERT INTO members (wiki_id, user_did, role, added_at) VALUES (?, ?, 'owner', ?)",
                    (wiki_id, owner_did, t))
+        for path, content in default_pages(slug, title, description, public_url):
+            _record(db, wiki_id, None, "create", path, content, author, f"Create {path}")
     return get_wiki(db, slug)
+
+
+def _wiki_title(title: str) -> str:
+    title = " ".join((title or "").split())
+    if not title or len(title) > 200 or BIDI_CONTROLS.intersection(title):
+        raise BadInput("A wiki title is 1 to 200 characters, without bidirectional override characters.")
+    return title
+
+
+def _wiki_description(description: str) -> str:
+    description = (description or "").replace("\r\n", "\n").strip()
+    if len(description) > 2000 or CONTENT_CONTROL_RE.search(description) or BIDI_CONTROLS.intersection(description):
+        raise BadInput("A wiki description is at most 2000 characters, without control or bidirectional "
+                       "override characters.")
+    return description
 
 
 def get_wiki(db: sqlite3.Connection, slug: str) -> sqlite3.Row:
@@ -1176,6 +2453,295 @@ def user_wikis(db: sqlite3.Connection, did: str) -> list[sqlite3.Row]:
     return db.execute("SELECT wikis.*, members.role FROM members JOIN wikis ON wikis.id = members.wiki_id "
                       "WHERE members.user_did = ? ORDER BY members.role != 'owner', wikis.slug",
                       (did,)).fetchall()
+
+
+def update_wiki(db: sqlite3.Connection, wiki_id: int, *, title: str | None = None, description: str | None = None,
+                visibility: str | None = None) -> sqlite3.Row:
+    """Change a wiki's title, description and/or visibility ('private' or 'public': anyone may read)."""
+    changes = {}
+    if title is not None:
+        changes["title"] = _wiki_title(title)
+    if description is not None:
+        changes["description"] = _wiki_description(description)
+    if visibility is not None:
+        if visibility not in ("private", "public"):
+            raise BadInput("Visibility is 'private' (members only) or 'public' (anyone may read).")
+        changes["visibility"] = visibility
+    with transaction(db):
+        row = _wiki_by_id(db, wiki_id)
+        if changes:
+            db.execute(f"UPDATE wikis SET {', '.join(name + ' = ?' for name in changes)} WHERE id = ?",
+                       (*changes.values(), wiki_id))
+    return get_wiki(db, row["slug"])
+
+
+def delete_wiki(db: sqlite3.Connection, wiki_id: int) -> None:
+    """Delete a wiki with all its pages, history, attachments and members; there is no undo."""
+    with transaction(db):
+        _wiki_by_id(db, wiki_id)
+        db.execute("DELETE FROM wikis WHERE id = ?", (wiki_id,))
+
+
+def _wiki_by_id(db: sqlite3.Connection, wiki_id: int) -> sqlite3.Row:
+    row = db.execute("SELECT * FROM wikis WHERE id = ?", (wiki_id,)).fetchone()
+    if row is None:
+        raise NotFound("That wiki no longer exists.")
+    return row
+
+
+def list_members(db: sqlite3.Connection, wiki_id: int) -> list[sqlite3.Row]:
+    """Rows of did, role, added_at, username, handle, display_name (the last three None for a
+    person who has not signed in yet); owners first."""
+    return db.execute("SELECT members.user_did AS did, members.role, members.added_at, users.username, "
+                      "users.handle, users.display_name FROM members LEFT JOIN users ON users.did = members.user_did "
+                      "WHERE members.wiki_id = ? ORDER BY CASE members.role WHEN 'owner' THEN 0 WHEN 'editor' THEN 1 "
+                      "ELSE 2 END, coalesce(users.handle, members.user_did)", (wiki_id,)).fetchall()
+
+
+def member_role(db: sqlite3.Connection, wiki_id: int, did: str) -> str | None:
+    row = db.execute("SELECT role FROM members WHERE wiki_id = ? AND user_did = ?", (wiki_id, did)).fetchone()
+    return row[0] if row else None
+
+
+def _validate_role(role: str) -> str:
+    if role not in ROLES:
+        raise BadInput(f"'{_shown(role)}' is not a role; choose owner, editor or viewer.")
+    return role
+
+
+def add_member(db: sqlite3.Connection, wiki_id: int, did: str, role: str) -> None:
+    """Give a person (by DID; they need not have signed in yet) a role in the wiki."""
+    validate_did(did)
+    _validate_role(role)
+    with transaction(db):
+        _wiki_by_id(db, wiki_id)
+        if member_role(db, wiki_id, did):
+            raise Conflict(f"{did} is already a member; change their role instead.")
+        db.execute("INSERT INTO members (wiki_id, user_did, role, added_at) VALUES (?, ?, ?, ?)",
+                   (wiki_id, did, role, now()))
+
+
+def set_member_role(db: sqlite3.Connection, wiki_id: int, did: str, role: str) -> None:
+    _validate_role(role)
+    with transaction(db):
+        current = _existing_role(db, wiki_id, did)
+        if current == "owner" and role != "owner":
+            _keep_an_owner(db, wiki_id)
+        db.execute("UPDATE members SET role = ? WHERE wiki_id = ? AND user_did = ?", (role, wiki_id, did))
+
+
+def remove_member(db: sqlite3.Connection, wiki_id: int, did: str) -> None:
+    with transaction(db):
+        if _existing_role(db, wiki_id, did) == "owner":
+            _keep_an_owner(db, wiki_id)
+        db.execute("DELETE FROM members WHERE wiki_id = ? AND user_did = ?", (wiki_id, did))
+
+
+def _existing_role(db: sqlite3.Connection, wiki_id: int, did: str) -> str:
+    role = member_role(db, wiki_id, did)
+    if role is None:
+        raise NotFound(f"{did} is not a member of this wiki.")
+    return role
+
+
+def _keep_an_owner(db: sqlite3.Connection, wiki_id: int) -> None:
+    """Called before an owner stops being one: a wiki must always have an owner."""
+    owners = db.execute("SELECT count(*) FROM members WHERE wiki_id = ? AND role = 'owner'", (wiki_id,)).fetchone()[0]
+    if owners <= 1:
+        raise Conflict("This is the wiki's only owner. Make someone else an owner first.")
+
+
+# --- default pages ------------------------------------------------------------------------------------
+
+def default_pages(slug: str, title: str, description: str, public_url: str) -> list[tuple[str, str]]:
+    """(path, content) of the pages a new wiki starts with: Home, Getting Started for people,
+    Agent Guide for agents."""
+    mcp_url = f"{public_url}/w/{slug}/mcp"
+    about = description or "A wiki shared by people and their AI agents. Pages are Markdown, and every change is " \
+                           "kept in the page's history."
+    home = f"""# {title}
+
+{about}
+
+- New here? Start with [[Getting Started]].
+- An AI agent working in this wiki? Read the [[Agent Guide]] first.
+
+Make this page your own: say what the wiki is for and link to its main pages. It is the first
+page people and agents read.
+"""
+    getting_started = f"""# Getting Started
+
+This wiki is shared by you and your AI agents. You read and edit pages in the browser; your agents
+read and edit the same pages over MCP. Every change, whoever made it, is kept in the page's history
+with its author, so you can see what changed and bring back any earlier version.
+
+## In the browser
+
+- Open a page and choose **Edit**. Pages are written in Markdown.
+- Link to another page with `[[Page Name]]`, or `[[Page Name|the text to show]]`. A link to a page
+  that doesn't exist yet is shown as missing: follow it to create the page.
+- Group pages into folders with `/`, for example `Projects/Garden`.
+- **History** lists every change to a page. Compare any two versions, or restore an old one.
+  Deleted pages can be restored from their history too.
+- The wiki is private until an owner makes it public. Owners add people as editors or viewers in
+  the wiki's settings.
+
+## Connect Claude.ai
+
+1. In Claude.ai, open **Settings → Connectors** and choose **Add custom connector**.
+2. Name it, and paste this wiki's MCP URL: `{mcp_url}`
+3. Claude sends you here to sign in and approve what it may do. There is no token to copy.
+
+## Connect Claude Code
+
+Create a personal access token for this wiki on your dashboard (or ask the operator to run
+`robotwtf token create {slug} --user <you>`), then run:
+
+```
+claude mcp add --transport http {slug} {mcp_url} --header "Authorization: Bearer <token>"
+```
+
+Treat the token like a password: whoever holds it can use this wiki as you. Revoke it if it leaks.
+
+## Other agents
+
+Any MCP client that speaks Streamable HTTP can use `{mcp_url}`, signing in through OAuth as Claude.ai
+does, or sending a personal token in an `Authorization: Bearer` header as Claude Code does.
+
+## What agents can do here
+
+Read, search and list pages; create pages and edit them; rename and delete pages; follow links
+and backlinks; read history and recent changes; add and remove attachments. The [[Agent Guide]]
+tells them how to do that carefully.
+"""
+    agent_guide = """# Agent Guide
+
+You are working in a wiki that people and other agents rely on. These habits keep it trustworthy.
+
+## At the start of a session
+
+- Read [[Home]]: it says what this wiki is for and how it is organised.
+- Look at recent changes (`get_recent_changes`) to see what others did since you were last here.
+- Before creating a page, search (`search_notes`) or list (`list_notes`): it may already exist.
+
+## Reading and writing
+
+- Read a page (`read_note`) before changing it, and keep the revision it reports.
+- For a small change, use `edit_note` with that revision and an `old_string` that occurs exactly
+  once on the page; include enough surrounding text to make it unique.
+- To create a page, use `write_note` without a revision. To replace a whole page, pass its current
+  revision.
+- A conflict means the page changed after you read it. Read it again, redo your change on the new
+  text and retry with the new revision. Never overwrite someone else's change blindly.
+- Write a `commit_message` that says what you changed and why: people read the history.
+- For one part of a long page, read with `section="Heading"` or `section="Heading > Subheading"`.
+
+## Links and structure
+
+- Link pages with `[[Page Path]]` or `[[Page Path|text]]`. Paths ignore case and use `/` for
+  folders: `[[Projects/Garden]]`.
+- `rename_note` moves a page and updates the links to it everywhere; use it instead of copying
+  and deleting.
+- `get_links` shows a page's links and backlinks; `find_orphaned_notes` lists pages nothing links to.
+  Link new pages from Home or from a relevant index page.
+- Pages may begin with front matter between `---` lines, with `title`, `category` and `tags`;
+  `list_notes` filters by category and tag.
+
+## Take care
+
+- Don't reorganise, rename or delete pages unless a person asked you to, and confirm with them
+  before `delete_note` or `delete_attachment`.
+- Keep each fact in one place and link to it rather than copying it.
+"""
+    return [(HOME_PAGE, home), ("Getting Started", getting_started), ("Agent Guide", agent_guide)]
+
+
+# --- export and import ------------------------------------------------------------------------------
+
+EXPORT_MANIFEST = "history.json"
+MAX_IMPORT_ENTRIES = 20_000
+
+
+def export_wiki(db: sqlite3.Connection, wiki_id: int) -> bytes:
+    """A zip of the wiki: `pages/<path>.md` for each live page, `attachments/<path>/<file>` for
+    their attachments, and `history.json` listing every page (deleted ones too) with its
+    revisions' metadata. Read in one transaction, so it is a consistent snapshot."""
+    buffer = io.BytesIO()
+    with read_snapshot(db), zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        wiki = _wiki_by_id(db, wiki_id)
+        manifest = {"format": "robotwtf-export-1", "exported_at": now(),
+                    "wiki": {k: wiki[k] for k in ("slug", "title", "description", "visibility", "created_at")},
+                    "pages": []}
+        for page in db.execute("SELECT * FROM pages WHERE wiki_id = ? ORDER BY path_key, id", (wiki_id,)).fetchall():
+            if page["deleted_at"] is None:
+                archive.writestr(f"pages/{page['path']}.md", page["content"])
+                for attachment in db.execute("SELECT filename, data FROM attachments WHERE page_id = ? "
+                                             "ORDER BY filename_key", (page["id"],)):
+                    archive.writestr(f"attachments/{page['path']}/{attachment['filename']}", attachment["data"])
+            manifest["pages"].append(_manifest_page(db, page))
+        archive.writestr(EXPORT_MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
+    return buffer.getvalue()
+
+
+def _manifest_page(db: sqlite3.Connection, page: sqlite3.Row) -> dict:
+    revisions = db.execute("SELECT id, kind, path, old_path, attachment, author_did, via, message, created_at "
+                           "FROM revisions WHERE page_id = ? ORDER BY seq", (page["id"],))
+    return {"path": page["path"], "revision": page["revision_id"], "deleted_at": page["deleted_at"],
+            "revisions": [dict(r) for r in revisions]}
+
+
+def import_pages(db: sqlite3.Connection, wiki_id: int, data: bytes, *, author: Author, quotas: Quotas) -> ImportReport:
+    """Create pages from a zip of Markdown files: `A/B.md` becomes page `A/B` (a robotwtf export's
+    `pages/` folder is stripped). Existing pages are never overwritten. Anything that can't be
+    imported (not Markdown, a bad path or content, an existing page, over a quota) is skipped
+    and reported with the reason; the pages that can be are created in one transaction."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        entries = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, EOFError):
+        raise BadInput("That file is not a zip archive; export a folder of Markdown files as .zip.") from None
+    if len(entries) > MAX_IMPORT_ENTRIES:
+        raise BadInput(f"The archive has {len(entries)} entries; import at most {MAX_IMPORT_ENTRIES} at a time.")
+    ours = any(e.filename == EXPORT_MANIFEST for e in entries)
+    created, skipped = [], []
+    with archive, transaction(db):
+        _wiki_by_id(db, wiki_id)
+        for entry in entries:
+            if entry.is_dir() or (ours and entry.filename == EXPORT_MANIFEST):
+                continue
+            try:
+                path, content = _import_entry(archive, entry, ours)
+                if _live_row(db, wiki_id, path) is not None:
+                    raise Conflict("a page with this path already exists")
+                _check_page_quota(db, wiki_id, quotas)
+                _check_bytes_quota(db, wiki_id, quotas, len(content.encode()))
+            except RobotError as e:
+                skipped.append((entry.filename, e.message))
+                continue
+            _record(db, wiki_id, None, "create", path, content, author, f"Import {path}")
+            created.append(path)
+    return ImportReport(tuple(created), tuple(skipped))
+
+
+def _import_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, ours: bool) -> tuple[str, str]:
+    """(page path, content) for one zip entry, or a RobotError saying why it can't be a page."""
+    name = entry.filename
+    if ours and name.startswith("attachments/"):
+        raise BadInput("attachments are not imported; upload them to their page")
+    stem, ext = os.path.splitext(name.removeprefix("pages/") if ours else name)
+    if ext.lower() not in (".md", ".markdown"):
+        raise BadInput("not a Markdown file (.md)")
+    if entry.file_size > MAX_PAGE_BYTES:
+        raise TooLarge(f"larger than {MAX_PAGE_BYTES} bytes")
+    path = validate_page_path(stem)
+    try:
+        with archive.open(entry) as f:
+            raw = f.read(MAX_PAGE_BYTES + 1)
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as e:
+        raise BadInput(f"cannot be read from the archive ({e})") from None
+    if len(raw) > MAX_PAGE_BYTES:
+        raise TooLarge(f"larger than {MAX_PAGE_BYTES} bytes")
+    return path, validate_content(decode_utf8(raw, "The file"))
 
 
 # --- backup and restore ----------------------------------------------------------------------------
@@ -1506,6 +3072,9 @@ def build_app(inst: Instance) -> App:
     app.install(CsrfPlugin())
 
     app.route("/healthz", "GET", healthz)
+    # Before any wiki page route, so /w/<slug>/mcp is always the MCP endpoint (CONTRACT §3).
+    import robotwtf_mcp
+    robotwtf_mcp.install(app)
     app.route("/static/style.css", "GET", stylesheet)
     app.route("/", "GET", home)
     app.route("/auth/login", "GET", login_page)
@@ -1883,7 +3452,8 @@ def cmd_invite_create(cfg: Config, args) -> int:
 def cmd_wiki_create(cfg: Config, args) -> int:
     db = open_instance_db(cfg)
     owner = find_user(db, args.owner)
-    wiki = create_wiki(db, args.slug, owner["did"], args.title or "")
+    wiki = create_wiki(db, args.slug, owner["did"], args.title or "", public_url=cfg.public_url,
+                       quotas=cfg.quotas, via="cli")
     print(f"created {cfg.url('/w/' + wiki['slug'] + '/')}")
     return 0
 

@@ -348,7 +348,15 @@ class _GuardedAdapter(IPFilterAdapter):
 
 
 class Fetcher:
-    """Every outbound HTTP request of the ATProto login goes through one of these."""
+    """Every outbound HTTP request of the ATProto login goes through one of these.
+
+    Layers: `url_problem` before any network activity; requests-hardened's IP filter after
+    resolution (private, loopback, link-local, CG-NAT, ... refused; loopback allowed only in
+    development mode); no redirects; connect and per-read timeouts; a total deadline enforced by
+    a watchdog that shuts the socket down; a body cap counted while streaming. No proxies or
+    .netrc from the environment. The deadline starts before the system resolver's getaddrinfo,
+    which cannot be interrupted; that lookup is bounded by the system's resolver settings.
+    """
 
     def __init__(
         self,

@@ -27,8 +27,14 @@ import dataclasses
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
+
+import bottle
+
+import robotwtf as rw
+import robotwtf_as
 
 log = logging.getLogger("robotwtf.mcp")
 
@@ -707,3 +713,836 @@ def _validate_object(value: dict[str, Any], schema: dict[str, Any], where: str) 
         elif schema.get("additionalProperties", True) is False:
             problems.append(f"'{prefix}{name}' is not a parameter of this tool")
     return problems
+
+
+# --- the wiki tools (CONTRACT §5: names and parameters are fixed) -------------------------------
+# Handlers call only robotwtf's storage API; wiki rules (paths, revisions, quotas, links) live
+# there. Each returns text written for a model (headers, "Revision: <id>", [[links]]) and
+# structuredContent matching its outputSchema; storage errors become isError results.
+
+SERVER_NAME = "robotwtf"
+INSTRUCTIONS = """\
+This is a robotwtf wiki: Markdown pages shared by people and their AI agents, with full history.
+Pages have paths like "Home" or "Projects/Robot Arm" (case-insensitive), link to each other with
+[[Path]] or [[Path|text]], and get a new revision id on every change.
+
+How to work in this wiki:
+1. Start with read_note path="Home" and get_recent_changes to learn what is here and what people
+   are doing; if an "Agent Guide" page exists, read it and follow its conventions.
+2. Find pages with search_notes (words, "exact phrases", prefix*) and list_notes (by prefix,
+   category, tag or date) before creating new ones, so you don't duplicate a page.
+3. Read a page before you change it and pass the revision you read: edit_note and write_note
+   refuse a revision that is no longer current, so nobody's work is overwritten. On a conflict,
+   read the page again, redo your change on the new text, and retry.
+4. Prefer edit_note (replace one exact snippet) for small changes; use write_note with the
+   page's revision to rewrite a whole page, and write_note without a revision to create one.
+5. Give every change a short commit_message saying why; it is shown in the history.
+6. rename_note keeps links working by rewriting them. delete_note keeps the page's history (a
+   person can restore it), but delete_attachment removes the file for good: ask the user before
+   deleting anything."""
+
+TOOL_ANNOTATIONS = {
+    "read": {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False},
+    "change": {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": False},
+    "move": {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False},
+    "remove": {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": True, "openWorldHint": False},
+}
+
+
+def _string(description: str, min_length: int = 0, max_length: int | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "description": description}
+    if min_length:
+        schema["minLength"] = min_length
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    return schema
+
+
+def _params(required: dict[str, Any], optional: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An object schema with no other properties allowed (unknown arguments are reported)."""
+    return {
+        "type": "object",
+        "properties": {**required, **(optional or {})},
+        "required": list(required),
+        "additionalProperties": False,
+    }
+
+
+def _output(**properties: Any) -> dict[str, Any]:
+    """An output schema whose every listed property is always present."""
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
+PATH = _string(
+    "Page path, e.g. \"Home\" or \"Projects/Robot Arm\": '/'-separated segments, case-insensitive, "
+    "no leading '/', no file extension.",
+    1,
+    255,
+)
+COMMIT_MESSAGE = _string("Optional short note saying why; recorded in the page history.")
+FILENAME = _string("Attachment file name, e.g. \"diagram.png\".", 1, 255)
+LIMIT_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 200}
+
+STR = {"type": "string"}
+TIME = {"type": "string", "description": "ISO 8601 UTC time"}
+STRINGS = {"type": "array", "items": STR}
+REVISION_OUT = {"type": "string", "description": "the page's current revision id; pass it when writing"}
+CHANGE_OUT = {
+    "type": "object",
+    "properties": {
+        "revision": STR, "path": STR, "kind": STR, "author": STR, "via": STR, "message": STR,
+        "timestamp": TIME, "attachment": {"type": ["string", "null"]},
+    },
+    "required": ["revision", "path", "kind", "author", "via", "message", "timestamp"],
+}
+NOTE_OUT = {
+    "type": "object",
+    "properties": {
+        "path": STR, "title": STR, "category": STR, "tags": STRINGS, "words": {"type": "integer"},
+        "revision": STR, "updated_at": TIME,
+    },
+    "required": ["path", "title", "category", "tags", "words", "revision", "updated_at"],
+}
+ATTACHMENT_OUT = {
+    "type": "object",
+    "properties": {"filename": STR, "size": {"type": "integer"}, "content_type": STR, "updated_at": TIME},
+    "required": ["filename", "size", "content_type", "updated_at"],
+}
+LINK_OUT = {"type": "object", "properties": {"path": STR, "exists": {"type": "boolean"}}, "required": ["path", "exists"]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Wiki:
+    """The wiki a tool call acts on, and who acts: built from the authenticated caller."""
+
+    db: Any
+    wiki_id: int
+    author: Any
+    quotas: Any
+
+
+def _wiki(call: ToolCall) -> Wiki:
+    access = call.context.caller
+    return Wiki(access.db, access.caller.wiki_id, _author(access.caller, call.client_info), access.cfg.quotas)
+
+
+def _author(caller, client_info: Mapping[str, Any] | None):
+    """Who a revision names: the user, and `mcp:<client>` or `token:<name>`. For OAuth clients the
+    client is the modern request's clientInfo name when sent (display only, basic/index "_meta"),
+    else the name the client registered (the handshake era sends clientInfo only on initialize)."""
+    kind, _, name = caller.via.partition(":")
+    if kind == "token":
+        return rw.Author.token(caller.user_did, name)
+    announced = client_info.get("name") if client_info else None
+    return rw.Author.mcp(caller.user_did, announced if isinstance(announced, str) and announced.strip() else name)
+
+
+def _iso_time(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def _human_time(seconds: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+
+
+def _who(revision) -> str:
+    return f"{'@' + revision.author_handle if revision.author_handle else revision.author_did} via {revision.via}"
+
+
+def _change_json(revision) -> dict[str, Any]:
+    return {
+        "revision": revision.id,
+        "path": revision.path,
+        "kind": revision.kind,
+        "author": revision.author_handle or revision.author_did,
+        "via": revision.via,
+        "message": revision.message,
+        "timestamp": _iso_time(revision.created_at),
+        "attachment": revision.attachment,
+    }
+
+
+def _change_lines(revision, show_path: bool) -> list[str]:
+    where = f"{revision.path} | " if show_path else ""
+    moved = f" (from {revision.old_path})" if revision.old_path else ""
+    attached = f" {revision.attachment}" if revision.attachment else ""
+    return [
+        f"- {revision.id} | {_human_time(revision.created_at)} | {where}{revision.kind}{attached}{moved} | {_who(revision)}",
+        f"  {revision.message}",
+    ]
+
+
+def _metadata_line(page) -> str:
+    fields = [
+        f"{key}: {', '.join(value) if isinstance(value, list) else value}"
+        for key, value in page.meta.items()
+        if key != "title"
+    ]
+    return " | ".join(fields)
+
+
+def _link_list(links) -> str:
+    """[[A]], [[B]] (missing), ...: links are paths or LinkTargets."""
+    return ", ".join(
+        f"[[{link}]]" if isinstance(link, str) else f"[[{link.path}]]{'' if link.exists else ' (missing)'}"
+        for link in links
+    ) or "(none)"
+
+
+# Each handler: (call) -> ToolResult. Storage errors (rw.RobotError) are turned into isError
+# results by _guarded; a missing thing also gets the names of the tools that find things.
+
+NOT_FOUND_HINT = ("Use list_notes or search_notes to find pages, get_history for a page's revisions and "
+                  "list_attachments for its files.")
+
+
+def read_note(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    args = call.arguments
+    page = rw.read_page(wiki.db, wiki.wiki_id, args["path"], args.get("revision", ""), args.get("section", ""))
+    whole_current = page.is_current and not page.section
+    links = rw.page_links(wiki.db, wiki.wiki_id, page.path) if whole_current else None
+    lines = [f"# {page.display_title}", f"Path: {page.path}", f"Revision: {page.revision}"]
+    if not page.is_current:
+        lines.append(f"Note: this is an older revision; the current one is {page.current_revision} (pass that when writing).")
+    lines.append(f"Updated: {_human_time(page.updated_at)}")
+    if page.section:
+        lines.append(f"Section: {page.section}")
+    metadata = _metadata_line(page)
+    if metadata:
+        lines.append(f"Metadata: {metadata}")
+    if links is not None:
+        lines.append(f"Links to: {_link_list(links.links_to)}")
+        lines.append(f"Linked from: {_link_list(links.linked_from)}")
+    lines += ["", "---", page.content]
+    structured = {
+        "path": page.path,
+        "title": page.display_title,
+        "revision": page.current_revision,
+        "content_revision": page.revision,
+        "section": page.section,
+        "updated_at": _iso_time(page.updated_at),
+        "category": page.category,
+        "tags": list(page.tags),
+        "metadata": page.meta,
+        "content": page.content,
+        "links_to": [{"path": link.path, "exists": link.exists} for link in links.links_to] if links else [],
+        "linked_from": list(links.linked_from) if links else [],
+    }
+    return ToolResult("\n".join(lines), structured)
+
+
+def write_note(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    args = call.arguments
+    change = rw.write_page(
+        wiki.db, wiki.wiki_id, args["path"], args["content"], args.get("revision", ""),
+        author=wiki.author, quotas=wiki.quotas, message=args.get("commit_message", ""),
+    )
+    verb = {"create": "Created", "update": "Updated", "none": "Unchanged (same content as before):"}[change.kind]
+    return _page_change(f"{verb} {change.page.path}", change)
+
+
+def edit_note(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    args = call.arguments
+    change = rw.edit_page(
+        wiki.db, wiki.wiki_id, args["path"], args["revision"], args["old_string"], args["new_string"],
+        author=wiki.author, quotas=wiki.quotas, message=args.get("commit_message", ""),
+    )
+    verb = "Edited" if change.changed else "Unchanged (the replacement is the same text):"
+    return _page_change(f"{verb} {change.page.path}", change)
+
+
+def _page_change(headline: str, change, **extra: Any) -> ToolResult:
+    text = f"{headline}\nRevision: {change.revision}"
+    return ToolResult(text, {"path": change.page.path, "revision": change.revision, "kind": change.kind, **extra})
+
+
+def list_notes(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    filters = {name: call.arguments.get(name, "") for name in ("prefix", "category", "tag", "updated_since")}
+    pages = rw.list_pages(wiki.db, wiki.wiki_id, **filters)
+    described = ", ".join(f"{name}={value!r}" for name, value in filters.items() if value)
+    header = f"Found {len(pages)} notes{' matching ' + described if described else ''}:"
+    lines = [header] + [_note_line(page) for page in pages]
+    if not pages:
+        lines.append("(none) Try fewer filters, or search_notes to search the text.")
+    notes = [
+        {
+            "path": page.path, "title": page.display_title, "category": page.category, "tags": list(page.tags),
+            "words": page.words, "revision": page.revision, "updated_at": _iso_time(page.updated_at),
+        }
+        for page in pages
+    ]
+    return ToolResult("\n".join(lines), {"count": len(notes), "notes": notes})
+
+
+def _note_line(page) -> str:
+    details = [f"{page.words} words", f"updated {_human_time(page.updated_at)}"]
+    if page.category:
+        details.insert(0, f"category: {page.category}")
+    if page.tags:
+        details.insert(len(details) - 2, f"tags: {', '.join(page.tags)}")
+    title = f" — {page.title}" if page.title else ""
+    return f"- {page.path}{title} ({'; '.join(details)})"
+
+
+def search_notes(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    query = call.arguments["query"]
+    hits = rw.search_pages(wiki.db, wiki.wiki_id, query)
+    results = [
+        {
+            "path": hit.path, "title": hit.title or hit.path.rsplit("/", 1)[-1], "revision": hit.revision,
+            "score": hit.score, "snippet": rw.highlight_snippet(hit.snippet, "**", "**"),
+        }
+        for hit in hits
+    ]
+    if not results:
+        text = f'No pages match "{query}". Try other or fewer words, a prefix like robo*, or list_notes.'
+    else:
+        lines = [f'{len(results)} results for "{query}" (best first; matches in **bold**):']
+        for number, result in enumerate(results, 1):
+            snippet = " ".join(result["snippet"].split())
+            lines += [f"{number}. {result['path']} (score: {result['score']:.2f})", f"   {snippet}"]
+        text = "\n".join(lines)
+    return ToolResult(text, {"query": query, "results": results})
+
+
+def get_links(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    links = rw.page_links(wiki.db, wiki.wiki_id, call.arguments["path"])
+    lines = [f"Links for {links.path}:", f"Revision: {links.revision}", f"Links to ({len(links.links_to)}):"]
+    lines += [f"- [[{link.path}]]{'' if link.exists else ' (missing page)'}" for link in links.links_to] or ["(none)"]
+    lines.append(f"Linked from ({len(links.linked_from)}):")
+    lines += [f"- [[{path}]]" for path in links.linked_from] or ["(none)"]
+    structured = {
+        "path": links.path,
+        "revision": links.revision,
+        "links_to": [{"path": link.path, "exists": link.exists} for link in links.links_to],
+        "linked_from": list(links.linked_from),
+    }
+    return ToolResult("\n".join(lines), structured)
+
+
+def get_recent_changes(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    changes = rw.recent_changes(wiki.db, wiki.wiki_id, call.arguments.get("limit", 20))
+    lines = [f"{len(changes)} recent changes (newest first; revision | time | page | change | who):"]
+    for revision in changes:
+        lines += _change_lines(revision, show_path=True)
+    return ToolResult("\n".join(lines), {"changes": [_change_json(revision) for revision in changes]})
+
+
+def get_history(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    path = call.arguments["path"]
+    history = rw.page_history(wiki.db, wiki.wiki_id, path, call.arguments.get("limit", 10))
+    latest = history[0]
+    state = " (deleted)" if latest.page_deleted else ""
+    lines = [
+        f"History of {latest.current_path}{state} ({len(history)} revisions, newest first):",
+        f"Revision: {latest.id}",
+    ]
+    for revision in history:
+        lines += _change_lines(revision, show_path=False)
+    if latest.page_deleted:
+        lines.append("The page is deleted; a person can restore it from its history in the browser.")
+    structured = {
+        "path": latest.current_path,
+        "revision": latest.id,
+        "deleted": latest.page_deleted,
+        "history": [_change_json(revision) for revision in history],
+    }
+    return ToolResult("\n".join(lines), structured)
+
+
+def rename_note(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    args = call.arguments
+    old_path = args["path"]
+    change = rw.rename_page(
+        wiki.db, wiki.wiki_id, old_path, args["new_path"], author=wiki.author, message=args.get("commit_message", "")
+    )
+    result = _page_change(f"Renamed {old_path} to {change.page.path}", change, old_path=old_path,
+                          updated_backlinks=list(change.rewritten))
+    if change.rewritten:
+        rewritten = "\n".join(f"- [[{path}]]" for path in change.rewritten)
+        text = f"{result.text}\nUpdated the links in {len(change.rewritten)} pages:\n{rewritten}"
+    else:
+        text = f"{result.text}\nNo other page linked to it, so no links needed updating."
+    return ToolResult(text, result.structured)
+
+
+def delete_note(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    args = call.arguments
+    change = rw.delete_page(wiki.db, wiki.wiki_id, args["path"], author=wiki.author,
+                            message=args.get("commit_message", ""))
+    result = _page_change(f"Deleted {change.page.path}", change)
+    text = (
+        f"{result.text}\nThe page's history keeps its content: get_history lists its revisions, and a "
+        "person can restore the page from its history in the browser."
+    )
+    return ToolResult(text, result.structured)
+
+
+def find_orphaned_notes(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    orphans = rw.orphan_pages(wiki.db, wiki.wiki_id)
+    if orphans:
+        lines = [f"Found {len(orphans)} orphaned notes (no other page links to them; Home is never counted):"]
+        lines += [f"- [[{path}]]" for path in orphans]
+        text = "\n".join(lines)
+    else:
+        text = "No orphaned notes: every page except Home has at least one link from another page."
+    return ToolResult(text, {"count": len(orphans), "orphans": orphans})
+
+
+def list_attachments(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    page = rw.page_info(wiki.db, wiki.wiki_id, call.arguments["path"])
+    attachments = rw.list_attachments(wiki.db, wiki.wiki_id, page.path)
+    lines = [f"Attachments of {page.path} ({len(attachments)}):", f"Revision: {page.revision}"]
+    lines += [
+        f"- {item.filename} ({item.size} bytes, {item.content_type}, updated {_human_time(item.updated_at)})"
+        for item in attachments
+    ] or ["(none)"]
+    structured = {
+        "path": page.path,
+        "revision": page.revision,
+        "attachments": [_attachment_json(item) for item in attachments],
+    }
+    return ToolResult("\n".join(lines), structured)
+
+
+def _attachment_json(item) -> dict[str, Any]:
+    return {"filename": item.filename, "size": item.size, "content_type": item.content_type,
+            "updated_at": _iso_time(item.updated_at)}
+
+
+def upload_attachment(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    args = call.arguments
+    data = _decode_base64(args["content"])
+    change = rw.put_attachment(
+        wiki.db, wiki.wiki_id, args["path"], args["filename"], data,
+        author=wiki.author, quotas=wiki.quotas, message=args.get("commit_message", ""),
+    )
+    stored = change.attachment
+    headline = f"Uploaded {stored.filename} to {change.page.path} ({stored.size} bytes, {stored.content_type})"
+    result = _page_change(headline, change, attachment=_attachment_json(stored))
+    if stored.filename == args["filename"]:
+        return result
+    note = f"The file name was cleaned: '{args['filename']}' is stored as '{stored.filename}'; use that name."
+    return ToolResult(f"{result.text}\n{note}", result.structured)
+
+
+def _decode_base64(text: str) -> bytes:
+    # Standard base64 (RFC 4648 §4); line breaks and spaces that models add are ignored.
+    compact = "".join(text.split())
+    if len(compact) > MAX_BASE64_CHARS:
+        raise ToolError(f"The file is larger than the {rw.MAX_ATTACHMENT_BYTES} bytes (10 MB) an attachment may have.")
+    try:
+        return base64.b64decode(compact, validate=True)
+    except (binascii.Error, ValueError):
+        raise ToolError(
+            "content is not valid base64: encode the file's bytes with standard base64 "
+            "(A-Z, a-z, 0-9, + and /, padded with =) and try again."
+        ) from None
+
+
+def download_attachment(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    page = rw.page_info(wiki.db, wiki.wiki_id, call.arguments["path"])
+    item = rw.get_attachment(wiki.db, wiki.wiki_id, page.path, call.arguments["filename"])
+    encoded = base64.b64encode(item.data).decode("ascii")
+    text = (
+        f"Downloaded {item.filename} from {page.path} ({item.size} bytes, {item.content_type}).\n"
+        f"Revision: {page.revision}\nContent (base64):\n{encoded}"
+    )
+    structured = {"path": page.path, "revision": page.revision, **_attachment_json(item), "content": encoded}
+    return ToolResult(text, structured)
+
+
+def delete_attachment(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    args = call.arguments
+    change = rw.delete_attachment(wiki.db, wiki.wiki_id, args["path"], args["filename"], author=wiki.author,
+                                  message=args.get("commit_message", ""))
+    removed = change.attachment
+    result = _page_change(f"Deleted attachment {removed.filename} from {change.page.path}", change,
+                          attachment=_attachment_json(removed))
+    return ToolResult(f"{result.text}\nThe page history records the removal.", result.structured)
+
+
+def _guarded(handler: Callable[[ToolCall], ToolResult]) -> Callable[[ToolCall], ToolResult]:
+    """The handler with robotwtf's errors turned into tool errors (server/tools "Error Handling":
+    failures the model can act on are results with isError, not protocol errors)."""
+
+    def run(call: ToolCall) -> ToolResult:
+        try:
+            return handler(call)
+        except rw.NotFound as missing:
+            raise ToolError(f"{missing.message} {NOT_FOUND_HINT}") from None
+        except rw.RobotError as failure:
+            raise ToolError(failure.message) from None
+
+    run.__name__ = handler.__name__
+    return run
+
+
+# 4 base64 characters per 3 bytes (RFC 4648 §4), padded to a multiple of 4.
+MAX_BASE64_CHARS = 4 * -(-rw.MAX_ATTACHMENT_BYTES // 3)
+
+PAGE_CHANGE_OUT = _output(path=STR, revision=REVISION_OUT, kind=STR)
+
+TOOLS = (
+    Tool(
+        name="read_note",
+        title="Read a page",
+        description=(
+            "Read a wiki page: its Markdown content (front matter included), revision, metadata, "
+            "and the pages it links to and that link to it. Pass `revision` (an id or a unique prefix of "
+            "at least 7 characters, from get_history) to read an older version, and `section` (a heading "
+            "title like \"Setup\" or a path like \"Install > Linux\") to read just that part of a long page. "
+            "Keep the returned revision: edit_note and write_note need it."
+        ),
+        input_schema=_params(
+            {"path": PATH},
+            {
+                "revision": _string("Optional: an older revision id (or unique prefix of 7+ characters); empty reads the current page."),
+                "section": _string("Optional: a heading title or a path like \"A > B\"; empty reads the whole page."),
+            },
+        ),
+        output_schema=_output(
+            path=STR, title=STR, revision=REVISION_OUT,
+            content_revision={"type": "string", "description": "the revision the content is from"},
+            section=STR, updated_at=TIME, category=STR, tags=STRINGS, metadata={"type": "object"}, content=STR,
+            links_to={"type": "array", "items": LINK_OUT}, linked_from=STRINGS,
+        ),
+        annotations=TOOL_ANNOTATIONS["read"],
+        scope="wiki:read",
+        handler=_guarded(read_note),
+    ),
+    Tool(
+        name="write_note",
+        title="Create or replace a page",
+        description=(
+            "Create a new page (leave `revision` empty; fails if the page exists) or replace a whole page "
+            "(pass the `revision` you read; fails with a conflict if someone changed the page since, so "
+            "read it again and redo your change). For a small change to an existing page, edit_note is "
+            "safer. Content is Markdown (at most 1,000,000 bytes); link pages with [[Path]] or "
+            "[[Path|text]]; optional front matter between --- lines at the top sets title, category and tags."
+        ),
+        input_schema=_params(
+            {"path": PATH, "content": _string("The page's complete new Markdown content.")},
+            {
+                "revision": _string("Empty to create a new page; to replace a page, its current revision (from read_note)."),
+                "commit_message": COMMIT_MESSAGE,
+            },
+        ),
+        output_schema=PAGE_CHANGE_OUT,
+        annotations=TOOL_ANNOTATIONS["change"],
+        scope="wiki:write",
+        handler=_guarded(write_note),
+    ),
+    Tool(
+        name="edit_note",
+        title="Edit part of a page",
+        description=(
+            "Replace exactly one occurrence of `old_string` in a page with `new_string` (empty deletes it). "
+            "`old_string` must match the page text exactly, including spaces and line breaks, and occur "
+            "once: if it occurs several times, include more surrounding text. `revision` is the page's "
+            "current revision from read_note; if the page changed since, read it again and retry. The best "
+            "tool for small changes."
+        ),
+        input_schema=_params(
+            {
+                "path": PATH,
+                "revision": _string("The page's current revision (from read_note); a unique prefix of 7+ characters is enough.", 1),
+                "old_string": _string("The exact text to replace; it must occur exactly once in the page.", 1),
+                "new_string": _string("The text to put in its place (empty to delete old_string)."),
+            },
+            {"commit_message": COMMIT_MESSAGE},
+        ),
+        output_schema=PAGE_CHANGE_OUT,
+        annotations=TOOL_ANNOTATIONS["change"],
+        scope="wiki:write",
+        handler=_guarded(edit_note),
+    ),
+    Tool(
+        name="list_notes",
+        title="List pages",
+        description=(
+            "List the wiki's pages in path order with title, category, tags, size and last update. "
+            "Filters combine (all must match): `prefix` of the path (e.g. \"Projects/\"), `category` and "
+            "`tag` from the pages' front matter, and `updated_since` (ISO 8601 date or time, UTC). "
+            "Use search_notes to search the text instead."
+        ),
+        input_schema=_params(
+            {},
+            {
+                "prefix": _string("Optional: only paths starting with this (case-insensitive)."),
+                "category": _string("Optional: only pages with this front matter category."),
+                "tag": _string("Optional: only pages with this front matter tag."),
+                "updated_since": _string("Optional: only pages changed at or after this ISO 8601 time, e.g. 2026-01-31 or 2026-01-31T12:00:00Z."),
+            },
+        ),
+        output_schema=_output(count={"type": "integer"}, notes={"type": "array", "items": NOTE_OUT}),
+        annotations=TOOL_ANNOTATIONS["read"],
+        scope="wiki:read",
+        handler=_guarded(list_notes),
+    ),
+    Tool(
+        name="search_notes",
+        title="Search pages",
+        description=(
+            "Full-text search over the current pages, best matches first, each with a snippet where the "
+            "matches are in **bold**. All words must match; \"a phrase\" in quotes matches exactly and "
+            "word* matches a prefix. A match in a page's path or title ranks higher."
+        ),
+        input_schema=_params({"query": _string("Words to search for.", 1, 1000)}),
+        output_schema=_output(
+            query=STR,
+            results={
+                "type": "array",
+                "items": _output(path=STR, title=STR, revision=STR, score={"type": "number"}, snippet=STR),
+            },
+        ),
+        annotations=TOOL_ANNOTATIONS["read"],
+        scope="wiki:read",
+        handler=_guarded(search_notes),
+    ),
+    Tool(
+        name="get_links",
+        title="Show a page's links",
+        description=(
+            "The [[links]] in a page (saying which point to pages that don't exist yet) and the pages "
+            "that link to it (backlinks)."
+        ),
+        input_schema=_params({"path": PATH}),
+        output_schema=_output(
+            path=STR, revision=REVISION_OUT, links_to={"type": "array", "items": LINK_OUT}, linked_from=STRINGS
+        ),
+        annotations=TOOL_ANNOTATIONS["read"],
+        scope="wiki:read",
+        handler=_guarded(get_links),
+    ),
+    Tool(
+        name="get_recent_changes",
+        title="Recent changes",
+        description=(
+            "The latest changes anywhere in the wiki, newest first: revision, time, page, kind of change, "
+            "who made it and through which app, and the commit message. Read this at the start of a "
+            "session to see what people have been doing."
+        ),
+        input_schema=_params({}, {"limit": {**LIMIT_SCHEMA, "description": "How many changes (1-200, default 20)."}}),
+        output_schema=_output(changes={"type": "array", "items": CHANGE_OUT}),
+        annotations=TOOL_ANNOTATIONS["read"],
+        scope="wiki:read",
+        handler=_guarded(get_recent_changes),
+    ),
+    Tool(
+        name="get_history",
+        title="Page history",
+        description=(
+            "A page's revisions, newest first, following it across renames (and for a deleted page, "
+            "its history up to the deletion). Pass a revision id to read_note to see an older version."
+        ),
+        input_schema=_params(
+            {"path": PATH}, {"limit": {**LIMIT_SCHEMA, "description": "How many revisions (1-200, default 10)."}}
+        ),
+        output_schema=_output(
+            path=STR, revision=REVISION_OUT, deleted={"type": "boolean"},
+            history={"type": "array", "items": CHANGE_OUT},
+        ),
+        annotations=TOOL_ANNOTATIONS["read"],
+        scope="wiki:read",
+        handler=_guarded(get_history),
+    ),
+    Tool(
+        name="rename_note",
+        title="Rename a page",
+        description=(
+            "Move a page to a new path. Its history follows it, and every [[link]] to it in other pages "
+            "is rewritten in the same change, so no link breaks; the result lists the pages whose links "
+            "were updated. Fails if a page already exists at the new path."
+        ),
+        input_schema=_params({"path": PATH, "new_path": PATH}, {"commit_message": COMMIT_MESSAGE}),
+        output_schema=_output(
+            path=STR, revision=REVISION_OUT, kind=STR, old_path=STR, updated_backlinks=STRINGS
+        ),
+        annotations=TOOL_ANNOTATIONS["move"],
+        scope="wiki:write",
+        handler=_guarded(rename_note),
+    ),
+    Tool(
+        name="delete_note",
+        title="Delete a page",
+        description=(
+            "Delete a page. It disappears from listings, search and links, but its history keeps its "
+            "content and a person can restore it. Ask the user before deleting."
+        ),
+        input_schema=_params({"path": PATH}, {"commit_message": COMMIT_MESSAGE}),
+        output_schema=PAGE_CHANGE_OUT,
+        annotations=TOOL_ANNOTATIONS["remove"],
+        scope="wiki:write",
+        handler=_guarded(delete_note),
+    ),
+    Tool(
+        name="find_orphaned_notes",
+        title="Find orphaned pages",
+        description=(
+            "Pages that no other page links to (Home is never counted). Useful for tidying up: link "
+            "them from a relevant page, or ask the user whether they are still needed."
+        ),
+        input_schema=_params({}),
+        output_schema=_output(count={"type": "integer"}, orphans=STRINGS),
+        annotations=TOOL_ANNOTATIONS["read"],
+        scope="wiki:read",
+        handler=_guarded(find_orphaned_notes),
+    ),
+    Tool(
+        name="list_attachments",
+        title="List a page's attachments",
+        description="The files attached to a page: name, size in bytes, content type and last update.",
+        input_schema=_params({"path": PATH}),
+        output_schema=_output(
+            path=STR, revision=REVISION_OUT, attachments={"type": "array", "items": ATTACHMENT_OUT}
+        ),
+        annotations=TOOL_ANNOTATIONS["read"],
+        scope="wiki:read",
+        handler=_guarded(list_attachments),
+    ),
+    Tool(
+        name="upload_attachment",
+        title="Attach a file to a page",
+        description=(
+            "Attach a file to an existing page, replacing an attachment of the same name. `content` is "
+            "the file's bytes in standard base64; the file may be at most 10 MB. The name is cleaned "
+            "(folders and unsafe characters removed) and the content type is detected from the bytes; "
+            "the result says what was stored."
+        ),
+        input_schema=_params(
+            {"path": PATH, "filename": FILENAME, "content": _string("The file's bytes, base64-encoded.")},
+            {"commit_message": COMMIT_MESSAGE},
+        ),
+        output_schema=_output(path=STR, revision=REVISION_OUT, kind=STR, attachment=ATTACHMENT_OUT),
+        annotations=TOOL_ANNOTATIONS["change"],
+        scope="wiki:write",
+        handler=_guarded(upload_attachment),
+    ),
+    Tool(
+        name="download_attachment",
+        title="Download an attachment",
+        description=(
+            "A file attached to a page, with its bytes base64-encoded (in the text and as "
+            "structuredContent.content)."
+        ),
+        input_schema=_params({"path": PATH, "filename": FILENAME}),
+        output_schema=_output(
+            path=STR, revision=REVISION_OUT, filename=STR, size={"type": "integer"}, content_type=STR,
+            updated_at=TIME, content={"type": "string", "description": "the file's bytes, base64"},
+        ),
+        annotations=TOOL_ANNOTATIONS["read"],
+        scope="wiki:read",
+        handler=_guarded(download_attachment),
+    ),
+    Tool(
+        name="delete_attachment",
+        title="Delete an attachment",
+        description=(
+            "Remove a file from a page for good (the page history records the removal, not the file). "
+            "Ask the user before deleting."
+        ),
+        input_schema=_params({"path": PATH, "filename": FILENAME}, {"commit_message": COMMIT_MESSAGE}),
+        output_schema=_output(path=STR, revision=REVISION_OUT, kind=STR, attachment=ATTACHMENT_OUT),
+        annotations=TOOL_ANNOTATIONS["remove"],
+        scope="wiki:write",
+        handler=_guarded(delete_attachment),
+    ),
+)
+
+
+def build_server(public_url: str) -> Server:
+    """The endpoint's Server: one per app, the same for every wiki (tools/list is public)."""
+    return Server(SERVER_NAME, rw.VERSION, INSTRUCTIONS, public_url, TOOLS)
+
+
+# --- the HTTP route: /w/<slug>/mcp -------------------------------------------------------------
+# Everything below needs the robotwtf app; the protocol core above does not.
+
+ENDPOINT_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_QUOTED_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
+@dataclasses.dataclass(frozen=True)
+class WikiAccess:
+    """What a tool handler gets as ``call.context.caller``: the authenticated caller and the
+    request thread's database connection."""
+
+    caller: Any
+    db: Any
+    cfg: Any
+
+
+def install(app) -> None:
+    """Add every wiki's MCP endpoint to the robotwtf app (CONTRACT §3: POST /w/<slug>/mcp).
+
+    All methods are routed here so that GET, DELETE and OPTIONS get this endpoint's 405 + Allow
+    rather than a wiki page route. There is no CORS: the Origin check refuses every cross-origin
+    browser anyway (DNS-rebinding defence), and Claude.ai calls from its servers.
+    """
+    inst = app.config["robotwtf.instance"]
+    server = build_server(inst.cfg.public_url)
+
+    def mcp_endpoint(slug: str):
+        return _http_response(serve_request(inst, server, slug))
+
+    app.route("/w/<slug>/mcp", ENDPOINT_METHODS, mcp_endpoint, csrf=False)
+
+
+def serve_request(inst, server: Server, slug: str) -> Reply:
+    """Authenticate one HTTP request to a wiki's endpoint and answer it through handle_http."""
+    request = bottle.request
+    if request.method != "POST":
+        return handle_http(server, request.method, b"", {}, None)
+    if not rw.SLUG_RE.fullmatch(slug):
+        return Reply(404, dict(JSON_HEADERS), {"error": "not_found", "error_description": "There is no wiki here."})
+    cfg = inst.cfg
+    metadata_url = cfg.url(f"/.well-known/oauth-protected-resource/w/{slug}/mcp")
+    try:
+        caller = robotwtf_as.authenticate_bearer(inst, request.get_header("Authorization"), cfg.url(f"/w/{slug}/mcp"))
+    except robotwtf_as.BearerError as refusal:
+        return _unauthorized_reply(refusal, metadata_url)
+    try:
+        inst.limiter.hit(_rate_key(caller), cfg.mcp_per_minute, "Too many MCP requests; wait a moment.")
+    except rw.RateLimited as limited:
+        body = {"error": "rate_limited", "error_description": limited.message}
+        return Reply(429, {**JSON_HEADERS, "Retry-After": str(limited.retry_after)}, body)
+    context = RequestContext(caller.scopes, metadata_url, WikiAccess(caller, inst.db(), cfg))
+    return handle_http(server, "POST", request.body.read(), dict(request.headers.items()), context)
+
+
+def _rate_key(caller) -> str:
+    """One bucket per OAuth grant or personal token (CONTRACT §5: limits are per grant)."""
+    return f"mcp:grant:{caller.grant_id}" if caller.grant_id is not None else f"mcp:token:{caller.token_id}"
+
+
+def _unauthorized_reply(refusal, metadata_url: str) -> Reply:
+    # basic/authorization "Protected Resource Metadata Discovery" and "Scope Selection Strategy":
+    # the challenge names the metadata and the scopes to ask for. RFC 6750 §3.1: a request without
+    # credentials gets no error code.
+    challenge = f'Bearer resource_metadata="{metadata_url}", scope="{" ".join(rw.SCOPES)}"'
+    if refusal.error:
+        description = _QUOTED_UNSAFE.sub("'", refusal.description)
+        challenge += f', error="{refusal.error}", error_description="{description}"'
+    body = {"error": refusal.error or "unauthorized", "error_description": refusal.description}
+    return Reply(refusal.status, {**JSON_HEADERS, "WWW-Authenticate": challenge}, body)
+
+
+def _http_response(reply: Reply) -> bottle.HTTPResponse:
+    body = "" if reply.body is None else json.dumps(reply.body, ensure_ascii=False)
+    return bottle.HTTPResponse(body, reply.status, {**reply.headers, "Cache-Control": "no-store"})

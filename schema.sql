@@ -69,6 +69,95 @@ CREATE TABLE members (
 ) WITHOUT ROWID;
 CREATE INDEX members_user ON members(user_did);
 
+-- Wiki storage (migration 2). A page row lives for the page's whole life: its id follows it
+-- across renames, and deleting only sets deleted_at, so history stays and it can be restored.
+-- path_key is the NFC-casefolded path: paths keep their case but are unique per wiki ignoring it.
+-- The row holds the current revision's content and what is parsed from it for listing.
+CREATE TABLE pages (
+    id          INTEGER PRIMARY KEY,
+    wiki_id     INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    path        TEXT NOT NULL,
+    path_key    TEXT NOT NULL,
+    revision_id TEXT NOT NULL,
+    content     TEXT NOT NULL,
+    title       TEXT NOT NULL DEFAULT '',
+    category    TEXT NOT NULL DEFAULT '',
+    tags        TEXT NOT NULL DEFAULT '[]',
+    meta        TEXT NOT NULL DEFAULT '{}',
+    words       INTEGER NOT NULL DEFAULT 0,
+    size        INTEGER NOT NULL DEFAULT 0,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    deleted_at  INTEGER
+);
+CREATE UNIQUE INDEX pages_live_path ON pages(wiki_id, path_key) WHERE deleted_at IS NULL;
+CREATE INDEX pages_wiki_updated ON pages(wiki_id, updated_at);
+
+-- Every change to a page, with the page's full content after it. seq orders them; id is the
+-- opaque id people and agents quote (any unique prefix of 7+ characters finds it).
+CREATE TABLE revisions (
+    seq        INTEGER PRIMARY KEY,
+    id         TEXT NOT NULL UNIQUE,
+    wiki_id    INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    page_id    INTEGER NOT NULL REFERENCES pages(id) ON DELETE CASCADE,
+    kind       TEXT NOT NULL CHECK (kind IN ('create', 'update', 'rename', 'delete', 'restore', 'attachment')),
+    path       TEXT NOT NULL,
+    old_path   TEXT,
+    attachment TEXT,
+    content    TEXT NOT NULL,
+    author_did TEXT NOT NULL,
+    via        TEXT NOT NULL,
+    message    TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX revisions_page ON revisions(page_id, seq);
+CREATE INDEX revisions_wiki ON revisions(wiki_id, seq);
+
+-- Outgoing WikiLinks of live pages; target_key is the casefolded target path, so backlinks,
+-- orphans and broken links are joins against pages.path_key.
+CREATE TABLE links (
+    page_id    INTEGER NOT NULL REFERENCES pages(id) ON DELETE CASCADE,
+    wiki_id    INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    target_key TEXT NOT NULL,
+    target     TEXT NOT NULL,
+    PRIMARY KEY (page_id, target_key)
+) WITHOUT ROWID;
+CREATE INDEX links_target ON links(wiki_id, target_key);
+
+-- Files attached to a page. content_type is sniffed from the bytes, never taken from the client.
+CREATE TABLE attachments (
+    page_id      INTEGER NOT NULL REFERENCES pages(id) ON DELETE CASCADE,
+    filename_key TEXT NOT NULL,
+    filename     TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size         INTEGER NOT NULL,
+    data         BLOB NOT NULL,
+    author_did   TEXT NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (page_id, filename_key)
+);
+
+-- Full-text index of live pages, with the live_pages view as its external content (so snippets
+-- read the text from pages, and FTS5's integrity check holds); the triggers keep it in step
+-- inside the writing transaction.
+CREATE VIEW live_pages AS SELECT id, path, title, content FROM pages WHERE deleted_at IS NULL;
+CREATE VIRTUAL TABLE pages_fts USING fts5(
+    path, title, content, content='live_pages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER pages_fts_insert AFTER INSERT ON pages WHEN new.deleted_at IS NULL BEGIN
+    INSERT INTO pages_fts (rowid, path, title, content) VALUES (new.id, new.path, new.title, new.content);
+END;
+CREATE TRIGGER pages_fts_delete AFTER DELETE ON pages WHEN old.deleted_at IS NULL BEGIN
+    INSERT INTO pages_fts (pages_fts, rowid, path, title, content)
+    VALUES ('delete', old.id, old.path, old.title, old.content);
+END;
+CREATE TRIGGER pages_fts_update AFTER UPDATE OF path, title, content, deleted_at ON pages BEGIN
+    INSERT INTO pages_fts (pages_fts, rowid, path, title, content)
+    SELECT 'delete', old.id, old.path, old.title, old.content WHERE old.deleted_at IS NULL;
+    INSERT INTO pages_fts (rowid, path, title, content)
+    SELECT new.id, new.path, new.title, new.content WHERE new.deleted_at IS NULL;
+END;
+
 -- ATProto logins under way, keyed by OAuth `state`; `pending` is robotwtf_atproto's JSON (it holds
 -- the login's private DPoP key and PKCE verifier). A row is deleted when its callback arrives.
 -- browser_hash binds the login to the browser that started it (login CSRF).

@@ -271,6 +271,20 @@ def test_revocation_failure_does_not_fail_the_login(net, local_client, caplog):
         assert token not in caplog.text
 
 
+def test_no_secret_reaches_the_logs(net, confidential_client, caplog):
+    net.account("alice.test")
+    net.pds.require_nonce = {"par", "token", "revoke"}
+    with caplog.at_level("DEBUG"):
+        authorize_url, pending = net.start("alice.test", confidential_client)
+        params = net.pds.sign_in(authorize_url, "alice.test")
+        net.finish(pending, params, confidential_client)
+    secrets_seen = [params["code"], pending["pkce_verifier"], pending["dpop_private_jwk"]["d"],
+                    confidential_client.signing_jwk["d"], *net.pds.issued]
+    assert caplog.records  # urllib3 and friends did log at DEBUG
+    for secret in secrets_seen:
+        assert secret not in caplog.text
+
+
 def test_no_revocation_endpoint_is_fine(net, local_client):
     net.account("alice.test")
     net.pds.metadata_overrides = {"revocation_endpoint": DELETE}
