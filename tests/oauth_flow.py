@@ -70,17 +70,19 @@ class World:
     def wiki(self, owner: str, title: str = "") -> str:
         """A new wiki owned by `owner`, with a slug no other test uses."""
         slug = f"wiki-{next(_numbers)}-{secrets.token_hex(3)}"
-        rw.create_wiki(self.db, slug, owner, title or f"Wiki {slug}")
+        rw.create_wiki(self.db, slug, owner, title or f"Wiki {slug}", public_url=self.server.url,
+                       quotas=self.inst.cfg.quotas)
         return slug
 
     def set_role(self, slug: str, did: str, role: str | None) -> None:
-        """Membership changes. The wiki issue's member functions are not on this branch, so the
-        members table is written directly (role None removes the member)."""
+        """Make `did` a member with `role`, change their role, or (role None) remove them."""
         wiki_id = rw.get_wiki(self.db, slug)["id"]
-        self.db.execute("DELETE FROM members WHERE wiki_id = ? AND user_did = ?", (wiki_id, did))
-        if role:
-            self.db.execute("INSERT INTO members (wiki_id, user_did, role, added_at) VALUES (?, ?, ?, 0)",
-                            (wiki_id, did, role))
+        if role is None:
+            rw.remove_member(self.db, wiki_id, did)
+        elif rw.member_role(self.db, wiki_id, did) is None:
+            rw.add_member(self.db, wiki_id, did, role)
+        else:
+            rw.set_member_role(self.db, wiki_id, did, role)
 
     def browser(self, did: str) -> requests.Session:
         """A browser signed in as `did` through a one-time login link."""

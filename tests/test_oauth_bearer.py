@@ -189,7 +189,7 @@ def test_a_deleted_user_is_stopped_at_once(world, editor_flow):
 
 def test_a_deleted_wiki_is_stopped_at_once(world, editor_flow):
     token = editor_flow.tokens()["access_token"]
-    world.sql("DELETE FROM wikis WHERE slug = ?", editor_flow.slug)  # no wiki deletion on this branch yet
+    rw.delete_wiki(world.db, rw.get_wiki(world.db, editor_flow.slug)["id"])
     assert refused(world, f"Bearer {token}", editor_flow.slug).error == "invalid_token"
 
 
