@@ -1023,7 +1023,7 @@ SCOPES = ("wiki:read", "wiki:write")
 ROLE_SCOPES = {"owner": frozenset(SCOPES), "editor": frozenset(SCOPES), "viewer": frozenset({"wiki:read"})}
 PERSONAL_TOKEN_PREFIX = "rwpat_"
 USED_CODE_KEEP_SECONDS = 86400
-STALE_CLIENT_SECONDS = 86400
+STALE_CLIENT_SECONDS = 30 * 86400
 
 
 def role_scopes(role: str | None) -> frozenset[str]:
@@ -1069,23 +1069,28 @@ def get_oauth_client(db: sqlite3.Connection, client_id: str) -> sqlite3.Row | No
 
 
 def prune_oauth(db: sqlite3.Connection) -> None:
-    """Forget what can no longer be used: old codes, expired refresh tokens, and clients that never
-    got a grant (Claude.ai registers a new client for every connection attempt)."""
+    """Forget what can no longer be used: old codes, expired refresh tokens, and clients that have
+    had no grant for a month (Claude.ai registers a new client for every connection attempt)."""
     t = now()
     with transaction(db):
         db.execute("DELETE FROM oauth_codes WHERE expires_at < ?", (t - USED_CODE_KEEP_SECONDS,))
         db.execute("DELETE FROM oauth_refresh_tokens WHERE expires_at < ?", (t,))
-        db.execute("DELETE FROM oauth_clients WHERE created_at < ? AND NOT EXISTS "
-                   "(SELECT 1 FROM oauth_grants WHERE oauth_grants.client_id = oauth_clients.client_id)",
-                   (t - STALE_CLIENT_SECONDS,))
+        db.execute("DELETE FROM oauth_clients WHERE created_at < ? "
+                   "AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE g.client_id = oauth_clients.client_id) "
+                   "AND NOT EXISTS (SELECT 1 FROM oauth_codes c WHERE c.client_id = oauth_clients.client_id "
+                   "AND c.expires_at > ?)", (t - STALE_CLIENT_SECONDS, t))
 
 
 def save_authorization_code(db: sqlite3.Connection, code: dict) -> None:
-    """Store an issued code by its hash, with everything it was granted for."""
-    db.execute("INSERT INTO oauth_codes (code_hash, client_id, user_did, wiki_id, scope, resource, redirect_uri, "
-               "redirect_uri_in_request, code_challenge, created_at, expires_at) VALUES (:code_hash, :client_id, "
-               ":user_did, :wiki_id, :scope, :resource, :redirect_uri, :redirect_uri_in_request, :code_challenge, "
-               ":created_at, :expires_at)", code)
+    """Store an issued code by its hash, with everything it was granted for. Its PKCE challenge
+    must be new (two approvals of one request race here)."""
+    try:
+        db.execute("INSERT INTO oauth_codes (code_hash, client_id, user_did, wiki_id, scope, resource, redirect_uri, "
+                   "redirect_uri_in_request, code_challenge, created_at, expires_at) VALUES (:code_hash, :client_id, "
+                   ":user_did, :wiki_id, :scope, :resource, :redirect_uri, :redirect_uri_in_request, "
+                   ":code_challenge, :created_at, :expires_at)", code)
+    except sqlite3.IntegrityError:
+        raise Conflict("This authorization request was already approved; start again from the app.") from None
 
 
 def code_challenge_used(db: sqlite3.Connection, challenge: str) -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import collections
 import json
-import sqlite3
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,10 +12,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-import robotwtf as rw
 import robotwtf_as
 from conftest import start_server
-from oauth_flow import ALICE, Flow, query_of
+from oauth_flow import Flow, World
 
 REDIRECT = "https://app.example/callback"
 
@@ -70,17 +68,15 @@ def host():
     documents.httpd.shutdown()
 
 
-@pytest.fixture
-def dev(tmp_path):
-    srv = start_server(tmp_path / "data", env_extra={"ROBOTWTF_INSECURE_DEV_NETWORK": "1"})
-    srv.cli("user", "add", ALICE, "--username", "alice")
-    srv.cli("wiki", "create", "demo", "--owner", "alice", "--title", "Demo wiki")
-    yield srv
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory) -> World:
+    srv = start_server(tmp_path_factory.mktemp("cimd") / "data", env_extra={"ROBOTWTF_INSECURE_DEV_NETWORK": "1"})
+    yield World(srv)
     srv.stop()
 
 
-def flow_for(server, client_id: str, redirect: str = REDIRECT) -> Flow:
-    return Flow(server, server.login("alice"), {"client_id": client_id}, redirect)
+def flow_for(world: World, client_id: str, redirect: str = REDIRECT) -> Flow:
+    return world.flow(client={"client_id": client_id}, redirect_uri=redirect)
 
 
 def refused_page(flow: Flow, text: str) -> None:
@@ -97,9 +93,8 @@ def test_a_metadata_document_client_connects_and_is_fetched_once(dev, host):
     assert page.status_code == 200
     assert "Doc App" in page.text and f"127.0.0.1:{host.httpd.server_port}" in page.text and "app.example" in page.text
     tokens = flow.tokens()
-    inst = rw.Instance(rw.load_config({"data": str(dev.data), "public_url": dev.url}, environ={}))
-    caller = robotwtf_as.authenticate_bearer(inst, "Bearer " + tokens["access_token"], dev.url + "/w/demo/mcp")
-    assert caller.via == "mcp:Doc App" and caller.user_did == ALICE
+    caller = robotwtf_as.authenticate_bearer(dev.inst, "Bearer " + tokens["access_token"], flow.resource())
+    assert caller.via == "mcp:Doc App" and caller.user_did == flow.did
     assert flow.refresh(tokens["refresh_token"]).status_code == 200
     assert host.hits["/client.json"] == 1  # consent GET, POST, token and refresh used the cache
 
@@ -108,10 +103,7 @@ def test_the_document_is_fetched_again_when_its_cache_expires(dev, host):
     client_id = host.serve("/client.json", host.document("/client.json"), Cache_Control="max-age=600")
     flow = flow_for(dev, client_id)
     assert flow.consent_page().status_code == 200
-    db = sqlite3.connect(dev.data / "robotwtf.db")
-    db.execute("UPDATE oauth_clients SET cache_until = ?", (int(time.time()) - 1,))
-    db.commit()
-    db.close()
+    dev.sql("UPDATE oauth_clients SET cache_until = ? WHERE client_id = ?", int(time.time()) - 1, client_id)
     host.serve("/client.json", host.document("/client.json", client_name="Renamed App"))
     page = flow.consent_page()
     assert "Renamed App" in page.text and host.hits["/client.json"] == 2
@@ -181,9 +173,7 @@ def test_a_document_client_cannot_authenticate_with_a_secret(dev, host):
 
 
 def test_outside_development_mode_plain_http_documents_are_refused(server, host):
-    server.cli("user", "add", ALICE, "--username", "alice")
-    server.cli("wiki", "create", "demo", "--owner", "alice")
-    flow = flow_for(server, host.serve("/client.json", host.document("/client.json")))
+    flow = flow_for(World(server), host.serve("/client.json", host.document("/client.json")))
     refused_page(flow, "must use https")
     assert host.hits["/client.json"] == 0
 
@@ -191,7 +181,7 @@ def test_outside_development_mode_plain_http_documents_are_refused(server, host)
 def test_the_consent_for_a_document_client_is_listed_with_its_name(dev, host):
     flow = flow_for(dev, host.serve("/client.json", host.document("/client.json")))
     flow.tokens()
-    page = flow.browser.get(dev.url + "/account/apps")
+    page = flow.browser.get(dev.server.url + "/account/apps")
     assert "<td>Doc App</td>" in page.text and "app.example" in page.text
 
 
