@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import bisect
 import datetime
 import difflib
 import functools
@@ -406,8 +407,9 @@ CREATE TABLE attachments (
     updated_at   INTEGER NOT NULL,
     PRIMARY KEY (page_id, filename_key)
 );
+CREATE VIEW live_pages AS SELECT id, path, title, content FROM pages WHERE deleted_at IS NULL;
 CREATE VIRTUAL TABLE pages_fts USING fts5(
-    path, title, content, content='pages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    path, title, content, content='live_pages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
 );
 CREATE TRIGGER pages_fts_insert AFTER INSERT ON pages WHEN new.deleted_at IS NULL BEGIN
     INSERT INTO pages_fts (rowid, path, title, content) VALUES (new.id, new.path, new.title, new.content);
@@ -977,7 +979,7 @@ class Author:
     def __post_init__(self):
         validate_did(self.did)
         if not VIA_RE.fullmatch(self.via):
-            raise BadInput(f"'{self.via}' is not a way of changing a wiki (web, cli, mcp:NAME or token:NAME).")
+            raise BadInput(f"'{_shown(self.via)}' is not a way of changing a wiki (web, cli, mcp:NAME or token:NAME).")
 
     @classmethod
     def mcp(cls, did: str, client_name: str) -> "Author":
@@ -992,6 +994,12 @@ def _label(text: str, fallback: str) -> str:
     """A name others chose, made safe to record and show: printable, no bidi tricks, short."""
     cleaned = "".join(c for c in text or "" if c.isprintable() and c not in BIDI_CONTROLS).strip()
     return cleaned[:100] or fallback
+
+
+def _shown(value) -> str:
+    """Someone's input quoted back in an error message: printable and short."""
+    text = str(value)
+    return _printable(text[:80]) + ("…" if len(text) > 80 else "")
 
 
 def path_key(path: str) -> str:
@@ -1101,7 +1109,8 @@ def parse_time(value: int | str | None) -> int | None:
     try:
         parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise BadInput(f"'{text}' is not a date; use ISO 8601, e.g. 2025-01-31 or 2025-01-31T12:00:00Z.") from None
+        raise BadInput(f"'{_shown(text)}' is not a date; use ISO 8601, e.g. 2025-01-31 or "
+                       "2025-01-31T12:00:00Z.") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=datetime.timezone.utc)
     return int(parsed.timestamp())
@@ -1114,7 +1123,16 @@ FRONT_MATTER_LINE_RE = re.compile(r"([A-Za-z_][\w-]*)[ \t]*:[ \t]*(.*)")
 FENCE_RE = re.compile(r" {0,3}(`{3,}|~{3,})")
 HEADING_RE = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))??(?:[ \t]+#+)?[ \t]*")
 WIKILINK_RE = re.compile(r"\[\[([^\[\]|\n]+?)(?:\|([^\[\]\n]*))?\]\]")
-INLINE_CODE_RE = re.compile(r"(?<!`)(`+)(?!`).+?(?<!`)\1(?!`)", re.S)
+# An inline code span: matching backtick runs, not across a blank line (CommonMark §6.1).
+INLINE_CODE_RE = re.compile(r"(?<!`)(`+)(?!`)(?:(?!\n[ \t]*\n)[\s\S])+?(?<!`)\1(?!`)")
+
+
+def _lines(text: str) -> list[str]:
+    """Lines with their '\n' kept, split on '\n' only (str.splitlines also splits on form feeds
+    and Unicode separators, which Markdown treats as ordinary characters)."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
 
 
 def parse_front_matter(content: str) -> tuple[dict, str]:
@@ -1126,7 +1144,7 @@ def parse_front_matter(content: str) -> tuple[dict, str]:
         return {}, content
     fields: dict = {}
     key = None
-    for line in (match.group(1) or "").splitlines():
+    for line in (match.group(1) or "").split("\n"):
         item = re.match(r"[ \t]*-[ \t]+(.*)", line)
         if item and key is not None and isinstance(fields.get(key), list):
             fields[key].append(_unquote(item.group(1)))
@@ -1169,12 +1187,12 @@ class Heading:
     level: int
     title: str
     trail: tuple[str, ...]   # titles of this heading and the headings it sits under, outermost first
-    line: int                # index into content.splitlines(keepends=True)
+    line: int                # index into _lines(content)
 
 
 def page_headings(content: str) -> list[Heading]:
     """ATX headings outside fenced code and front matter, with their closing #s removed."""
-    lines = content.splitlines(keepends=True)
+    lines = _lines(content)
     match = FRONT_MATTER_RE.match(content)
     first = content[:match.end()].count("\n") if match else 0
     headings: list[Heading] = []
@@ -1208,18 +1226,18 @@ def find_section(content: str, section: str) -> tuple[Heading, str]:
     a higher level. NotFound lists the sections there are."""
     wanted = [part.strip().casefold() for part in section.split(">")]
     if not all(wanted):
-        raise BadInput(f"'{section}' is not a section name; use a heading's title or a path like 'A > B'.")
+        raise BadInput(f"'{_shown(section)}' is not a section name; use a heading's title or a path like 'A > B'.")
     headings = page_headings(content)
     for position, heading in enumerate(headings):
         trail = [t.casefold() for t in heading.trail]
         if trail[-len(wanted):] == wanted:
-            lines = content.splitlines(keepends=True)
+            lines = _lines(content)
             end = next((h.line for h in headings[position + 1:] if h.level <= heading.level), len(lines))
             return heading, "".join(lines[heading.line:end])
     if not headings:
-        raise NotFound(f"Section not found: '{section}'. This page has no sections.")
+        raise NotFound(f"Section not found: '{_shown(section)}'. This page has no sections.")
     listing = "\n".join("  - " + " > ".join(h.trail) for h in headings)
-    raise NotFound(f"Section not found: '{section}'. Available sections:\n{listing}")
+    raise NotFound(f"Section not found: '{_shown(section)}'. Available sections:\n{listing}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1235,9 +1253,11 @@ def wikilinks(content: str) -> list[WikiLink]:
     """The `[[Path]]` and `[[Path|text]]` links of a page, outside code (fenced blocks and inline
     code spans show the syntax literally). Targets that are not valid page paths are skipped."""
     code = _code_ranges(content)
+    starts = [start for start, _ in code]
     found = []
     for match in WIKILINK_RE.finditer(content):
-        if any(start <= match.start() < end for start, end in code):
+        inside = bisect.bisect_right(starts, match.start()) - 1
+        if inside >= 0 and match.start() < code[inside][1]:
             continue
         target, _, fragment = match.group(1).partition("#")
         try:
@@ -1250,10 +1270,10 @@ def wikilinks(content: str) -> list[WikiLink]:
 
 
 def _code_ranges(content: str) -> list[tuple[int, int]]:
-    """Character ranges of fenced code blocks and inline code spans."""
+    """Character ranges of fenced code blocks and inline code spans, in order."""
     ranges = []
     offset, fence, fence_start = 0, None, 0
-    for line in content.splitlines(keepends=True):
+    for line in _lines(content):
         opener = FENCE_RE.match(line.rstrip("\n"))
         if fence is None and opener:
             fence, fence_start = opener.group(1), offset
@@ -1264,10 +1284,11 @@ def _code_ranges(content: str) -> list[tuple[int, int]]:
         offset += len(line)
     if fence:
         ranges.append((fence_start, offset))
+    fences = list(ranges)
     for match in INLINE_CODE_RE.finditer(content):
-        if not any(start <= match.start() < end for start, end in ranges):
+        if not any(start <= match.start() < end for start, end in fences):
             ranges.append(match.span())
-    return ranges
+    return sorted(ranges)
 
 
 def _rewrite_links(content: str, old_key: str, new_path: str) -> str:
@@ -1284,8 +1305,7 @@ def _rewrite_links(content: str, old_key: str, new_path: str) -> str:
 
 def unified_diff(old_text: str, new_text: str, old_label: str, new_label: str) -> str:
     """A unified diff (difflib) of two texts; '' when they are equal."""
-    lines = difflib.unified_diff(old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-                                 old_label, new_label)
+    lines = difflib.unified_diff(_lines(old_text), _lines(new_text), old_label, new_label)
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
@@ -1498,9 +1518,10 @@ def _page_by_id(db: sqlite3.Connection, page_id: int) -> Page:
 def _revision_prefix(value: str) -> str:
     prefix = (value or "").strip().lower()
     if not REVISION_ID_RE.fullmatch(prefix):
-        raise BadInput(f"'{value}' is not a revision id; revision ids are hexadecimal, like 3f9a2c1b7d04.")
+        raise BadInput(f"'{_shown(value)}' is not a revision id; revision ids are hexadecimal, like 3f9a2c1b7d04.")
     if len(prefix) < MIN_REVISION_PREFIX:
-        raise BadInput(f"'{value}' is too short to name a revision; give at least {MIN_REVISION_PREFIX} characters.")
+        raise BadInput(f"'{_shown(value)}' is too short to name a revision; give at least "
+                       f"{MIN_REVISION_PREFIX} characters.")
     return prefix
 
 
@@ -1611,10 +1632,11 @@ def _store_links(db: sqlite3.Connection, wiki_id: int, page_id: int, content: st
 def read_page(db: sqlite3.Connection, wiki_id: int, path: str, revision: str = "", section: str = "") -> Page:
     """A live page, optionally as it was at `revision` (a unique prefix of ≥ 7 characters of one
     of its revisions) and narrowed to one `section` (see find_section)."""
-    row = _page_row(db, wiki_id, path)
+    with read_snapshot(db):
+        row = _page_row(db, wiki_id, path)
+        old = _revision_row(db, wiki_id, revision, page_id=row["id"]) if revision else None
     page = _page(row)
-    if revision:
-        old = _revision_row(db, wiki_id, revision, page_id=row["id"])
+    if old is not None:
         fields = _page_fields(old["content"])
         page = dataclasses.replace(page, revision=old["id"], content=old["content"], title=fields["title"],
                                    category=fields["category"], tags=tuple(json.loads(fields["tags"])),
@@ -1680,14 +1702,18 @@ def search_pages(db: sqlite3.Connection, wiki_id: int, query: str, limit: int = 
         "SELECT pages.path, pages.title, pages.revision_id, bm25(pages_fts, 10.0, 5.0, 1.0) AS rank, "
         "snippet(pages_fts, 2, ?, ?, '…', 24) AS snippet FROM pages_fts JOIN pages ON pages.id = pages_fts.rowid "
         "WHERE pages_fts MATCH ? AND pages.wiki_id = ? AND pages.deleted_at IS NULL ORDER BY rank LIMIT ?",
-        (MARK_START, MARK_END, match, wiki_id, max(1, min(int(limit), 100)))).fetchall()
+        (MARK_START, MARK_END, match, wiki_id, _clamp(limit, 1, 100))).fetchall()
     return [SearchHit(r["path"], r["title"], r["revision_id"], round(-r["rank"], 3), r["snippet"]) for r in rows]
 
 
 def page_links(db: sqlite3.Connection, wiki_id: int, path: str) -> PageLinks:
     """A live page's outgoing WikiLinks (each saying whether its page exists) and the live pages
     linking to it."""
-    row = _page_row(db, wiki_id, path)
+    with read_snapshot(db):
+        return _page_links(db, wiki_id, _page_row(db, wiki_id, path))
+
+
+def _page_links(db: sqlite3.Connection, wiki_id: int, row: sqlite3.Row) -> PageLinks:
     links_to = tuple(LinkTarget(r["path"] or r["target"], r["path"] is not None) for r in db.execute(
         "SELECT links.target, pages.path FROM links LEFT JOIN pages ON pages.wiki_id = links.wiki_id "
         "AND pages.path_key = links.target_key AND pages.deleted_at IS NULL WHERE links.page_id = ? "
@@ -1697,6 +1723,18 @@ def page_links(db: sqlite3.Connection, wiki_id: int, path: str) -> PageLinks:
         "AND links.target_key = ? AND links.page_id != ? ORDER BY pages.path_key",
         (wiki_id, row["path_key"], row["id"])))
     return PageLinks(row["path"], links_to, linked_from, row["revision_id"])
+
+
+def existing_pages(db: sqlite3.Connection, wiki_id: int, targets) -> dict[str, str]:
+    """{path_key(target): the live page's path} for those of `targets` (paths, e.g. WikiLink
+    targets of a preview or an old revision) that are live pages; missing ones are left out."""
+    keys = sorted({path_key(t) for t in targets})
+    found = {}
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        found.update(db.execute(f"SELECT path_key, path FROM pages WHERE wiki_id = ? AND deleted_at IS NULL "
+                                f"AND path_key IN ({', '.join('?' * len(chunk))})", (wiki_id, *chunk)).fetchall())
+    return found
 
 
 def orphan_pages(db: sqlite3.Connection, wiki_id: int) -> list[str]:
@@ -1720,7 +1758,7 @@ def _clamp(limit: int, low: int = 1, high: int = 200) -> int:
     try:
         return max(low, min(int(limit), high))
     except (TypeError, ValueError):
-        raise BadInput(f"'{limit}' is not a number.") from None
+        raise BadInput(f"'{_shown(limit)}' is not a number.") from None
 
 
 def recent_changes(db: sqlite3.Connection, wiki_id: int, limit: int = 20) -> list[Revision]:
@@ -1950,8 +1988,9 @@ def sanitize_filename(name: str) -> str:
     if not isinstance(name, str):
         raise BadInput("A file name must be text.")
     name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
+    name = re.sub(r"\s+", " ", name)
     name = "".join(c for c in name if unicodedata.category(c) not in ("Cc", "Cf", "Cs", "Zl", "Zp"))
-    name = re.sub(r"\s+", " ", name).strip(" ").lstrip(".").rstrip(". ")
+    name = name.strip(" ").lstrip(".").rstrip(". ")
     if not name:
         raise BadInput("The file name has no usable characters; give a name like notes.pdf.")
     stem, ext = os.path.splitext(name)
@@ -2003,7 +2042,8 @@ def get_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename: st
     row = _page_row(db, wiki_id, path)
     found = _attachment_row(db, row["id"], filename)
     if found is None:
-        raise NotFound(f"Page '{row['path']}' has no attachment '{filename}'. List its attachments to see the names.")
+        raise NotFound(f"Page '{row['path']}' has no attachment '{_shown(filename)}'. List its attachments to see "
+                       "the names.")
     return _attachment(found, with_data=True)
 
 
@@ -2038,7 +2078,7 @@ def delete_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename:
         row = _page_row(db, wiki_id, path)
         found = _attachment_row(db, row["id"], filename)
         if found is None:
-            raise NotFound(f"Page '{row['path']}' has no attachment '{filename}'. List its attachments to see "
+            raise NotFound(f"Page '{row['path']}' has no attachment '{_shown(filename)}'. List its attachments to see "
                            "the names.")
         db.execute("DELETE FROM attachments WHERE page_id = ? AND filename_key = ?", (row["id"], found["filename_key"]))
         _record(db, wiki_id, row["id"], "attachment", row["path"], row["content"], author,
@@ -2159,7 +2199,7 @@ def member_role(db: sqlite3.Connection, wiki_id: int, did: str) -> str | None:
 
 def _validate_role(role: str) -> str:
     if role not in ROLES:
-        raise BadInput(f"'{role}' is not a role; choose owner, editor or viewer.")
+        raise BadInput(f"'{_shown(role)}' is not a role; choose owner, editor or viewer.")
     return role
 
 
@@ -3061,14 +3101,24 @@ def cmd_check(cfg: Config, args) -> int:
 
 def cmd_user_add(cfg: Config, args) -> int:
     db = open_instance_db(cfg)
-    did, handle = args.ident, args.handle
+    did, handle = args.ident.strip(), args.handle
     if not did.startswith("did:"):
-        raise BadInput(f"'{did}' is not a DID. Pass the person's DID (did:plc:... or did:web:...); "
-                       "add --handle to record their handle.")
+        did, handle = resolve_handle_for_cli(cfg, did)
     user = add_user(db, did, handle=handle.lower().removeprefix("@") if handle else None,
                     username=args.username, admin=args.admin)
     print(f"added {user['username']} ({user['did']}){' as admin' if user['is_admin'] else ''}")
     return 0
+
+
+def resolve_handle_for_cli(cfg: Config, handle: str) -> tuple[str, str]:
+    """A handle's DID, verified both ways, the same way the login does it."""
+    import robotwtf_atproto as atproto
+    try:
+        identity = atproto.resolve_identity(handle, atproto.Fetcher(insecure_dev_network=cfg.insecure_dev_network),
+                                            atproto.dns_resolver(cfg.dns_resolver), cfg.plc_url)
+    except atproto.AtprotoError as e:
+        raise BadInput(f"{e} (pass the person's DID instead to add them without the network)") from None
+    return identity.did, identity.handle
 
 
 def cmd_user_list(cfg: Config, args) -> int:
@@ -3143,8 +3193,8 @@ def build_parser() -> argparse.ArgumentParser:
     command(commands, "check", cmd_check, "check the configuration and the data folder")
     users = commands.add_parser("user", help="manage users").add_subparsers(dest="subcommand", metavar="SUBCOMMAND",
                                                                             required=True)
-    add = command(users, "add", cmd_user_add, "add a user by DID")
-    add.add_argument("ident", metavar="IDENT", help="the person's DID")
+    add = command(users, "add", cmd_user_add, "add a user by DID, or by handle (resolved and verified)")
+    add.add_argument("ident", metavar="IDENT", help="the person's DID or handle")
     add.add_argument("--handle", help="their ATProto handle")
     add.add_argument("--username", help="username (default: from the handle)")
     add.add_argument("--admin", action="store_true", help="make them an instance admin")

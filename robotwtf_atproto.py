@@ -348,7 +348,15 @@ class _GuardedAdapter(IPFilterAdapter):
 
 
 class Fetcher:
-    """Every outbound HTTP request of the ATProto login goes through one of these."""
+    """Every outbound HTTP request of the ATProto login goes through one of these.
+
+    Layers: `url_problem` before any network activity; requests-hardened's IP filter after
+    resolution (private, loopback, link-local, CG-NAT, ... refused; loopback allowed only in
+    development mode); no redirects; connect and per-read timeouts; a total deadline enforced by
+    a watchdog that shuts the socket down; a body cap counted while streaming. No proxies or
+    .netrc from the environment. The deadline starts before the system resolver's getaddrinfo,
+    which cannot be interrupted; that lookup is bounded by the system's resolver settings.
+    """
 
     def __init__(
         self,
@@ -686,7 +694,8 @@ def classify_login_input(text: str, insecure_dev_network: bool = False) -> Login
         return LoginInput("server", _origin(value))
     handle = normalize_handle(value)
     if handle is None:
-        hint = f" Did you mean {value.lstrip('@').lower()}.bsky.social?" if regex.fullmatch(r"@?[A-Za-z0-9-]+", value) else ""
+        bare = regex.fullmatch(r"@?[A-Za-z0-9-]+", value)
+        hint = f" Did you mean {value.lstrip('@').lower()}.bsky.social?" if bare else ""
         raise BadIdentifier(f"That is not a valid handle.{hint}")
     problem = _tld_problem(handle, insecure_dev_network)
     if problem:
@@ -717,7 +726,8 @@ def validate_authorization_server(meta: dict, fetched_origin: str, insecure_dev_
     """Check every ATProto requirement on AS metadata; MetadataError(field) on the first miss."""
     _require(isinstance(meta, dict), "metadata document")
     # RFC 8414 §3.3 and ATProto: the issuer is exactly the origin the metadata was fetched from.
-    _require(meta.get("issuer") == fetched_origin and url_problem(fetched_origin, insecure_dev_network) is None, "issuer")
+    issuer_ok = meta.get("issuer") == fetched_origin and url_problem(fetched_origin, insecure_dev_network) is None
+    _require(issuer_ok, "issuer")
     for field in ("authorization_endpoint", "token_endpoint", "pushed_authorization_request_endpoint"):
         _require(_endpoint_ok(meta, field, insecure_dev_network), field)
     _require(meta.get("require_pushed_authorization_requests") is True, "require_pushed_authorization_requests")
@@ -743,11 +753,12 @@ def validate_authorization_server(meta: dict, fetched_origin: str, insecure_dev_
 
 
 def _authorization_server_origin(url: str, fetcher: Fetcher) -> str:
+    field = "authorization_servers"
     if not isinstance(url, str) or url_problem(url, fetcher.insecure_dev_network):
-        raise MetadataError("authorization_servers", "Your PDS names an authorization server that is not a safe https address.")
+        raise MetadataError(field, "Your PDS names an authorization server that is not a safe https address.")
     parts = urlsplit(url)
     if parts.path not in ("", "/") or parts.query:
-        raise MetadataError("authorization_servers", "Your PDS names an authorization server that is not a plain origin.")
+        raise MetadataError(field, "Your PDS names an authorization server that is not a plain origin.")
     return _origin(url)
 
 
@@ -761,7 +772,9 @@ def fetch_authorization_server(issuer: str, fetcher: Fetcher) -> dict:
     return validate_authorization_server(meta, issuer, fetcher.insecure_dev_network)
 
 
-def fetch_authorization_server_for(server_url: str, fetcher: Fetcher, *, entryway_fallback: bool = False) -> tuple[str, dict]:
+def fetch_authorization_server_for(
+    server_url: str, fetcher: Fetcher, *, entryway_fallback: bool = False
+) -> tuple[str, dict]:
     """PDS -> RFC 9728 protected-resource metadata -> its authorization server -> validated metadata.
 
     With `entryway_fallback` (a server URL typed by the user), a server without protected-resource

@@ -137,10 +137,12 @@ CREATE TABLE attachments (
     PRIMARY KEY (page_id, filename_key)
 );
 
--- Full-text index of live pages over the pages table (external content); the triggers keep it
--- in step inside the writing transaction.
+-- Full-text index of live pages, with the live_pages view as its external content (so snippets
+-- read the text from pages, and FTS5's integrity check holds); the triggers keep it in step
+-- inside the writing transaction.
+CREATE VIEW live_pages AS SELECT id, path, title, content FROM pages WHERE deleted_at IS NULL;
 CREATE VIRTUAL TABLE pages_fts USING fts5(
-    path, title, content, content='pages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
+    path, title, content, content='live_pages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
 );
 CREATE TRIGGER pages_fts_insert AFTER INSERT ON pages WHEN new.deleted_at IS NULL BEGIN
     INSERT INTO pages_fts (rowid, path, title, content) VALUES (new.id, new.path, new.title, new.content);

@@ -64,7 +64,8 @@ def local_client() -> atp.OAuthClient:
 def confidential_client(net) -> atp.OAuthClient:
     key = ECKey.generate_key("P-256", private=True)
     client = atp.make_client(HTTPS_PUBLIC_URL, key.as_dict(private=True), kid="test-key-1")
-    net.pds.register_client(client.client_id, {**key.as_dict(private=False), "kid": "test-key-1"}, [client.redirect_uri])
+    public_jwk = {**key.as_dict(private=False), "kid": "test-key-1"}
+    net.pds.register_client(client.client_id, public_jwk, [client.redirect_uri])
     return client
 
 

@@ -32,7 +32,7 @@ class FakeDNS:
         self.queries: list[tuple[str, str]] = []
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind((host, port))
-        self._sock.settimeout(0.1)
+        self._sock.settimeout(0.05)
         self.host, self.port = self._sock.getsockname()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="fakedns", daemon=True)

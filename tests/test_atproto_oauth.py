@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 import robotwtf_atproto as atp
-from atproto_fixtures import HTTPS_PUBLIC_URL, LOCAL_PUBLIC_URL, client, confidential_client, local_client, net  # noqa: F401
+from atproto_fixtures import HTTPS_PUBLIC_URL, client, confidential_client, local_client, net  # noqa: F401
 from fakepds import DELETE, FakePDS
 
 # -- client configuration ------------------------------------------------------------------
@@ -17,7 +17,8 @@ from fakepds import DELETE, FakePDS
 def test_localhost_client_id_follows_the_spec():
     client = atp.make_client("http://127.0.0.1:8080/")
     assert client.redirect_uri == "http://127.0.0.1:8080/auth/callback"
-    assert client.client_id == "http://localhost?redirect_uri=http%3A%2F%2F127.0.0.1%3A8080%2Fauth%2Fcallback&scope=atproto"
+    redirect = "http%3A%2F%2F127.0.0.1%3A8080%2Fauth%2Fcallback"
+    assert client.client_id == f"http://localhost?redirect_uri={redirect}&scope=atproto"
     assert not client.confidential
 
 
@@ -268,6 +269,20 @@ def test_revocation_failure_does_not_fail_the_login(net, local_client, caplog):
     assert "revoking" in caplog.text
     for token in net.pds.issued:
         assert token not in caplog.text
+
+
+def test_no_secret_reaches_the_logs(net, confidential_client, caplog):
+    net.account("alice.test")
+    net.pds.require_nonce = {"par", "token", "revoke"}
+    with caplog.at_level("DEBUG"):
+        authorize_url, pending = net.start("alice.test", confidential_client)
+        params = net.pds.sign_in(authorize_url, "alice.test")
+        net.finish(pending, params, confidential_client)
+    secrets_seen = [params["code"], pending["pkce_verifier"], pending["dpop_private_jwk"]["d"],
+                    confidential_client.signing_jwk["d"], *net.pds.issued]
+    assert caplog.records  # urllib3 and friends did log at DEBUG
+    for secret in secrets_seen:
+        assert secret not in caplog.text
 
 
 def test_no_revocation_endpoint_is_fine(net, local_client):

@@ -196,6 +196,11 @@ def test_user_and_wiki_commands(cli):
     assert bad.returncode == 1 and "is not a did:plc or did:web identifier" in bad.stderr
     created = cli("wiki", "create", "notes", "--owner", "alice.test", "--title", "Notes")
     assert "/w/notes/" in created.stdout
+    db = sqlite3.connect(cli.data / "robotwtf.db")
+    pages = db.execute("SELECT pages.path, revisions.author_did, revisions.via FROM pages JOIN revisions "
+                       "ON revisions.id = pages.revision_id ORDER BY pages.path").fetchall()
+    db.close()
+    assert pages == [("Agent Guide", ALICE, "cli"), ("Getting Started", ALICE, "cli"), ("Home", ALICE, "cli")]
     assert cli("wiki", "list").stdout.splitlines() == ["notes\talice\tprivate\tNotes"]
     for slug, message in [("ab", "3 to 30 characters"), ("-abc", "start or end with a hyphen"),
                           ("admin", "is reserved"), ("Abc", "lower case"), ("a_bc", "only letters")]:

@@ -281,3 +281,15 @@ def test_client_metadata_only_for_https_instances(tmp_path, net, site):
         assert doc["jwks_uri"] == "https://wiki.example.org/.well-known/atproto-client-jwks.json"
     finally:
         https.stop()
+
+
+def test_user_add_by_handle_resolves_and_verifies(tmp_path, net, site):
+    alice = account(net, "alice.test")
+    assert f"({alice})" in site.cli("user", "add", "@Alice.Test").stdout
+    assert f"alice\talice.test\t{alice}\tadmin" in site.cli("user", "list").stdout
+    net[0].plc[account(net, "liar.test")]["alsoKnownAs"] = ["at://someone-else.test"]
+    refused = site.cli("user", "add", "liar.test", check=False)
+    assert refused.returncode == 1 and "does not claim the handle" in refused.stderr
+    unknown = site.cli("user", "add", "nobody.test", check=False)
+    assert unknown.returncode == 1 and "pass the person's DID instead" in unknown.stderr
+    assert len(site.cli("user", "list").stdout.splitlines()) == 1

@@ -1,0 +1,80 @@
+# robotwtf: `make run` and `make test` work on a fresh machine (see README.md).
+#
+#   make venv    .venv with the pinned, hash-checked dev+test set (requirements-dev.txt)
+#   make pyz     ./robotwtf.pyz (tools/build_pyz.py: one zipapp for CPython 3.11-3.13)
+#   make run     venv + pyz, then `robotwtf.pyz serve $(ARGS)`     e.g. make run ARGS="--port 9000"
+#   make test    venv + pyz, then the whole pytest suite            e.g. make test PYTEST_ARGS="-k pyz"
+#   make bench   the benchmark (not implemented yet)
+#   make lock    re-pin requirements*.txt from requirements*.in (needs the package index)
+#   make clean   build outputs and caches; `make distclean` also removes .venv
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := pyz
+.DELETE_ON_ERROR:
+
+# The interpreter that makes .venv and runs the pyz: python3.11 if there is one, else python3.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null || echo python3)
+VENV := .venv
+VPY := $(VENV)/bin/python
+STAMP := $(VENV)/.robotwtf-requirements
+PIP_INSTALL := -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps
+ARGS ?=
+PYTEST_ARGS ?= -ra
+SCREENSHOTS := test-artifacts/screenshots
+APP_SOURCES := $(wildcard robotwtf*.py) schema.sql $(shell find views static -type f 2>/dev/null)
+
+.PHONY: venv pyz run test bench lock clean distclean check-python
+
+check-python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' 2>/dev/null || { \
+	  echo "robotwtf needs Python 3.11 or newer to build; '$(PYTHON)' is $$($(PYTHON) -V 2>&1 || echo missing)." \
+	       "Install python3.11 or run: make PYTHON=/path/to/python3.11 ..." >&2; exit 1; }
+
+venv: $(STAMP)
+
+# Re-runs whenever a requirements file changes. An existing .venv on a supported Python is
+# brought to the pins in place; a missing or too-old one is made anew.
+$(STAMP): requirements.txt requirements-dev.txt | check-python
+	@if ! $(VPY) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' 2>/dev/null; then \
+	  echo "creating $(VENV) with $(PYTHON) ($$($(PYTHON) -V 2>&1))"; \
+	  rm -rf $(VENV); $(PYTHON) -m venv $(VENV); \
+	fi
+	$(VPY) $(PIP_INSTALL) -r requirements-dev.txt
+	$(VPY) -m pip check --disable-pip-version-check
+	@touch $@
+
+pyz: robotwtf.pyz
+
+robotwtf.pyz: requirements.txt tools/build_pyz.py $(APP_SOURCES) | $(STAMP)
+	$(VPY) tools/build_pyz.py --output $@
+
+run: venv pyz
+	exec $(PYTHON) ./robotwtf.pyz serve $(ARGS)
+
+# pytest's status is make's status; the screenshots folder is named last either way.
+test: venv pyz
+	@mkdir -p $(SCREENSHOTS)
+	@status=0; $(VPY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	  echo "screenshots: $(CURDIR)/$(SCREENSHOTS)"; exit $$status
+
+bench:
+	@echo "make bench: the benchmark is not implemented yet (issue 7 adds it); nothing was measured."
+
+# CUSTOM_COMPILE_COMMAND makes the files' headers say how to regenerate them.
+lock: | check-python
+	rm -rf build/lock-venv
+	$(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/python -m pip install --quiet --disable-pip-version-check pip-tools==7.6.2
+	CUSTOM_COMPILE_COMMAND="make lock" build/lock-venv/bin/pip-compile --quiet --generate-hashes \
+	  --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
+	CUSTOM_COMPILE_COMMAND="make lock" build/lock-venv/bin/pip-compile --quiet --generate-hashes \
+	  --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links -o requirements-dev.txt requirements-dev.in
+	rm -rf build/lock-venv
+
+clean:
+	rm -rf robotwtf.pyz robotwtf.pyz.partial build dist test-artifacts .pytest_cache
+	find . \( -path ./$(VENV) -o -name node_modules -o -path ./.git \) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

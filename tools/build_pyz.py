@@ -1,0 +1,207 @@
+"""Build robotwtf.pyz: one shiv zipapp that runs on CPython 3.11, 3.12 and 3.13 (x86_64 Linux).
+
+    python tools/build_pyz.py [--output robotwtf.pyz] [--work-dir build/pyz]
+
+Run it with the project's venv Python (it imports shiv). What it does:
+
+1. For each supported CPython, `pip install --target` the pinned runtime set (requirements.txt,
+   hash-checked) as binary wheels for that version's ABI and manylinux x86_64, into its own folder.
+2. Merge the folders into one site-packages. Pure-Python files are identical across versions and
+   kept once; compiled extension modules carry the version in their file name
+   (`_regex.cpython-312-x86_64-linux-gnu.so`) or are abi3 (shared), so they coexist. Any other
+   difference between the versions stops the build: it would mean one version gets the wrong code.
+3. Add the application: robotwtf*.py, and schema.sql and views/ beside robotwtf.py (at the top of
+   site-packages), which is where robotwtf.resource_root() finds them.
+4. Run shiv with a fixed SOURCE_DATE_EPOCH (the last commit's time, unless set), --reproducible and
+   --compressed, with a __main__.py that refuses an unsupported Python in one line before shiv
+   unpacks anything. File modes are normalised, so the same sources give the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SUPPORTED = ("3.11", "3.12", "3.13")
+# manylinux_2_17 (= manylinux2014, glibc 2.17) is what most wheels ship; 2_28 where a project
+# ships only that. pip expands manylinux2014 to the older manylinux2010/manylinux1 tags too.
+PLATFORMS = ("manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux_2_28_x86_64")
+APP_MODULES = "robotwtf*.py"
+APP_DATA = ("schema.sql", "views", "static")
+# 1980-01-01, the earliest time a zip entry can carry; used when there is no git history.
+FALLBACK_EPOCH = 315532800
+
+# shiv writes __main__.py from this template (module=_bootstrap, fn=bootstrap). The check runs
+# before shiv's bootstrap, so an old Python never unpacks the archive or fails on an ImportError
+# of a compiled module; it is written so that even Python 2 can parse it.
+GUARDED_MAIN = '''\
+# -*- coding: utf-8 -*-
+import platform
+import sys
+
+if (platform.python_implementation() != "CPython"
+        or sys.version_info[:2] not in ((3, 11), (3, 12), (3, 13))
+        or not sys.platform.startswith("linux") or platform.machine() != "x86_64"):
+    sys.stderr.write("robotwtf needs CPython 3.11, 3.12 or 3.13 on x86_64 Linux; this is %s %s on %s %s\\n"
+                     % (platform.python_implementation(), platform.python_version(),
+                        platform.machine(), platform.system()))
+    sys.exit(1)
+
+import {module}
+{module}.{fn}()
+'''
+
+
+class BuildError(Exception):
+    pass
+
+
+def source_date_epoch() -> str:
+    """SOURCE_DATE_EPOCH if set, else the last commit's time: the same commit builds the same bytes."""
+    if os.environ.get("SOURCE_DATE_EPOCH"):
+        return os.environ["SOURCE_DATE_EPOCH"]
+    try:
+        out = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        out = ""
+    return str(max(int(out), FALLBACK_EPOCH)) if out else str(FALLBACK_EPOCH)
+
+
+def pip_install_for(version: str, requirements: Path, target: Path) -> None:
+    """Install the pinned runtime set as binary wheels for CPython `version` into `target`."""
+    abi = "cp" + version.replace(".", "")
+    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+           "--target", str(target), "--no-deps", "--require-hashes", "--no-compile",
+           "--only-binary=:all:", "--python-version", version, "--implementation", "cp",
+           "--abi", abi, "-r", str(requirements)]
+    for platform_tag in PLATFORMS:
+        cmd += ["--platform", platform_tag]
+    result = subprocess.run(cmd)
+    if result.returncode != 0:
+        raise BuildError(f"pip could not install the runtime set for CPython {version} (see above)")
+    # Console scripts are not used from the pyz and carry this machine's interpreter path.
+    shutil.rmtree(target / "bin", ignore_errors=True)
+
+
+def is_extension_module(path: Path) -> bool:
+    return path.suffix == ".so"
+
+
+def is_install_metadata(rel: Path) -> bool:
+    """RECORD and WHEEL name each version's own files and tags; keeping the first is harmless."""
+    return rel.parts[0].endswith(".dist-info")
+
+
+def merge_into(merged: Path, other: Path, version: str) -> None:
+    """Add `other`'s extension modules to `merged`; everything else must already be identical."""
+    for path in sorted(other.rglob("*")):
+        if path.is_dir():
+            continue
+        rel = path.relative_to(other)
+        dest = merged / rel
+        if not dest.exists():
+            if is_extension_module(path) or is_install_metadata(rel):
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest)
+                continue
+            raise BuildError(f"{rel} exists only for CPython {version}; one site-packages can't serve all versions")
+        if filecmp.cmp(path, dest, shallow=False) or is_install_metadata(rel):
+            continue
+        raise BuildError(f"{rel} differs between CPython versions ({version}); can't merge into one site-packages")
+
+
+def add_application(site_packages: Path) -> None:
+    modules = sorted(ROOT.glob(APP_MODULES))
+    if not any(m.name == "robotwtf.py" for m in modules):
+        raise BuildError(f"{ROOT / 'robotwtf.py'} is missing")
+    for module in modules:
+        shutil.copyfile(module, site_packages / module.name)
+    for name in APP_DATA:
+        source = ROOT / name
+        if source.is_file():
+            shutil.copyfile(source, site_packages / name)
+        elif source.is_dir():
+            shutil.copytree(source, site_packages / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*", "*~"))
+        elif name == "schema.sql":
+            raise BuildError(f"{source} is missing")
+
+
+def normalise(tree: Path) -> None:
+    """Same modes on every machine (umask, checkout): shiv stores them in the archive."""
+    for path in tree.rglob("*"):
+        if path.name == "__pycache__":
+            shutil.rmtree(path)
+    for path in tree.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def run_shiv(site_packages: Path, output: Path, epoch: str) -> None:
+    from shiv import builder, cli
+
+    if "{module}.{fn}()" not in builder.MAIN_TEMPLATE:
+        raise BuildError("this shiv version writes __main__.py differently; update GUARDED_MAIN in tools/build_pyz.py")
+    builder.MAIN_TEMPLATE = GUARDED_MAIN
+    os.environ["SOURCE_DATE_EPOCH"] = epoch
+    args = ["--site-packages", str(site_packages), "--entry-point", "robotwtf:main",
+            "--output-file", str(output), "--python", "/usr/bin/env python3",
+            "--reproducible", "--compressed"]
+    try:
+        cli.main.main(args, prog_name="shiv", standalone_mode=False)
+    except SystemExit as e:  # shiv reports its own errors by exiting
+        if e.code:
+            raise BuildError(f"shiv failed: {e.code}") from None
+
+
+def build(output: Path, work_dir: Path, requirements: Path) -> None:
+    if work_dir.exists():
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True)
+    merged = work_dir / "site-packages"
+    for version in SUPPORTED:
+        target = work_dir / f"cp{version.replace('.', '')}"
+        pip_install_for(version, requirements, target)
+        if version == SUPPORTED[0]:
+            target.rename(merged)
+        else:
+            merge_into(merged, target, version)
+            shutil.rmtree(target)
+    add_application(merged)
+    normalise(merged)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    run_shiv(merged, partial, source_date_epoch())
+    partial.replace(output)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=ROOT / "robotwtf.pyz")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="scratch folder (default: a new temporary folder, removed afterwards)")
+    parser.add_argument("--requirements", type=Path, default=ROOT / "requirements.txt")
+    args = parser.parse_args()
+    try:
+        if args.work_dir is not None:
+            build(args.output.resolve(), args.work_dir.resolve(), args.requirements.resolve())
+        else:
+            with tempfile.TemporaryDirectory(prefix="robotwtf-pyz-") as tmp:
+                build(args.output.resolve(), Path(tmp) / "work", args.requirements.resolve())
+    except BuildError as e:
+        print(f"build_pyz: {e}", file=sys.stderr)
+        return 1
+    size = args.output.stat().st_size
+    print(f"built {args.output} ({size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
