@@ -233,6 +233,13 @@ SETTINGS = (
             "most bytes of current page content plus attachments a wiki may hold (history is not counted)"),
     Setting("max_wikis_per_user", "--max-wikis-per-user", "ROBOTWTF_MAX_WIKIS_PER_USER", 10, _parse_positive,
             "most wikis one person may create (instance admins are exempt)"),
+    Setting("access_token_minutes", "--access-token-minutes", "ROBOTWTF_ACCESS_TOKEN_MINUTES", 1440,
+            _parse_positive, "lifetime of an MCP client's access token, in minutes (every request still "
+            "re-checks the grant and the person's role)"),
+    Setting("refresh_token_days", "--refresh-token-days", "ROBOTWTF_REFRESH_TOKEN_DAYS", 90, _parse_positive,
+            "absolute lifetime of an MCP client's refresh tokens, in days; then the person reconnects"),
+    Setting("registrations_per_minute", None, "ROBOTWTF_REGISTRATIONS_PER_MINUTE", 10, _parse_positive,
+            "OAuth client registrations (RFC 7591) allowed per client address per minute"),
 )
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -257,6 +264,9 @@ class Config:
     max_pages_per_wiki: int
     max_wiki_bytes: int
     max_wikis_per_user: int
+    access_token_minutes: int
+    refresh_token_days: int
+    registrations_per_minute: int
 
     @property
     def quotas(self) -> "Quotas":
@@ -435,6 +445,74 @@ CREATE TABLE login_requests (
     created_at   INTEGER NOT NULL,
     expires_at   INTEGER NOT NULL
 );
+"""),
+    (4, """
+CREATE TABLE oauth_clients (
+    client_id     TEXT PRIMARY KEY,
+    secret_hash   TEXT,
+    auth_method   TEXT NOT NULL CHECK (auth_method IN ('none', 'client_secret_post', 'client_secret_basic')),
+    redirect_uris TEXT NOT NULL,
+    grant_types   TEXT NOT NULL,
+    client_name   TEXT NOT NULL DEFAULT '',
+    client_uri    TEXT NOT NULL DEFAULT '',
+    logo_uri      TEXT NOT NULL DEFAULT '',
+    is_document   INTEGER NOT NULL DEFAULT 0,
+    cache_until   INTEGER,
+    created_at    INTEGER NOT NULL
+);
+CREATE TABLE oauth_grants (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_id    TEXT NOT NULL REFERENCES oauth_clients(client_id) ON DELETE CASCADE,
+    user_did     TEXT NOT NULL REFERENCES users(did) ON DELETE CASCADE,
+    wiki_id      INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    scope        TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER
+);
+CREATE INDEX oauth_grants_user ON oauth_grants(user_did);
+CREATE INDEX oauth_grants_client ON oauth_grants(client_id);
+CREATE INDEX oauth_grants_wiki ON oauth_grants(wiki_id);
+CREATE TABLE oauth_codes (
+    code_hash               TEXT PRIMARY KEY,
+    client_id               TEXT NOT NULL REFERENCES oauth_clients(client_id) ON DELETE CASCADE,
+    user_did                TEXT NOT NULL REFERENCES users(did) ON DELETE CASCADE,
+    wiki_id                 INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    scope                   TEXT NOT NULL,
+    resource                TEXT NOT NULL,
+    redirect_uri            TEXT NOT NULL,
+    redirect_uri_in_request INTEGER NOT NULL,
+    code_challenge          TEXT NOT NULL UNIQUE,
+    created_at              INTEGER NOT NULL,
+    expires_at              INTEGER NOT NULL,
+    used_at                 INTEGER,
+    grant_id                INTEGER REFERENCES oauth_grants(id) ON DELETE SET NULL
+);
+CREATE INDEX oauth_codes_expiry ON oauth_codes(expires_at);
+CREATE TABLE oauth_refresh_tokens (
+    token_hash     TEXT PRIMARY KEY,
+    grant_id       INTEGER NOT NULL REFERENCES oauth_grants(id) ON DELETE CASCADE,
+    scope          TEXT NOT NULL,
+    created_at     INTEGER NOT NULL,
+    expires_at     INTEGER NOT NULL,
+    used_at        INTEGER,
+    successor_hash TEXT
+);
+CREATE INDEX oauth_refresh_tokens_grant ON oauth_refresh_tokens(grant_id);
+CREATE INDEX oauth_refresh_tokens_expiry ON oauth_refresh_tokens(expires_at);
+CREATE TABLE personal_tokens (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    token_hash   TEXT NOT NULL UNIQUE,
+    name         TEXT NOT NULL,
+    user_did     TEXT NOT NULL REFERENCES users(did) ON DELETE CASCADE,
+    wiki_id      INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    scope        TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER,
+    last_used_at INTEGER
+);
+CREATE INDEX personal_tokens_user ON personal_tokens(user_did);
+CREATE INDEX personal_tokens_wiki ON personal_tokens(wiki_id);
 """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1
@@ -935,6 +1013,229 @@ def delete_user(db: sqlite3.Connection, did: str) -> None:
         get_user(db, did)
         db.execute("DELETE FROM members WHERE user_did = ?", (did,))
         db.execute("DELETE FROM users WHERE did = ?", (did,))
+
+
+# --- OAuth clients, grants and tokens (the storage behind robotwtf_as) ---------------------------
+# CONTRACT §4: two scopes, and the scopes each role can hold (write does not imply read).
+
+SCOPES = ("wiki:read", "wiki:write")
+ROLE_SCOPES = {"owner": frozenset(SCOPES), "editor": frozenset(SCOPES), "viewer": frozenset({"wiki:read"})}
+PERSONAL_TOKEN_PREFIX = "rwpat_"
+USED_CODE_KEEP_SECONDS = 86400
+STALE_CLIENT_SECONDS = 86400
+
+
+def role_scopes(role: str | None) -> frozenset[str]:
+    """The scopes a member with `role` may hold now; nothing for a non-member."""
+    return ROLE_SCOPES.get(role, frozenset())
+
+
+def scope_string(scopes) -> str:
+    """Scopes in their canonical order, space-separated (RFC 6749 §3.3)."""
+    return " ".join(s for s in SCOPES if s in scopes)
+
+
+def parse_scopes(text: str) -> frozenset[str]:
+    """Scopes named in `text`, refusing unknown ones (for people choosing scopes, not OAuth clients)."""
+    names = frozenset(text.split())
+    unknown = names - set(SCOPES)
+    if unknown or not names:
+        raise BadInput(f"Scopes are {' and '.join(SCOPES)}; '{text}' is not a list of them.")
+    return names
+
+
+def register_oauth_client(db: sqlite3.Connection, client: dict) -> None:
+    """Store a client registered through RFC 7591 (its secret only as a hash)."""
+    db.execute("INSERT INTO oauth_clients (client_id, secret_hash, auth_method, redirect_uris, grant_types, "
+               "client_name, client_uri, logo_uri, is_document, cache_until, created_at) VALUES (:client_id, "
+               ":secret_hash, :auth_method, :redirect_uris, :grant_types, :client_name, :client_uri, :logo_uri, "
+               "0, NULL, :created_at)", dict(client, created_at=now()))
+
+
+def cache_metadata_document_client(db: sqlite3.Connection, client: dict) -> None:
+    """Store or refresh a client described by a Client ID Metadata Document (no secret)."""
+    db.execute("INSERT INTO oauth_clients (client_id, secret_hash, auth_method, redirect_uris, grant_types, "
+               "client_name, client_uri, logo_uri, is_document, cache_until, created_at) VALUES (:client_id, "
+               "NULL, 'none', :redirect_uris, :grant_types, :client_name, :client_uri, :logo_uri, 1, "
+               ":cache_until, :created_at) ON CONFLICT (client_id) DO UPDATE SET redirect_uris = "
+               "excluded.redirect_uris, grant_types = excluded.grant_types, client_name = excluded.client_name, "
+               "client_uri = excluded.client_uri, logo_uri = excluded.logo_uri, cache_until = excluded.cache_until "
+               "WHERE oauth_clients.is_document = 1", dict(client, created_at=now()))
+
+
+def get_oauth_client(db: sqlite3.Connection, client_id: str) -> sqlite3.Row | None:
+    return db.execute("SELECT * FROM oauth_clients WHERE client_id = ?", (client_id,)).fetchone()
+
+
+def prune_oauth(db: sqlite3.Connection) -> None:
+    """Forget what can no longer be used: old codes, expired refresh tokens, and clients that never
+    got a grant (Claude.ai registers a new client for every connection attempt)."""
+    t = now()
+    with transaction(db):
+        db.execute("DELETE FROM oauth_codes WHERE expires_at < ?", (t - USED_CODE_KEEP_SECONDS,))
+        db.execute("DELETE FROM oauth_refresh_tokens WHERE expires_at < ?", (t,))
+        db.execute("DELETE FROM oauth_clients WHERE created_at < ? AND NOT EXISTS "
+                   "(SELECT 1 FROM oauth_grants WHERE oauth_grants.client_id = oauth_clients.client_id)",
+                   (t - STALE_CLIENT_SECONDS,))
+
+
+def save_authorization_code(db: sqlite3.Connection, code: dict) -> None:
+    """Store an issued code by its hash, with everything it was granted for."""
+    db.execute("INSERT INTO oauth_codes (code_hash, client_id, user_did, wiki_id, scope, resource, redirect_uri, "
+               "redirect_uri_in_request, code_challenge, created_at, expires_at) VALUES (:code_hash, :client_id, "
+               ":user_did, :wiki_id, :scope, :resource, :redirect_uri, :redirect_uri_in_request, :code_challenge, "
+               ":created_at, :expires_at)", code)
+
+
+def code_challenge_used(db: sqlite3.Connection, challenge: str) -> bool:
+    return db.execute("SELECT 1 FROM oauth_codes WHERE code_challenge = ?", (challenge,)).fetchone() is not None
+
+
+def get_authorization_code(db: sqlite3.Connection, code_hash: str) -> sqlite3.Row | None:
+    """An unexpired code, used or not (a used one is how a replay is recognised)."""
+    return db.execute("SELECT * FROM oauth_codes WHERE code_hash = ? AND expires_at > ?",
+                      (code_hash, now())).fetchone()
+
+
+def redeem_authorization_code(db: sqlite3.Connection, code_hash: str, refresh_hash: str | None,
+                              refresh_expires_at: int) -> int | None:
+    """Spend a code and create its grant (and first refresh token) in one transaction; the grant id.
+    None if the code was spent already: then the grant it produced is revoked, because a second
+    redemption means the code leaked (RFC 6749 §4.1.2, OAuth 2.1 §4.1.3)."""
+    t = now()
+    with transaction(db):
+        code = db.execute("UPDATE oauth_codes SET used_at = ? WHERE code_hash = ? AND used_at IS NULL "
+                          "AND expires_at > ? RETURNING *", (t, code_hash, t)).fetchone()
+        if code is None:
+            db.execute("DELETE FROM oauth_grants WHERE id = (SELECT grant_id FROM oauth_codes WHERE code_hash = ?)",
+                       (code_hash,))
+            return None
+        grant_id = db.execute("INSERT INTO oauth_grants (client_id, user_did, wiki_id, scope, redirect_uri, "
+                              "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                              (code["client_id"], code["user_did"], code["wiki_id"], code["scope"],
+                               code["redirect_uri"], t)).lastrowid
+        db.execute("UPDATE oauth_codes SET grant_id = ? WHERE code_hash = ?", (grant_id, code_hash))
+        if refresh_hash:
+            db.execute("INSERT INTO oauth_refresh_tokens (token_hash, grant_id, scope, created_at, expires_at) "
+                       "VALUES (?, ?, ?, ?, ?)", (refresh_hash, grant_id, code["scope"], t, refresh_expires_at))
+    return grant_id
+
+
+def get_refresh_token(db: sqlite3.Connection, token_hash: str) -> sqlite3.Row | None:
+    """An unexpired refresh token (spent or not) with its grant, wiki and the member's current role."""
+    return db.execute(
+        "SELECT r.*, g.client_id, g.user_did, g.wiki_id, w.slug AS wiki_slug, m.role FROM oauth_refresh_tokens r "
+        "JOIN oauth_grants g ON g.id = r.grant_id JOIN wikis w ON w.id = g.wiki_id "
+        "LEFT JOIN members m ON m.wiki_id = g.wiki_id AND m.user_did = g.user_did "
+        "WHERE r.token_hash = ? AND r.expires_at > ?", (token_hash, now())).fetchone()
+
+
+def rotate_refresh_token(db: sqlite3.Connection, old_hash: str, new_hash: str, retry_seconds: int) -> str:
+    """Spend a refresh token for a new one, atomically. 'rotated' for the current token; also
+    'rotated' for a client's retry of a token spent less than `retry_seconds` ago whose successor
+    was never used (the successor dies; a lost response is not an attack). Any other reuse means
+    the token leaked: the whole grant is revoked and 'reused' returned (RFC 9700 §4.14.2).
+    'unknown' if the token expired or its grant is gone."""
+    t = now()
+    with transaction(db):
+        old = db.execute("SELECT * FROM oauth_refresh_tokens WHERE token_hash = ? AND expires_at > ?",
+                         (old_hash, t)).fetchone()
+        if old is None:
+            return "unknown"
+        if old["used_at"] is not None and not _refresh_retry_allowed(db, old, t, retry_seconds):
+            db.execute("DELETE FROM oauth_grants WHERE id = ?", (old["grant_id"],))
+            return "reused"
+        if old["successor_hash"]:
+            db.execute("UPDATE oauth_refresh_tokens SET used_at = ?, successor_hash = NULL WHERE token_hash = ?",
+                       (t, old["successor_hash"]))
+        db.execute("UPDATE oauth_refresh_tokens SET used_at = coalesce(used_at, ?), successor_hash = ? "
+                   "WHERE token_hash = ?", (t, new_hash, old_hash))
+        db.execute("INSERT INTO oauth_refresh_tokens (token_hash, grant_id, scope, created_at, expires_at) "
+                   "VALUES (?, ?, ?, ?, ?)", (new_hash, old["grant_id"], old["scope"], t, old["expires_at"]))
+        db.execute("UPDATE oauth_grants SET last_used_at = ? WHERE id = ?", (t, old["grant_id"]))
+    return "rotated"
+
+
+def _refresh_retry_allowed(db: sqlite3.Connection, old: sqlite3.Row, t: int, retry_seconds: int) -> bool:
+    if old["successor_hash"] is None or t - old["used_at"] > retry_seconds:
+        return False
+    successor = db.execute("SELECT used_at FROM oauth_refresh_tokens WHERE token_hash = ?",
+                           (old["successor_hash"],)).fetchone()
+    return successor is not None and successor["used_at"] is None
+
+
+def revoke_grant(db: sqlite3.Connection, grant_id: int, user_did: str | None = None) -> bool:
+    """Delete a grant (its refresh tokens go with it; its access tokens fail their next check).
+    With `user_did`, only that person's grant."""
+    if user_did is None:
+        return db.execute("DELETE FROM oauth_grants WHERE id = ?", (grant_id,)).rowcount > 0
+    return db.execute("DELETE FROM oauth_grants WHERE id = ? AND user_did = ?", (grant_id, user_did)).rowcount > 0
+
+
+def grant_for_bearer(db: sqlite3.Connection, grant_id: int) -> sqlite3.Row | None:
+    """The MCP hot path: one primary-key lookup joining the grant's client, its wiki and the
+    person's current role (NULL when no longer a member)."""
+    return db.execute(
+        "SELECT g.id, g.client_id, g.user_did, g.wiki_id, g.scope, g.last_used_at, w.slug AS wiki_slug, "
+        "c.client_name, m.role FROM oauth_grants g JOIN wikis w ON w.id = g.wiki_id "
+        "JOIN oauth_clients c ON c.client_id = g.client_id "
+        "LEFT JOIN members m ON m.wiki_id = g.wiki_id AND m.user_did = g.user_did WHERE g.id = ?",
+        (grant_id,)).fetchone()
+
+
+def touch_grant(db: sqlite3.Connection, grant_id: int) -> None:
+    db.execute("UPDATE oauth_grants SET last_used_at = ? WHERE id = ?", (now(), grant_id))
+
+
+def list_grants(db: sqlite3.Connection, did: str) -> list[sqlite3.Row]:
+    """A person's connected apps, newest first."""
+    return db.execute(
+        "SELECT g.*, c.client_name, c.is_document, w.slug AS wiki_slug, w.title AS wiki_title "
+        "FROM oauth_grants g JOIN oauth_clients c ON c.client_id = g.client_id JOIN wikis w ON w.id = g.wiki_id "
+        "WHERE g.user_did = ? ORDER BY g.created_at DESC, g.id DESC", (did,)).fetchall()
+
+
+def create_personal_token(db: sqlite3.Connection, did: str, slug: str, scopes: frozenset[str], name: str,
+                          expires_at: int | None = None) -> str:
+    """A new personal access token for one wiki, returned once; only scopes the person's role allows."""
+    name = name.strip()
+    if not name or len(name) > 100 or any(not c.isprintable() for c in name):
+        raise BadInput("A token needs a name of 1 to 100 printable characters.")
+    if expires_at is not None and expires_at <= now():
+        raise BadInput("A token's expiry must be in the future.")
+    wiki = db.execute("SELECT id FROM wikis WHERE slug = ?", (slug,)).fetchone()
+    role = member_role(db, wiki["id"], did) if wiki else None
+    if role is None:
+        raise Forbidden(f"You are not a member of a wiki '{slug}'.")
+    if not scopes <= role_scopes(role):
+        raise Forbidden(f"As {role} of '{slug}' you can hold only {scope_string(role_scopes(role))}.")
+    token = PERSONAL_TOKEN_PREFIX + new_secret()
+    db.execute("INSERT INTO personal_tokens (token_hash, name, user_did, wiki_id, scope, created_at, expires_at) "
+               "VALUES (?, ?, ?, ?, ?, ?, ?)",
+               (hash_secret(token), name, did, wiki["id"], scope_string(scopes), now(), expires_at))
+    return token
+
+
+def personal_token_for_bearer(db: sqlite3.Connection, token_hash: str) -> sqlite3.Row | None:
+    """The MCP hot path for personal tokens: one lookup by hash with the wiki and current role."""
+    return db.execute(
+        "SELECT t.id, t.name, t.user_did, t.wiki_id, t.scope, t.expires_at, t.last_used_at, "
+        "w.slug AS wiki_slug, m.role FROM personal_tokens t JOIN wikis w ON w.id = t.wiki_id "
+        "LEFT JOIN members m ON m.wiki_id = t.wiki_id AND m.user_did = t.user_did WHERE t.token_hash = ?",
+        (token_hash,)).fetchone()
+
+
+def touch_personal_token(db: sqlite3.Connection, token_id: int) -> None:
+    db.execute("UPDATE personal_tokens SET last_used_at = ? WHERE id = ?", (now(), token_id))
+
+
+def list_personal_tokens(db: sqlite3.Connection, did: str) -> list[sqlite3.Row]:
+    return db.execute("SELECT t.*, w.slug AS wiki_slug FROM personal_tokens t JOIN wikis w ON w.id = t.wiki_id "
+                      "WHERE t.user_did = ? ORDER BY t.created_at DESC, t.id DESC", (did,)).fetchall()
+
+
+def revoke_personal_token(db: sqlite3.Connection, token_id: int, did: str) -> bool:
+    return db.execute("DELETE FROM personal_tokens WHERE id = ? AND user_did = ?", (token_id, did)).rowcount > 0
 
 
 # --- wiki storage: limits, authors, validation ------------------------------------------------------
@@ -2787,6 +3088,8 @@ def build_app(inst: Instance) -> App:
     app.route("/admin", "GET", admin_page)
     app.route("/admin/users/remove", "POST", admin_remove_user)
     app.route("/admin/invites", "POST", admin_create_invite)
+    import robotwtf_as  # imported here: it imports this module
+    robotwtf_as.install(app)
     return app
 
 
@@ -3156,6 +3459,14 @@ def cmd_wiki_list(cfg: Config, args) -> int:
     return 0
 
 
+def cmd_token_create(cfg: Config, args) -> int:
+    """Print only the token, so scripts can capture it (CONTRACT §2)."""
+    db = open_instance_db(cfg)
+    user = find_user(db, args.user)
+    print(create_personal_token(db, user["did"], args.slug, parse_scopes(args.scope), args.name))
+    return 0
+
+
 def cmd_backup(cfg: Config, args) -> int:
     dest = Path(args.file).expanduser().absolute()
     if not cfg.db_path.exists():
@@ -3212,6 +3523,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--owner", required=True, help="username, handle or DID of the owner")
     create.add_argument("--title", help="the wiki's title (default: the slug)")
     command(wikis, "list", cmd_wiki_list, "list wikis: slug, owner, visibility, title")
+    tokens = commands.add_parser("token", help="manage personal access tokens").add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", required=True)
+    token = command(tokens, "create", cmd_token_create, "print a new personal access token for a wiki, once")
+    token.add_argument("slug", metavar="SLUG", help="the wiki")
+    token.add_argument("--user", required=True, help="username, handle or DID of the member it acts for")
+    token.add_argument("--scope", default=" ".join(SCOPES),
+                       help=f"space-separated scopes (default \"{' '.join(SCOPES)}\")")
+    token.add_argument("--name", default="cli", help="a name to recognise it by (default \"cli\")")
     command(commands, "backup", cmd_backup, "write a consistent .tar.gz of the database and keys") \
         .add_argument("file", metavar="FILE")
     command(commands, "restore", cmd_restore, "restore a backup into an empty data folder") \

@@ -9,3 +9,4 @@
 % else:
 <p>You have no wikis yet.</p>
 % end
+<p><a href="/account/apps">Connected apps and access tokens</a></p>

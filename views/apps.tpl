@@ -1,0 +1,91 @@
+% rebase('layout', title='Connected apps')
+% import time
+% def when(t):
+%   return time.strftime('%Y-%m-%d %H:%M', time.gmtime(t)) + ' UTC' if t else 'never'
+% end
+<h1>Connected apps</h1>
+<p>Apps such as Claude.ai that you allowed to use a wiki through MCP. Revoking one stops it at once.</p>
+% if grants:
+<table>
+  <thead><tr><th>App</th><th>Sends back to</th><th>Wiki</th><th>Allowed</th><th>Connected</th><th>Last used</th><th></th></tr></thead>
+  <tbody>
+  % for grant in grants:
+    <tr>
+      <td>{{grant['client_name'] or 'unnamed app'}}</td>
+      <td><code>{{redirect_host(grant['redirect_uri'])}}</code></td>
+      <td>/w/{{grant['wiki_slug']}}</td>
+      <td>{{grant['scope']}}</td>
+      <td>{{when(grant['created_at'])}}</td>
+      <td>{{when(grant['last_used_at'])}}</td>
+      <td>
+        <form method="post" action="/account/apps/grants/{{grant['id']}}/revoke" class="inline">
+          <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
+          <button type="submit" class="link">Revoke</button>
+        </form>
+      </td>
+    </tr>
+  % end
+  </tbody>
+</table>
+% else:
+<p class="muted">No apps are connected.</p>
+% end
+
+<h2>Personal access tokens</h2>
+<p>A token lets a program use one wiki through MCP as you, sent as <code>Authorization: Bearer &lt;token&gt;</code>
+(for example <code>claude mcp add --transport http WIKI {{cfg.public_url}}/w/WIKI/mcp --header "Authorization: Bearer TOKEN"</code>).</p>
+% if created:
+<p><strong>Your new token "{{created['name']}}" for /w/{{created['wiki']}}</strong>, shown only this once:</p>
+<p><code class="secret">{{created['token']}}</code></p>
+% end
+% if problem:
+<p class="error">{{problem}}</p>
+% end
+% if tokens:
+<table>
+  <thead><tr><th>Name</th><th>Wiki</th><th>Allowed</th><th>Created</th><th>Expires</th><th>Last used</th><th></th></tr></thead>
+  <tbody>
+  % for token in tokens:
+    <tr>
+      <td>{{token['name']}}</td>
+      <td>/w/{{token['wiki_slug']}}</td>
+      <td>{{token['scope']}}</td>
+      <td>{{when(token['created_at'])}}</td>
+      <td>{{when(token['expires_at']) if token['expires_at'] else 'no expiry'}}</td>
+      <td>{{when(token['last_used_at'])}}</td>
+      <td>
+        <form method="post" action="/account/apps/tokens/{{token['id']}}/revoke" class="inline">
+          <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
+          <button type="submit" class="link">Revoke</button>
+        </form>
+      </td>
+    </tr>
+  % end
+  </tbody>
+</table>
+% end
+% if wikis:
+<form method="post" action="/account/apps/tokens" class="stack">
+  <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
+  <label for="name">Name</label>
+  <input id="name" name="name" maxlength="100" required>
+  <label for="wiki">Wiki</label>
+  <select id="wiki" name="wiki">
+  % for wiki in wikis:
+    <option value="{{wiki['slug']}}">{{wiki['title']}} (/w/{{wiki['slug']}}, {{wiki['role']}})</option>
+  % end
+  </select>
+  <fieldset>
+    <legend>Allow it to</legend>
+  % for scope, label in labels.items():
+    <label><input type="checkbox" name="scope" value="{{scope}}" checked> {{label}} <code>{{scope}}</code></label>
+  % end
+    <p class="muted">On a wiki where you are a viewer, a token can only read.</p>
+  </fieldset>
+  <label for="expires_days">Expires after (days, empty for never)</label>
+  <input id="expires_days" name="expires_days" type="number" min="1" max="3650">
+  <button type="submit">Create token</button>
+</form>
+% else:
+<p class="muted">Tokens are for a wiki; you are not a member of any yet.</p>
+% end
