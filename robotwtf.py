@@ -2839,6 +2839,12 @@ def _edge_route(app, cfg: Config, environ, start, path: str):
     host = environ.get("HTTP_HOST")
     if host is not None and not HOST_RE.fullmatch(host):
         return _plain(start, "400 Bad Request", "Malformed Host header.\n")
+    undecodable = _non_utf8_header(environ)
+    if undecodable:
+        message = f"The {undecodable} header is not valid UTF-8."
+        if is_machine_path(path):
+            return _json(start, "400 Bad Request", {"error": "bad_request", "message": message})
+        return _plain(start, "400 Bad Request", message + "\n")
     if host and host.lower() != cfg.public_host.lower() and not is_machine_path(path):
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return _plain(start, "400 Bad Request", f"Use {cfg.public_url} for this request.\n")
@@ -2847,6 +2853,26 @@ def _edge_route(app, cfg: Config, environ, start, path: str):
         start("302 Found", [("Location", target), ("Content-Length", "0")])
         return [b""]
     return app(environ, start)
+
+
+def _non_utf8_header(environ) -> str | None:
+    """The name of a header whose value is not UTF-8, else None. Bottle decodes header values as
+    UTF-8 (WSGIHeaderDict) and raises on anything else, which would be a 500 deep inside a route;
+    no header robotwtf reads needs other bytes (RFC 9110 §5.5: only ASCII is interoperable)."""
+    for key, value in environ.items():
+        if (key.startswith("HTTP_") or key == "CONTENT_TYPE") and isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("latin-1").decode("utf-8")
+            except UnicodeError:
+                return key.removeprefix("HTTP_").replace("_", "-").title()
+    return None
+
+
+def _json(start, status: str, document: dict):
+    body = json.dumps(document).encode()
+    start(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                   ("Cache-Control", "no-store")])
+    return [body]
 
 
 def _plain(start, status: str, text: str):

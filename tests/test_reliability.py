@@ -224,3 +224,17 @@ def test_fuzz_http_surface_and_json_rpc(loaded):
     still_healthy(loaded)
     report("fuzz", http_examples=150, garbage_examples=15, rpc_examples=150)
 
+
+# --- what the fuzzer found -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("where, header", [
+    ("/w/race/mcp", "Mcp-Method"), ("/w/race/mcp", "Authorization"), ("/account", "Cookie"),
+    ("/oauth/token", "Content-Type"), ("/healthz", "User-Agent")])
+def test_a_header_that_is_not_utf8_gets_400_not_500(loaded, where, header):
+    request = fuzz.build_request("POST", where, [(header, "caf\xe9 \x80")], b"{}", chunked=False)
+    answer = fuzz.send_raw(loaded.port, request)
+    assert answer.status == 400, answer
+    assert f"The {header} header is not valid UTF-8." in answer.body.decode()
+    # UTF-8 is fine (waitress hands it over as latin-1; bottle decodes it back).
+    fine = fuzz.build_request("GET", "/healthz", [("User-Agent", "café".encode().decode("latin-1"))], b"", False)
+    assert fuzz.send_raw(loaded.port, fine).status == 200
