@@ -487,6 +487,10 @@ class AuthorizationServer(AuthlibServer):
             return super().authenticate_client(request, methods, endpoint)
         except InvalidClientError as error:
             raise InvalidClientError(status_code=401, description=error.description) from None
+        except UnicodeDecodeError:
+            # authlib decodes HTTP Basic credentials as UTF-8 and lets the error escape (a 500).
+            raise InvalidClientError(status_code=401,
+                                     description="The HTTP Basic client credentials are not UTF-8.") from None
 
     def validate_requested_scope(self, scope):
         """Scopes are narrowed, never refused, at the authorization endpoint (Client.get_allowed_scope)."""

@@ -4,6 +4,7 @@ examples). Raw sockets because the point is to send what well-behaved clients ne
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import re
@@ -115,7 +116,8 @@ def request_target(draw) -> str:
 
 
 def headers_strategy(cookie: str, csrf: str, token: str):
-    values = st.one_of(header_value, st.sampled_from([
+    basic = st.binary(max_size=40).map(lambda b: "Basic " + base64.b64encode(b).decode())
+    values = st.one_of(header_value, basic, st.sampled_from([
         f"Bearer {token}", "Bearer rwpat_nothing", "Bearer ", "Basic Zm9vOmJhcg==", cookie, f"{cookie}; x=1",
         "application/json", "application/x-www-form-urlencoded", "multipart/form-data; boundary=zz",
         "text/html", "*/*", MODERN, LEGACY, "2025-03-26", "tools/call", "read_note", "=?base64?cmVhZF9ub3Rl?=",

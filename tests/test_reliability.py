@@ -4,6 +4,7 @@ server over HTTP; the database is inspected afterwards, read-only."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import os
 import re
@@ -238,3 +239,14 @@ def test_a_header_that_is_not_utf8_gets_400_not_500(loaded, where, header):
     # UTF-8 is fine (waitress hands it over as latin-1; bottle decodes it back).
     fine = fuzz.build_request("GET", "/healthz", [("User-Agent", "café".encode().decode("latin-1"))], b"", False)
     assert fuzz.send_raw(loaded.port, fine).status == 200
+
+
+@pytest.mark.parametrize("where", ["/oauth/token", "/oauth/revoke"])
+def test_basic_client_credentials_that_are_not_utf8_get_401_not_500(loaded, where):
+    credentials = base64.b64encode(b"\xff\xfe:secret").decode()
+    response = requests.post(loaded.url + where, data={"grant_type": "refresh_token", "refresh_token": "x",
+                                                       "token": "x"},
+                             headers={"Authorization": f"Basic {credentials}"}, timeout=10)
+    assert response.status_code == 401, response.text
+    assert response.json() == {"error": "invalid_client",
+                               "error_description": "The HTTP Basic client credentials are not UTF-8."}
