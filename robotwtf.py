@@ -195,6 +195,15 @@ def _parse_port(text: str) -> int:
     return value
 
 
+def _parse_connection_limit(text: str) -> int:
+    # waitress's loop uses select(), which handles file descriptors below 1024 only; the rest are
+    # kept for the listener, the database files of each worker thread, and the log.
+    value = int(text)
+    if not 1 <= value <= 900:
+        raise ValueError("must be between 1 and 900")
+    return value
+
+
 def _parse_choice(*choices: str):
     def parse(text: str) -> str:
         if text not in choices:
@@ -240,6 +249,13 @@ SETTINGS = (
             "absolute lifetime of an MCP client's refresh tokens, in days; then the person reconnects"),
     Setting("registrations_per_minute", None, "ROBOTWTF_REGISTRATIONS_PER_MINUTE", 10, _parse_positive,
             "OAuth client registrations (RFC 7591) allowed per client address per minute"),
+    Setting("token_per_minute", "--token-per-minute", "ROBOTWTF_TOKEN_PER_MINUTE", 120, _parse_positive,
+            "OAuth token requests allowed per client address, and separately per OAuth client, per minute"),
+    Setting("writes_per_minute", "--writes-per-minute", "ROBOTWTF_WRITES_PER_MINUTE", 300, _parse_positive,
+            "changes allowed per minute: MCP write-tool calls per OAuth grant or personal token, and browser "
+            "form posts per signed-in person (per client address before sign-in)"),
+    Setting("connection_limit", "--connection-limit", "ROBOTWTF_CONNECTION_LIMIT", 256, _parse_connection_limit,
+            "most simultaneous client connections (up to 900); further ones wait in the listen backlog"),
 )
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -267,6 +283,9 @@ class Config:
     access_token_minutes: int
     refresh_token_days: int
     registrations_per_minute: int
+    token_per_minute: int
+    writes_per_minute: int
+    connection_limit: int
 
     @property
     def quotas(self) -> "Quotas":
@@ -2996,6 +3015,25 @@ class CsrfPlugin:
         return wrapper
 
 
+class WriteLimitPlugin:
+    """Browser form posts (every CSRF-checked POST) count against writes_per_minute: per signed-in
+    person, or per client address before sign-in. Machine endpoints have limits of their own."""
+    name, api = "write_limit", 2
+
+    def apply(self, callback, route):
+        if route.method != "POST" or not route.config.get("csrf", True):
+            return callback
+
+        @functools.wraps(callback)
+        def wrapper(*args, **kwargs):
+            inst, user = instance(), current_user()
+            key = f"post:user:{user['did']}" if user else f"post:ip:{client_ip()}"
+            inst.limiter.hit(key, inst.cfg.writes_per_minute, "Too many changes in a short time; wait a moment "
+                             "and send the form again.")
+            return callback(*args, **kwargs)
+        return wrapper
+
+
 class ErrorPlugin:
     """Turns a RobotError raised anywhere below a route into its HTML or JSON error response."""
     name, api = "robot_errors", 2
@@ -3091,6 +3129,7 @@ def build_app(inst: Instance) -> App:
     app.config["robotwtf.instance"] = inst
     app.install(ErrorPlugin())
     app.install(CsrfPlugin())
+    app.install(WriteLimitPlugin())   # applied inside the CSRF check: only genuine form posts count
 
     app.route("/healthz", "GET", healthz)
     # Before any wiki page route, so /w/<slug>/mcp is always the MCP endpoint (CONTRACT §3).
@@ -3367,7 +3406,7 @@ def serve(cfg: Config) -> int:
     try:
         server = waitress.server.create_server(
             app, host=cfg.host, port=cfg.port, threads=cfg.threads, ident="robotwtf",
-            max_request_body_size=cfg.max_body_bytes, channel_timeout=60, connection_limit=256,
+            max_request_body_size=cfg.max_body_bytes, channel_timeout=60, connection_limit=cfg.connection_limit,
             **proxy)
     except OSError as e:
         raise ConfigError(f"Cannot listen on {cfg.host}:{cfg.port}: {e.strerror}"
