@@ -1416,24 +1416,33 @@ def _message(message: str, default: str) -> str:
     return message or default
 
 
+# The seconds of 0001-01-01 and 9999-12-31T23:59:59 UTC, the dates ISO 8601 (and datetime) can name.
+FIRST_SECOND, LAST_SECOND = -62135596800, 253402300799
+ASCII_DIGITS_RE = re.compile(r"[0-9]+")
+
+
 def parse_time(value: int | str | None) -> int | None:
     """Unix seconds from an int, a string of digits or ISO 8601 (date, or date and time; no
-    offset means UTC); None or '' for none."""
+    offset means UTC); None or '' for none. BadInput for anything else, or outside years 1-9999."""
     if value is None or value == "":
         return None
-    if isinstance(value, int):
-        return value
     text = str(value).strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInput(f"'{_shown(text)}' is not a date; use ISO 8601, e.g. 2025-01-31 or "
-                       "2025-01-31T12:00:00Z.") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return int(parsed.timestamp())
+    if isinstance(value, int):
+        seconds = value
+    elif ASCII_DIGITS_RE.fullmatch(text):   # not str.isdigit(): it accepts '²', which int() refuses
+        seconds = int(text) if len(text) <= 12 else LAST_SECOND + 1
+    else:
+        try:
+            parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadInput(f"'{_shown(text)}' is not a date; use ISO 8601, e.g. 2025-01-31 or "
+                           "2025-01-31T12:00:00Z.") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+        seconds = int(parsed.timestamp())
+    if not FIRST_SECOND <= seconds <= LAST_SECOND:
+        raise BadInput(f"'{_shown(text)}' is out of range: give a date between the years 1 and 9999.")
+    return seconds
 
 
 # --- page text: front matter, headings and sections, WikiLinks ----------------------------------------
