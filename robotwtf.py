@@ -196,6 +196,15 @@ def _parse_port(text: str) -> int:
     return value
 
 
+def _parse_connection_limit(text: str) -> int:
+    # waitress's loop uses select(), which handles file descriptors below 1024 only; the rest are
+    # kept for the listener, the database files of each worker thread, and the log.
+    value = int(text)
+    if not 1 <= value <= 900:
+        raise ValueError("must be between 1 and 900")
+    return value
+
+
 def _parse_choice(*choices: str):
     def parse(text: str) -> str:
         if text not in choices:
@@ -241,6 +250,13 @@ SETTINGS = (
             "absolute lifetime of an MCP client's refresh tokens, in days; then the person reconnects"),
     Setting("registrations_per_minute", None, "ROBOTWTF_REGISTRATIONS_PER_MINUTE", 10, _parse_positive,
             "OAuth client registrations (RFC 7591) allowed per client address per minute"),
+    Setting("token_per_minute", "--token-per-minute", "ROBOTWTF_TOKEN_PER_MINUTE", 120, _parse_positive,
+            "OAuth token requests allowed per client address, and separately per OAuth client, per minute"),
+    Setting("writes_per_minute", "--writes-per-minute", "ROBOTWTF_WRITES_PER_MINUTE", 300, _parse_positive,
+            "changes allowed per minute: MCP write-tool calls per OAuth grant or personal token, and browser "
+            "form posts per signed-in person (per client address before sign-in)"),
+    Setting("connection_limit", "--connection-limit", "ROBOTWTF_CONNECTION_LIMIT", 256, _parse_connection_limit,
+            "most simultaneous client connections (up to 900); further ones wait in the listen backlog"),
 )
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -265,13 +281,16 @@ class Config:
     max_pages_per_wiki: int
     max_wiki_bytes: int
     max_wikis_per_user: int
+    access_token_minutes: int
+    refresh_token_days: int
+    registrations_per_minute: int
+    token_per_minute: int
+    writes_per_minute: int
+    connection_limit: int
 
     @property
     def quotas(self) -> "Quotas":
         return Quotas(self.max_pages_per_wiki, self.max_wiki_bytes, self.max_wikis_per_user)
-    access_token_minutes: int
-    refresh_token_days: int
-    registrations_per_minute: int
 
     @property
     def is_https(self) -> bool:
@@ -1403,24 +1422,33 @@ def _message(message: str, default: str) -> str:
     return message or default
 
 
+# The seconds of 0001-01-01 and 9999-12-31T23:59:59 UTC, the dates ISO 8601 (and datetime) can name.
+FIRST_SECOND, LAST_SECOND = -62135596800, 253402300799
+ASCII_DIGITS_RE = re.compile(r"[0-9]+")
+
+
 def parse_time(value: int | str | None) -> int | None:
     """Unix seconds from an int, a string of digits or ISO 8601 (date, or date and time; no
-    offset means UTC); None or '' for none."""
+    offset means UTC); None or '' for none. BadInput for anything else, or outside years 1-9999."""
     if value is None or value == "":
         return None
-    if isinstance(value, int):
-        return value
     text = str(value).strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInput(f"'{_shown(text)}' is not a date; use ISO 8601, e.g. 2025-01-31 or "
-                       "2025-01-31T12:00:00Z.") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return int(parsed.timestamp())
+    if isinstance(value, int):
+        seconds = value
+    elif ASCII_DIGITS_RE.fullmatch(text):   # not str.isdigit(): it accepts '²', which int() refuses
+        seconds = int(text) if len(text) <= 12 else LAST_SECOND + 1
+    else:
+        try:
+            parsed = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadInput(f"'{_shown(text)}' is not a date; use ISO 8601, e.g. 2025-01-31 or "
+                           "2025-01-31T12:00:00Z.") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+        seconds = int(parsed.timestamp())
+    if not FIRST_SECOND <= seconds <= LAST_SECOND:
+        raise BadInput(f"'{_shown(text)}' is out of range: give a date between the years 1 and 9999.")
+    return seconds
 
 
 # --- page text: front matter, headings and sections, WikiLinks ----------------------------------------
@@ -2848,6 +2876,12 @@ def _edge_route(app, cfg: Config, environ, start, path: str):
     if not _is_utf8(path):
         # bottle would drop the bad bytes and serve some other page; say what is wrong instead
         return _plain(start, "400 Bad Request", "The URL is not valid UTF-8.\n")
+    undecodable = _non_utf8_header(environ)
+    if undecodable:
+        message = f"The {undecodable} header is not valid UTF-8."
+        if is_machine_path(path):
+            return _json(start, "400 Bad Request", {"error": "bad_request", "message": message})
+        return _plain(start, "400 Bad Request", message + "\n")
     if host and host.lower() != cfg.public_host.lower() and not is_machine_path(path):
         if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
             return _plain(start, "400 Bad Request", f"Use {cfg.public_url} for this request.\n")
@@ -2865,6 +2899,23 @@ def _is_utf8(wsgi_text: str) -> bool:
     except UnicodeError:
         return False
     return True
+
+
+def _non_utf8_header(environ) -> str | None:
+    """The name of a header whose value is not UTF-8, else None. Bottle decodes header values as
+    UTF-8 (WSGIHeaderDict) and raises on anything else, which would be a 500 deep inside a route;
+    no header robotwtf reads needs other bytes (RFC 9110 §5.5: only ASCII is interoperable)."""
+    for key, value in environ.items():
+        if (key.startswith("HTTP_") or key == "CONTENT_TYPE") and isinstance(value, str) and not _is_utf8(value):
+            return key.removeprefix("HTTP_").replace("_", "-").title()
+    return None
+
+
+def _json(start, status: str, document: dict):
+    body = json.dumps(document).encode()
+    start(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                   ("Cache-Control", "no-store")])
+    return [body]
 
 
 def _plain(start, status: str, text: str):
@@ -2984,6 +3035,25 @@ class CsrfPlugin:
         @functools.wraps(callback)
         def wrapper(*args, **kwargs):
             check_csrf()
+            return callback(*args, **kwargs)
+        return wrapper
+
+
+class WriteLimitPlugin:
+    """Browser form posts (every CSRF-checked POST) count against writes_per_minute: per signed-in
+    person, or per client address before sign-in. Machine endpoints have limits of their own."""
+    name, api = "write_limit", 2
+
+    def apply(self, callback, route):
+        if route.method != "POST" or not route.config.get("csrf", True):
+            return callback
+
+        @functools.wraps(callback)
+        def wrapper(*args, **kwargs):
+            inst, user = instance(), current_user()
+            key = f"post:user:{user['did']}" if user else f"post:ip:{client_ip()}"
+            inst.limiter.hit(key, inst.cfg.writes_per_minute, "Too many changes in a short time; wait a moment "
+                             "and send the form again.")
             return callback(*args, **kwargs)
         return wrapper
 
@@ -3132,6 +3202,7 @@ def build_app(inst: Instance) -> App:
     app.config["robotwtf.instance"] = inst
     app.install(ErrorPlugin())
     app.install(CsrfPlugin())
+    app.install(WriteLimitPlugin())   # applied inside the CSRF check: only genuine form posts count
 
     app.route("/healthz", "GET", healthz)
     # Before any wiki page route, so /w/<slug>/mcp is always the MCP endpoint (CONTRACT §3).
@@ -4026,7 +4097,7 @@ def serve(cfg: Config) -> int:
     try:
         server = waitress.server.create_server(
             app, host=cfg.host, port=cfg.port, threads=cfg.threads, ident="robotwtf",
-            max_request_body_size=cfg.max_body_bytes, channel_timeout=60, connection_limit=256,
+            max_request_body_size=cfg.max_body_bytes, channel_timeout=60, connection_limit=cfg.connection_limit,
             **proxy)
     except OSError as e:
         raise ConfigError(f"Cannot listen on {cfg.host}:{cfg.port}: {e.strerror}"

@@ -492,9 +492,22 @@ class AuthorizationServer(AuthlibServer):
         """Every failed client authentication answers 401 invalid_client (RFC 6749 §5.2 permits it
         for all methods; authlib gives 400 to some). Claude.ai registers afresh on a 401."""
         try:
-            return super().authenticate_client(request, methods, endpoint)
+            client = super().authenticate_client(request, methods, endpoint)
         except InvalidClientError as error:
             raise InvalidClientError(status_code=401, description=error.description) from None
+        except UnicodeDecodeError:
+            # authlib decodes HTTP Basic credentials as UTF-8 and lets the error escape (a 500).
+            raise InvalidClientError(status_code=401,
+                                     description="The HTTP Basic client credentials are not UTF-8.") from None
+        if endpoint == "token" and client.auth_method != "none":
+            # Per OAuth client, counted only once the client proved its secret: made-up client ids
+            # can't crowd the limiter, and nobody can spend a public client's budget (anyone may
+            # name a public client, e.g. a metadata-document URL all of its users share). The
+            # per-address limit ran before the request was parsed.
+            inst = rw.instance()
+            inst.limiter.hit("token:client:" + client.get_client_id(), inst.cfg.token_per_minute,
+                             "Too many token requests for this client; wait a minute.")
+        return client
 
     def validate_requested_scope(self, scope):
         """Scopes are narrowed, never refused, at the authorization endpoint (Client.get_allowed_scope)."""
@@ -1035,6 +1048,9 @@ def jwks_document():
 
 @machine_endpoint
 def token_endpoint():
+    inst = rw.instance()
+    inst.limiter.hit("token:ip:" + rw.client_ip(), inst.cfg.token_per_minute,
+                     "Too many token requests from your address; wait a minute.")
     return _server().create_token_response(_form_request("/oauth/token"))
 
 

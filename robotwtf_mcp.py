@@ -101,6 +101,9 @@ class RequestContext:
     scopes: frozenset[str]
     resource_metadata_url: str
     caller: Any = None
+    # Called with the number of state-changing tool calls a request carries, before any of them
+    # runs; raises rw.RateLimited (answered 429 + Retry-After) when the caller has written too much.
+    admit_writes: Callable[[int], None] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,6 +274,14 @@ def handle_http(
         return _handle_single(server, payload, lowered, context)
     except InsufficientScope as missing:
         return _insufficient_scope_reply(missing.scopes, context)
+    except rw.RateLimited as limited:
+        return rate_limited_reply(limited)
+
+
+def rate_limited_reply(limited: rw.RateLimited) -> Reply:
+    # CONTRACT §5: a limited request gets HTTP 429 with Retry-After (RFC 6585 §4), as a whole.
+    body = {"error": "rate_limited", "error_description": limited.message}
+    return Reply(429, {**JSON_HEADERS, "Retry-After": str(limited.retry_after)}, body)
 
 
 def _accepts_json(accept: str | None) -> bool:
@@ -442,6 +453,7 @@ def _handle_single(server: Server, payload: Any, headers: Mapping[str, str], con
     except ProtocolError as error:
         return _error_reply(error, message.id, MODERN_ERROR_STATUS.get(error.code, 200))
     _require_scopes(server, [message], context)
+    _admit_writes(server, [message], context)
     exchange = Exchange(server, context, version, _client_info(message) if modern else None)
     response = dispatch(exchange, message)
     status = MODERN_ERROR_STATUS.get(response["error"]["code"], 200) if modern and "error" in response else 200
@@ -455,8 +467,9 @@ def _handle_batch(server: Server, items: list[Any], headers: Mapping[str, str], 
     if not items:
         return _error_reply(ProtocolError(INVALID_REQUEST, "Invalid request: empty batch"), None, 400)
     parsed = [_parse_batch_item(item) for item in items]
-    # Every scope the batch needs is checked before any of it runs.
+    # Every scope the batch needs, and its writes' rate limit, are checked before any of it runs.
     _require_scopes(server, [entry for entry in parsed if isinstance(entry, Message)], context)
+    _admit_writes(server, [entry for entry in parsed if isinstance(entry, Message)], context)
     exchange = Exchange(server, context, BATCH_VERSION, None)
     responses = []
     for entry in parsed:
@@ -495,6 +508,18 @@ def _require_scopes(server: Server, messages: list[Message], context: RequestCon
     missing = sorted(needed - context.scopes)
     if missing:
         raise InsufficientScope(missing)
+
+
+def _admit_writes(server: Server, messages: list[Message], context: RequestContext) -> None:
+    """Charge the caller's write budget for the calls of tools that change something."""
+    writes = 0
+    for message in messages:
+        name = message.params.get("name")
+        if message.kind == "request" and message.method == "tools/call" and isinstance(name, str):
+            tool = server.tools_by_name.get(name)
+            writes += tool is not None and not tool.annotations.get("readOnlyHint", False)
+    if writes and context.admit_writes is not None:
+        context.admit_writes(writes)
 
 
 def _client_info(message: Message) -> Mapping[str, Any] | None:
@@ -1520,9 +1545,14 @@ def serve_request(inst, server: Server, slug: str) -> Reply:
     try:
         inst.limiter.hit(_rate_key(caller), cfg.mcp_per_minute, "Too many MCP requests; wait a moment.")
     except rw.RateLimited as limited:
-        body = {"error": "rate_limited", "error_description": limited.message}
-        return Reply(429, {**JSON_HEADERS, "Retry-After": str(limited.retry_after)}, body)
-    context = RequestContext(caller.scopes, metadata_url, WikiAccess(caller, inst.db(), cfg))
+        return rate_limited_reply(limited)
+
+    def admit_writes(count: int) -> None:
+        for _ in range(count):
+            inst.limiter.hit(_rate_key(caller) + ":writes", cfg.writes_per_minute,
+                             "Too many changes in a short time; wait a moment, then send them again.")
+
+    context = RequestContext(caller.scopes, metadata_url, WikiAccess(caller, inst.db(), cfg), admit_writes)
     return handle_http(server, "POST", request.body.read(), dict(request.headers.items()), context)
 
 
