@@ -85,12 +85,6 @@ def resource_url(cfg: rw.Config, slug: str) -> str:
     return f"{cfg.public_url}/w/{slug}/mcp"
 
 
-def resource_metadata_url(cfg: rw.Config, slug: str) -> str:
-    """Where RFC 9728 §3.1 puts the wiki's protected-resource metadata (path inserted after
-    /.well-known/oauth-protected-resource)."""
-    return f"{cfg.public_url}/.well-known/oauth-protected-resource/w/{slug}/mcp"
-
-
 def wiki_slug_of_resource(cfg: rw.Config, resource: str) -> str | None:
     """The slug a resource identifier names, by exact string comparison with our canonical form
     (RFC 8707 §2: no fragment; anything else, such as a trailing slash, is another resource)."""
@@ -209,20 +203,13 @@ class Caller:
 class BearerError(Exception):
     """Why a bearer credential was refused. `status` is 401; `error` is RFC 6750 §3.1's
     "invalid_token", or None when no Bearer credential was sent at all (§3.1: then no error code);
-    `description` is an ASCII sentence safe for a header."""
+    `description` is an ASCII sentence without quotes, safe inside a WWW-Authenticate header."""
 
     def __init__(self, error: str | None, description: str):
         super().__init__(description)
         self.status = 401
         self.error = error
         self.description = description
-
-    def challenge(self, resource_metadata: str) -> str:
-        """The WWW-Authenticate value for this refusal (RFC 6750 §3, RFC 9728 §5.1)."""
-        parts = [f'resource_metadata="{resource_metadata}"']
-        if self.error:
-            parts += [f'error="{self.error}"', f'error_description="{self.description}"']
-        return "Bearer " + ", ".join(parts)
 
 
 def authenticate_bearer(inst: rw.Instance, authorization: str | None, resource: str) -> Caller:
