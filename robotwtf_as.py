@@ -1177,7 +1177,7 @@ def _consent_page(grant: CodeGrant, user, problem: str | None = None) -> str:
         client_host=urllib.parse.urlsplit(client.client_id).netloc if client.is_document else None,
         redirect_host=redirect_host(grant.redirect_uri), loopback=_is_loopback_http(grant.redirect_uri),
         requested=scope_to_list(request.scope), labels=SCOPE_LABELS, resource_slug=slug,
-        wiki=_membership(user, slug) if slug else None,
+        target=_membership(user, slug) if slug else None,
         wikis=[] if slug else rw.user_wikis(rw.instance().db(), user["did"]),
         role_scopes=rw.role_scopes, action="/oauth/authorize?" + bottle.request.query_string, problem=problem)
 

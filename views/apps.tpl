@@ -71,8 +71,8 @@
   <input id="name" name="name" maxlength="100" required>
   <label for="wiki">Wiki</label>
   <select id="wiki" name="wiki">
-  % for wiki in wikis:
-    <option value="{{wiki['slug']}}">{{wiki['title']}} (/w/{{wiki['slug']}}, {{wiki['role']}})</option>
+  % for option in wikis:
+    <option value="{{option['slug']}}">{{option['title']}} (/w/{{option['slug']}}, {{option['role']}})</option>
   % end
   </select>
   <fieldset>

@@ -20,9 +20,9 @@ sends you back to.</p>
 % end
 <form id="consent" method="post" action="{{action}}" class="stack">
   <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
-% can_approve = bool(wikis) or bool(wiki and set(requested) & role_scopes(wiki['role']))
-% if wiki:
-  <p>Wiki: <strong>{{wiki['title']}}</strong> <span class="muted">/w/{{wiki['slug']}}, where you are {{wiki['role']}}</span></p>
+% can_approve = bool(wikis) or bool(target and set(requested) & role_scopes(target['role']))
+% if target:
+  <p>Wiki: <strong>{{target['title']}}</strong> <span class="muted">/w/{{target['slug']}}, where you are {{target['role']}}</span></p>
 % elif resource_slug:
   <p class="error">You are not a member of a wiki at /w/{{resource_slug}}, so you cannot connect the app to it.</p>
 % elif wikis:
@@ -40,7 +40,7 @@ sends you back to.</p>
   <fieldset>
     <legend>Allow it to</legend>
     % for scope in requested:
-    %   allowed = scope in role_scopes(wiki['role']) if wiki else True
+    %   allowed = scope in role_scopes(target['role']) if target else True
     <label><input type="checkbox" name="grant_scope" value="{{scope}}" {{'checked' if allowed else 'disabled'}}>
       {{labels[scope]}} <code>{{scope}}</code>
       % if not allowed:
@@ -48,7 +48,7 @@ sends you back to.</p>
       % end
     </label>
     % end
-    % if not wiki:
+    % if not target:
     <p class="muted">For a wiki where you are a viewer, only reading can be allowed.</p>
     % end
   </fieldset>
