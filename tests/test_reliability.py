@@ -270,6 +270,34 @@ def test_list_notes_updated_since_edge_values_are_answers_not_crashes(loaded, si
         assert expected in endpoint.fails("list_notes", updated_since=since)
 
 
+
+@pytest.mark.parametrize("days", ["²", "٣", "9" * 5000, "0", "3651"])
+def test_token_expiry_days_that_are_not_a_small_number_get_400(loaded, days):
+    # str.isdigit() let '²' through to int(), a 500 on the dashboard's token form.
+    db = rw.db_connect(loaded.data / "robotwtf.db")
+    try:
+        did = "did:plc:expiry" + hashlib.sha256(days.encode()).hexdigest()[:18].translate(str.maketrans("0189", "wxyz"))
+        username = "expiry" + hashlib.sha256(days.encode()).hexdigest()[:6]
+        rw.add_user(db, did, None, username)
+        rw.create_wiki(db, username, did, "x", public_url=loaded.url, quotas=load_kit.QUOTAS, via="cli")
+    finally:
+        db.close()
+    browser = loaded.login(username)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', browser.get(loaded.url + "/account/apps").text).group(1)
+    response = browser.post(loaded.url + "/account/apps/tokens", data={
+        "csrf_token": csrf, "wiki": username, "scope": "wiki:read", "name": "t", "expires_days": days})
+    assert response.status_code == 400, response.text[-500:]
+    assert "Expiry is a number of days from 1 to 3650" in response.text
+
+
+def test_document_cache_lifetimes_from_odd_headers():
+    import robotwtf_as
+
+    for cache_control, seconds in [("max-age=²", robotwtf_as.DOCUMENT_CACHE_DEFAULT), ("max-age=600", 600),
+                                   ("max-age=" + "9" * 5000, robotwtf_as.DOCUMENT_CACHE_MAX)]:
+        assert robotwtf_as.cache_lifetime({"Cache-Control": cache_control}) == seconds, cache_control
+
+
 # --- limits: rates, bodies, connections --------------------------------------------------------------
 
 LIMITS = {"ROBOTWTF_LOGIN_PER_MINUTE": "3", "ROBOTWTF_REGISTRATIONS_PER_MINUTE": "3",
