@@ -298,6 +298,41 @@ def test_document_cache_lifetimes_from_odd_headers():
         assert robotwtf_as.cache_lifetime({"Cache-Control": cache_control}) == seconds, cache_control
 
 
+
+@pytest.mark.parametrize("declared, outcome", [("\xb2", "json"), ("9" * 5000, "too large"), ("12", "json")])
+def test_fetcher_survives_odd_content_length_headers(declared, outcome):
+    # A remote server (a PDS, a client metadata host) chooses this header: '²' (byte 0xB2) and
+    # 5000 digits made the fetcher raise ValueError, a 500 in the login or consent flow.
+    import socket
+    import threading
+
+    import robotwtf_atproto as atp
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    body = b'{"a": 1}\n   '
+
+    def answer():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                         + declared.encode("latin-1") + b"\r\nConnection: close\r\n\r\n" + body)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        fetcher = atp.Fetcher(insecure_dev_network=True)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/doc"
+        if outcome == "json":
+            assert fetcher.get_json(url) == {"a": 1}
+        else:
+            with pytest.raises(atp.UpstreamTooLarge):
+                fetcher.get_json(url)
+    finally:
+        thread.join(10)
+        listener.close()
+
+
 # --- limits: rates, bodies, connections --------------------------------------------------------------
 
 LIMITS = {"ROBOTWTF_LOGIN_PER_MINUTE": "3", "ROBOTWTF_REGISTRATIONS_PER_MINUTE": "3",
