@@ -56,8 +56,9 @@ def test_soak_fuzz(loaded):
     target = quick.fuzz_target(loaded)
     quick.fuzz_http(target, examples=3000, derandomize=False)
     quick.fuzz_rpc(target, examples=3000, derandomize=False)
+    quick.fuzz_browser(target, examples=2000, derandomize=False)
     quick.still_healthy(loaded)
-    quick.report("soak fuzz", http_examples=3000, garbage_examples=300, rpc_examples=3000)
+    quick.report("soak fuzz", http_examples=3000, garbage_examples=300, rpc_examples=3000, browser_examples=2000)
 
 
 def test_soak_two_hundred_slow_clients(loaded):
