@@ -5,6 +5,8 @@
 #   make run     venv + pyz, then `robotwtf.pyz serve $(ARGS)`     e.g. make run ARGS="--port 9000"
 #   make test    venv + pyz, then the whole pytest suite            e.g. make test PYTEST_ARGS="-k pyz"
 #   make bench   the benchmark (not implemented yet)
+#   make e2e-pds the whole ATProto login against a real Bluesky PDS on loopback (tools/e2e-pds.sh;
+#                first run installs it into ~/.cache/atproto-local-pds, ~570 MiB; needs npm, g++, make)
 #   make lock    re-pin requirements*.txt from requirements*.in (needs the package index)
 #   make clean   build outputs and caches; `make distclean` also removes .venv
 
@@ -21,10 +23,12 @@ STAMP := $(VENV)/.robotwtf-requirements
 PIP_INSTALL := -m pip install --quiet --disable-pip-version-check --require-hashes --no-deps
 ARGS ?=
 PYTEST_ARGS ?= -ra
+# Suites with their own targets (and their own peers to start) are not part of `make test`.
+SEPARATE_SUITES := --ignore=tests/e2e_pds
 SCREENSHOTS := test-artifacts/screenshots
 APP_SOURCES := $(wildcard robotwtf*.py) schema.sql $(shell find views static -type f 2>/dev/null)
 
-.PHONY: venv pyz run test bench lock clean distclean check-python
+.PHONY: venv pyz run test bench e2e-pds lock clean distclean check-python
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' 2>/dev/null || { \
@@ -55,8 +59,12 @@ run: venv pyz
 # pytest's status is make's status; the screenshots folder is named last either way.
 test: venv pyz
 	@mkdir -p $(SCREENSHOTS)
-	@status=0; $(VPY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(VPY) -m pytest $(SEPARATE_SUITES) $(PYTEST_ARGS) || status=$$?; \
 	  echo "screenshots: $(CURDIR)/$(SCREENSHOTS)"; exit $$status
+
+# The login end to end against the reference @atproto/pds (../shared/pds launcher); pytest's status is make's.
+e2e-pds: venv
+	VPY=$(VPY) bash tools/e2e-pds.sh $(PYTEST_ARGS)
 
 # The long reliability tests (tests/soak/, issue 7): a minute of 16 racing writers, ten kill -9
 # rounds, backups under load, thousands of random fuzz examples, 200 slow clients. -s shows the

@@ -232,16 +232,16 @@ SETTINGS = (
             _parse_positive, "largest request body accepted, in bytes (larger gets 413)"),
     Setting("session_days", "--session-days", "ROBOTWTF_SESSION_DAYS", 30, _parse_positive,
             "browser sessions last this many days"),
-    Setting("login_per_minute", "--login-per-minute", "ROBOTWTF_LOGIN_PER_MINUTE", 20, _parse_positive,
-            "sign-in attempts allowed per client address per minute"),
-    Setting("mcp_per_minute", "--mcp-per-minute", "ROBOTWTF_MCP_PER_MINUTE", 600, _parse_positive,
-            "MCP requests allowed per OAuth grant or personal token per minute"),
     Setting("max_pages_per_wiki", "--max-pages-per-wiki", "ROBOTWTF_MAX_PAGES_PER_WIKI", 5000, _parse_positive,
             "most pages a wiki may hold (deleted pages don't count)"),
     Setting("max_wiki_bytes", "--max-wiki-bytes", "ROBOTWTF_MAX_WIKI_BYTES", 256 * 1024 * 1024, _parse_positive,
             "most bytes of current page content plus attachments a wiki may hold (history is not counted)"),
     Setting("max_wikis_per_user", "--max-wikis-per-user", "ROBOTWTF_MAX_WIKIS_PER_USER", 10, _parse_positive,
             "most wikis one person may create (instance admins are exempt)"),
+    Setting("login_per_minute", "--login-per-minute", "ROBOTWTF_LOGIN_PER_MINUTE", 20, _parse_positive,
+            "sign-in attempts allowed per client address per minute"),
+    Setting("mcp_per_minute", "--mcp-per-minute", "ROBOTWTF_MCP_PER_MINUTE", 600, _parse_positive,
+            "MCP requests allowed per OAuth grant or personal token per minute"),
     Setting("access_token_minutes", "--access-token-minutes", "ROBOTWTF_ACCESS_TOKEN_MINUTES", 1440,
             _parse_positive, "lifetime of an MCP client's access token, in minutes (every request still "
             "re-checks the grant and the person's role)"),
@@ -1041,7 +1041,7 @@ SCOPES = ("wiki:read", "wiki:write")
 ROLE_SCOPES = {"owner": frozenset(SCOPES), "editor": frozenset(SCOPES), "viewer": frozenset({"wiki:read"})}
 PERSONAL_TOKEN_PREFIX = "rwpat_"
 USED_CODE_KEEP_SECONDS = 86400
-STALE_CLIENT_SECONDS = 86400
+STALE_CLIENT_SECONDS = 30 * 86400
 
 
 def role_scopes(role: str | None) -> frozenset[str]:
@@ -1087,23 +1087,28 @@ def get_oauth_client(db: sqlite3.Connection, client_id: str) -> sqlite3.Row | No
 
 
 def prune_oauth(db: sqlite3.Connection) -> None:
-    """Forget what can no longer be used: old codes, expired refresh tokens, and clients that never
-    got a grant (Claude.ai registers a new client for every connection attempt)."""
+    """Forget what can no longer be used: old codes, expired refresh tokens, and clients that have
+    had no grant for a month (Claude.ai registers a new client for every connection attempt)."""
     t = now()
     with transaction(db):
         db.execute("DELETE FROM oauth_codes WHERE expires_at < ?", (t - USED_CODE_KEEP_SECONDS,))
         db.execute("DELETE FROM oauth_refresh_tokens WHERE expires_at < ?", (t,))
-        db.execute("DELETE FROM oauth_clients WHERE created_at < ? AND NOT EXISTS "
-                   "(SELECT 1 FROM oauth_grants WHERE oauth_grants.client_id = oauth_clients.client_id)",
-                   (t - STALE_CLIENT_SECONDS,))
+        db.execute("DELETE FROM oauth_clients WHERE created_at < ? "
+                   "AND NOT EXISTS (SELECT 1 FROM oauth_grants g WHERE g.client_id = oauth_clients.client_id) "
+                   "AND NOT EXISTS (SELECT 1 FROM oauth_codes c WHERE c.client_id = oauth_clients.client_id "
+                   "AND c.expires_at > ?)", (t - STALE_CLIENT_SECONDS, t))
 
 
 def save_authorization_code(db: sqlite3.Connection, code: dict) -> None:
-    """Store an issued code by its hash, with everything it was granted for."""
-    db.execute("INSERT INTO oauth_codes (code_hash, client_id, user_did, wiki_id, scope, resource, redirect_uri, "
-               "redirect_uri_in_request, code_challenge, created_at, expires_at) VALUES (:code_hash, :client_id, "
-               ":user_did, :wiki_id, :scope, :resource, :redirect_uri, :redirect_uri_in_request, :code_challenge, "
-               ":created_at, :expires_at)", code)
+    """Store an issued code by its hash, with everything it was granted for. Its PKCE challenge
+    must be new (two approvals of one request race here)."""
+    try:
+        db.execute("INSERT INTO oauth_codes (code_hash, client_id, user_did, wiki_id, scope, resource, redirect_uri, "
+                   "redirect_uri_in_request, code_challenge, created_at, expires_at) VALUES (:code_hash, :client_id, "
+                   ":user_did, :wiki_id, :scope, :resource, :redirect_uri, :redirect_uri_in_request, "
+                   ":code_challenge, :created_at, :expires_at)", code)
+    except sqlite3.IntegrityError:
+        raise Conflict("This authorization request was already approved; start again from the app.") from None
 
 
 def code_challenge_used(db: sqlite3.Connection, challenge: str) -> bool:

@@ -49,7 +49,6 @@ from authlib.oauth2.rfc7591 import ClientMetadataClaims, ClientRegistrationEndpo
 from authlib.oauth2.rfc7591 import InvalidClientMetadataError, InvalidRedirectURIError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
-from joserfc.errors import JoseError
 
 import robotwtf as rw
 import robotwtf_atproto as atproto
@@ -124,6 +123,7 @@ REFUSED_SCHEMES = frozenset({
     "mailto", "tel", "sms", "ftp", "ws", "wss", "intent", "content", "chrome", "resource",
 })
 SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+URI_EXCLUDED = frozenset('"<>\\^`{|}')  # never unencoded in a URI (RFC 3986 §2, appendix A)
 AUTHORITY_RE = re.compile(r"(?P<host>\[[^\]]*\]|[^:]*)(?::(?P<port>[0-9]*))?")
 
 
@@ -133,8 +133,8 @@ def redirect_uri_problem(uri: Any) -> str | None:
         return "must be a non-empty string"
     if len(uri) > 2000:
         return "is too long"
-    if not uri.isascii() or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in uri) or "\\" in uri:
-        return "contains spaces, control characters, backslashes or non-ASCII characters"
+    if not uri.isascii() or any(ord(c) <= 0x20 or ord(c) == 0x7F or c in URI_EXCLUDED for c in uri):
+        return "contains spaces, control characters, non-ASCII or other characters a URI may not contain"
     if "#" in uri:
         return "must not contain a fragment (RFC 6749 section 3.1.2)"
     if "*" in uri:
@@ -429,8 +429,8 @@ class _Request(OAuth2Request):
     def __init__(self, path: str, pairs: list[tuple[str, str]]):
         super().__init__(bottle.request.method, rw.instance().cfg.url(path), headers=bottle.request.headers)
         self.payload = _Params(pairs)
-        self.wiki = None       # the consent decision: the wiki row (with the person's role) ...
-        self.resource = None   # ... and its resource URL
+        self.resource = None   # the resource asked for (validated), then the consented wiki's URL
+        self.wiki = None       # the consented wiki's row, with the person's role
 
     @property
     def args(self):
@@ -472,6 +472,14 @@ class AuthorizationServer(AuthlibServer):
 
     def db(self):
         return self.inst.db()
+
+    def get_authorization_grant(self, request):
+        """authlib's, but a response_type it would repeat in its error_description is refused first:
+        characters RFC 6749 §5.2 forbids there make authlib raise instead of answering."""
+        response_type = request.payload.response_type or ""
+        if _ascii(response_type) != response_type:
+            raise InvalidRequestError("response_type must be code.")
+        return super().get_authorization_grant(request)
 
     def query_client(self, client_id):
         if not isinstance(client_id, str) or not client_id:
@@ -560,6 +568,15 @@ class S256CodeChallenge(CodeChallenge):
 
 class CodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request, client):
+        """authlib's check, with a message that does not repeat the URI: it may hold characters an
+        error_description cannot carry (RFC 6749 §5.2), and it is the attacker's text."""
+        redirect_uri = request.payload.redirect_uri
+        if redirect_uri and not client.check_redirect_uri(redirect_uri):
+            raise InvalidRequestError("redirect_uri is not one this client registered; it must match exactly.")
+        return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
 
     def validate_authorization_request(self):
         redirect_uri = super().validate_authorization_request()
@@ -683,18 +700,25 @@ def _ascii(text: str) -> str:
 # --- registration (RFC 7591) ---------------------------------------------------------------------
 
 class ClientMetadata(ClientMetadataClaims):
-    """What we accept and keep of a client's metadata, from a registration or a metadata document.
-    Unknown or unused fields are ignored (RFC 7591 §2) and not echoed back."""
+    """What we accept and keep of a client's metadata, from a registration or a metadata document,
+    checked against the server metadata given as `params`. Only what robotwtf keeps is validated;
+    anything else is ignored (RFC 7591 §2) and not echoed back."""
 
     REGISTERED_CLAIMS = ["redirect_uris", "token_endpoint_auth_method", "grant_types", "response_types",
                          "client_name", "client_uri", "logo_uri"]
 
     @classmethod
     def get_claims_options(cls, metadata):
-        options = super().get_claims_options(metadata)
-        # A registered scope would limit nothing: scopes are chosen per consent.
-        options.pop("scope", None)
-        return options
+        return {}
+
+    def validate(self, now=None, leeway=0):
+        self.validate_redirect_uris()
+        self.validate_token_endpoint_auth_method()
+        self.validate_grant_types()
+        self.validate_response_types()
+        self.validate_client_name()
+        self.validate_client_uri()
+        self.validate_logo_uri()
 
     def validate_redirect_uris(self):
         # RFC 7591 §2: clients using redirect-based flows MUST register their redirect URIs.
@@ -706,10 +730,19 @@ class ClientMetadata(ClientMetadataClaims):
             if problem:
                 raise InvalidRedirectURIError(f"Redirect URI number {number} {problem}.")
 
+    def validate_token_endpoint_auth_method(self):
+        method = self.setdefault("token_endpoint_auth_method", "client_secret_basic")  # RFC 7591 §2 default
+        supported = self.params["token_endpoint_auth_methods_supported"]
+        if method not in supported:
+            raise InvalidClientMetadataError(f"token_endpoint_auth_method must be one of {', '.join(supported)}.")
+
     def validate_grant_types(self):
-        grant_types = self.setdefault("grant_types", ["authorization_code"])
-        if not isinstance(grant_types, list) or "authorization_code" not in grant_types:
-            raise InvalidClientMetadataError("grant_types must include authorization_code.")
+        grant_types = self.setdefault("grant_types", ["authorization_code"])  # RFC 7591 §2 default
+        supported = self.params["grant_types_supported"]
+        if not isinstance(grant_types, list) or "authorization_code" not in grant_types \
+                or not all(grant_type in supported for grant_type in grant_types):
+            raise InvalidClientMetadataError(f"grant_types must include authorization_code and be among "
+                                             f"{', '.join(supported)}.")
 
     def validate_response_types(self):
         if self.setdefault("response_types", ["code"]) != ["code"]:
@@ -826,14 +859,11 @@ def _document_metadata(url: str, document: dict) -> dict:
     if "client_secret" in document or document.get("token_endpoint_auth_method", "none") != "none":
         raise InvalidClientError(description="The app's metadata document must describe a public client "
                                              "(token_endpoint_auth_method none) without a secret.")
-    claims = ClientMetadata(dict(document, token_endpoint_auth_method="none"), {},
-                            ClientMetadata.get_claims_options(AS_METADATA_OPTIONS), AS_METADATA_OPTIONS)
+    claims = ClientMetadata(dict(document, token_endpoint_auth_method="none"), {}, {}, DOCUMENT_CLIENT_METADATA)
     try:
         claims.validate()
-    except (JoseError, OAuth2Error) as e:
-        description = e.description if isinstance(e, OAuth2Error) else str(e)
-        raise InvalidClientError(description=_ascii(f"The app's metadata document is invalid: {description}")) \
-            from None
+    except OAuth2Error as e:
+        raise InvalidClientError(description=f"The app's metadata document is invalid: {e.description}") from None
     return _stored_metadata(claims.get_registered_claims())
 
 
@@ -941,10 +971,9 @@ def authorization_server_metadata(cfg: rw.Config) -> dict:
     }
 
 
-# The parts of the metadata that ClientMetadata validates a document's values against.
-AS_METADATA_OPTIONS = {"response_types_supported": ["code"],
-                       "grant_types_supported": ["authorization_code", "refresh_token"],
-                       "token_endpoint_auth_methods_supported": ["none"]}
+# What a metadata document's client may use: as registered clients, but public (draft §4.1).
+DOCUMENT_CLIENT_METADATA = {"grant_types_supported": ["authorization_code", "refresh_token"],
+                            "token_endpoint_auth_methods_supported": ["none"]}
 
 
 def protected_resource_metadata(cfg: rw.Config, slug: str) -> dict:

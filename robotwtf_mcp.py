@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import bottle
 
 import robotwtf as rw
+import robotwtf_as
 
 log = logging.getLogger("robotwtf.mcp")
 
@@ -761,12 +762,12 @@ How to work in this wiki:
 4. Prefer edit_note (replace one exact snippet) for small changes; use write_note with the
    page's revision to rewrite a whole page, and write_note without a revision to create one.
 5. Give every change a short commit_message saying why; it is shown in the history.
-6. rename_note keeps links working by rewriting them. delete_note and delete_attachment keep
-   history (a person can restore from it), but ask the user before deleting anything."""
+6. rename_note keeps links working by rewriting them. delete_note keeps the page's history (a
+   person can restore it), but delete_attachment removes the file for good: ask the user before
+   deleting anything."""
 
 TOOL_ANNOTATIONS = {
     "read": {"readOnlyHint": True, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False},
-    "add": {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": False, "openWorldHint": False},
     "change": {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": False, "openWorldHint": False},
     "move": {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": True, "openWorldHint": False},
     "remove": {"readOnlyHint": False, "destructiveHint": True, "idempotentHint": True, "openWorldHint": False},
@@ -861,11 +862,11 @@ def _author(caller, client_info: Mapping[str, Any] | None):
     return rw.Author.mcp(caller.user_did, announced if isinstance(announced, str) and announced.strip() else name)
 
 
-def _when(seconds: int) -> str:
+def _iso_time(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
-def _day(seconds: int) -> str:
+def _human_time(seconds: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
 
 
@@ -881,7 +882,7 @@ def _change_json(revision) -> dict[str, Any]:
         "author": revision.author_handle or revision.author_did,
         "via": revision.via,
         "message": revision.message,
-        "timestamp": _when(revision.created_at),
+        "timestamp": _iso_time(revision.created_at),
         "attachment": revision.attachment,
     }
 
@@ -891,7 +892,7 @@ def _change_lines(revision, show_path: bool) -> list[str]:
     moved = f" (from {revision.old_path})" if revision.old_path else ""
     attached = f" {revision.attachment}" if revision.attachment else ""
     return [
-        f"- {revision.id} | {_day(revision.created_at)} | {where}{revision.kind}{attached}{moved} | {_who(revision)}",
+        f"- {revision.id} | {_human_time(revision.created_at)} | {where}{revision.kind}{attached}{moved} | {_who(revision)}",
         f"  {revision.message}",
     ]
 
@@ -914,9 +915,10 @@ def _link_list(links) -> str:
 
 
 # Each handler: (call) -> ToolResult. Storage errors (rw.RobotError) are turned into isError
-# results by _run_tool, with a hint for the cases the storage message can't know about.
+# results by _guarded; a missing thing also gets the names of the tools that find things.
 
-NOT_FOUND_HINT = "list_notes or search_notes show which pages exist."
+NOT_FOUND_HINT = ("Use list_notes or search_notes to find pages, get_history for a page's revisions and "
+                  "list_attachments for its files.")
 
 
 def read_note(call: ToolCall) -> ToolResult:
@@ -928,7 +930,7 @@ def read_note(call: ToolCall) -> ToolResult:
     lines = [f"# {page.display_title}", f"Path: {page.path}", f"Revision: {page.revision}"]
     if not page.is_current:
         lines.append(f"Note: this is an older revision; the current one is {page.current_revision} (pass that when writing).")
-    lines.append(f"Updated: {_day(page.updated_at)}")
+    lines.append(f"Updated: {_human_time(page.updated_at)}")
     if page.section:
         lines.append(f"Section: {page.section}")
     metadata = _metadata_line(page)
@@ -944,7 +946,7 @@ def read_note(call: ToolCall) -> ToolResult:
         "revision": page.current_revision,
         "content_revision": page.revision,
         "section": page.section,
-        "updated_at": _when(page.updated_at),
+        "updated_at": _iso_time(page.updated_at),
         "category": page.category,
         "tags": list(page.tags),
         "metadata": page.meta,
@@ -994,7 +996,7 @@ def list_notes(call: ToolCall) -> ToolResult:
     notes = [
         {
             "path": page.path, "title": page.display_title, "category": page.category, "tags": list(page.tags),
-            "words": page.words, "revision": page.revision, "updated_at": _when(page.updated_at),
+            "words": page.words, "revision": page.revision, "updated_at": _iso_time(page.updated_at),
         }
         for page in pages
     ]
@@ -1002,7 +1004,7 @@ def list_notes(call: ToolCall) -> ToolResult:
 
 
 def _note_line(page) -> str:
-    details = [f"{page.words} words", f"updated {_day(page.updated_at)}"]
+    details = [f"{page.words} words", f"updated {_human_time(page.updated_at)}"]
     if page.category:
         details.insert(0, f"category: {page.category}")
     if page.tags:
@@ -1129,7 +1131,7 @@ def list_attachments(call: ToolCall) -> ToolResult:
     attachments = rw.list_attachments(wiki.db, wiki.wiki_id, page.path)
     lines = [f"Attachments of {page.path} ({len(attachments)}):", f"Revision: {page.revision}"]
     lines += [
-        f"- {item.filename} ({item.size} bytes, {item.content_type}, updated {_day(item.updated_at)})"
+        f"- {item.filename} ({item.size} bytes, {item.content_type}, updated {_human_time(item.updated_at)})"
         for item in attachments
     ] or ["(none)"]
     structured = {
@@ -1142,7 +1144,7 @@ def list_attachments(call: ToolCall) -> ToolResult:
 
 def _attachment_json(item) -> dict[str, Any]:
     return {"filename": item.filename, "size": item.size, "content_type": item.content_type,
-            "updated_at": _when(item.updated_at)}
+            "updated_at": _iso_time(item.updated_at)}
 
 
 def upload_attachment(call: ToolCall) -> ToolResult:
@@ -1197,7 +1199,7 @@ def delete_attachment(call: ToolCall) -> ToolResult:
     removed = change.attachment
     result = _page_change(f"Deleted attachment {removed.filename} from {change.page.path}", change,
                           attachment=_attachment_json(removed))
-    return ToolResult(f"{result.text}\nThe page history records the deletion.", result.structured)
+    return ToolResult(f"{result.text}\nThe page history records the removal.", result.structured)
 
 
 def _guarded(handler: Callable[[ToolCall], ToolResult]) -> Callable[[ToolCall], ToolResult]:
@@ -1476,7 +1478,10 @@ TOOLS = (
     Tool(
         name="delete_attachment",
         title="Delete an attachment",
-        description="Remove a file from a page; the page history records it. Ask the user before deleting.",
+        description=(
+            "Remove a file from a page for good (the page history records the removal, not the file). "
+            "Ask the user before deleting."
+        ),
         input_schema=_params({"path": PATH, "filename": FILENAME}, {"commit_message": COMMIT_MESSAGE}),
         output_schema=_output(path=STR, revision=REVISION_OUT, kind=STR, attachment=ATTACHMENT_OUT),
         annotations=TOOL_ANNOTATIONS["remove"],
@@ -1494,7 +1499,6 @@ def build_server(public_url: str) -> Server:
 # --- the HTTP route: /w/<slug>/mcp -------------------------------------------------------------
 # Everything below needs the robotwtf app; the protocol core above does not.
 
-SCOPES = ("wiki:read", "wiki:write")
 ENDPOINT_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 _QUOTED_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f]')
 
@@ -1527,8 +1531,6 @@ def install(app) -> None:
 
 def serve_request(inst, server: Server, slug: str) -> Reply:
     """Authenticate one HTTP request to a wiki's endpoint and answer it through handle_http."""
-    import robotwtf_as
-
     request = bottle.request
     if request.method != "POST":
         return handle_http(server, request.method, b"", {}, None)
@@ -1563,7 +1565,7 @@ def _unauthorized_reply(refusal, metadata_url: str) -> Reply:
     # basic/authorization "Protected Resource Metadata Discovery" and "Scope Selection Strategy":
     # the challenge names the metadata and the scopes to ask for. RFC 6750 §3.1: a request without
     # credentials gets no error code.
-    challenge = f'Bearer resource_metadata="{metadata_url}", scope="{" ".join(SCOPES)}"'
+    challenge = f'Bearer resource_metadata="{metadata_url}", scope="{" ".join(rw.SCOPES)}"'
     if refusal.error:
         description = _QUOTED_UNSAFE.sub("'", refusal.description)
         challenge += f', error="{refusal.error}", error_description="{description}"'

@@ -135,7 +135,7 @@ def add_member(wiki: Wiki, did: str, username: str, role: str) -> None:
     """Add a person to the wiki through the storage API (no member CLI exists)."""
     import robotwtf as rw
 
-    wiki.server.cli("user", "add", did, "--username", username)
+    wiki.server.cli("user", "add", did, "--username", username, check=False)  # may exist from another wiki
     db = rw.db_connect(wiki.server.data / "robotwtf.db")
     try:
         rw.add_member(db, rw.get_wiki(db, wiki.slug)["id"], did, role)

@@ -1,5 +1,6 @@
-"""An OAuth client and a person's browser, driven over real HTTP against the real server, for the
-authorization server's tests. Nothing here reaches into robotwtf: it speaks the protocol."""
+"""Helpers for the authorization server's tests: `World` sets up people and wikis on a running
+server through robotwtf's own storage functions (in-process, much faster than one CLI process per
+step), and `Flow` is an OAuth client plus the person's browser, speaking the protocol over real HTTP."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ import base64
 import dataclasses
 import hashlib
 import html
+import itertools
 import re
 import secrets
-import sqlite3
 import urllib.parse
 
 import requests
 
-ALICE = "did:plc:aliceaaaaaaaaaaaaaaaaaaa"
-BOB = "did:plc:bobbbbbbbbbbbbbbbbbbbbbb"
+import robotwtf as rw
+
 CLAUDE_CALLBACK = "https://claude.ai/api/mcp/auth_callback"
 CLAUDE_REGISTRATION = {  # what Claude.ai sends (mcp-and-claude-notes §1)
     "redirect_uris": [CLAUDE_CALLBACK],
@@ -24,6 +25,7 @@ CLAUDE_REGISTRATION = {  # what Claude.ai sends (mcp-and-claude-notes §1)
     "response_types": ["code"],
     "client_name": "Claude",
 }
+_numbers = itertools.count(1)
 
 
 def pkce() -> tuple[str, str]:
@@ -36,6 +38,10 @@ def query_of(url: str) -> dict[str, list[str]]:
     return urllib.parse.parse_qs(urllib.parse.urlsplit(url).query, keep_blank_values=True)
 
 
+def csrf_of(page: requests.Response) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
+
+
 def register(server, **metadata) -> requests.Response:
     return requests.post(server.url + "/oauth/register", json=metadata)
 
@@ -46,29 +52,69 @@ def registered(server, **metadata) -> dict:
     return response.json()
 
 
-def set_role(server, slug: str, did: str, role: str | None) -> None:
-    """Test setup for membership changes: the wiki issue's member commands are not on this branch,
-    so the members table is written directly (None removes the member)."""
-    db = sqlite3.connect(server.data / "robotwtf.db")
-    try:
-        wiki_id = db.execute("SELECT id FROM wikis WHERE slug = ?", (slug,)).fetchone()[0]
-        db.execute("DELETE FROM members WHERE wiki_id = ? AND user_did = ?", (wiki_id, did))
-        if role:
-            db.execute("INSERT INTO members (wiki_id, user_did, role, added_at) VALUES (?, ?, ?, 0)",
-                       (wiki_id, did, role))
-        db.commit()
-    finally:
-        db.close()
+class World:
+    """People and wikis on a running server, made with robotwtf's storage functions on its data
+    folder; `inst` is the server's instance opened in-process (for authenticate_bearer)."""
+
+    def __init__(self, server):
+        self.server = server
+        self.db = rw.open_database(server.data / rw.DB_FILE, create=False)
+        self.inst = rw.Instance(rw.load_config({"data": str(server.data), "public_url": server.url}, environ={}))
+
+    def person(self) -> str:
+        number = next(_numbers)
+        did = "did:plc:" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz234567") for _ in range(24))
+        rw.add_user(self.db, did, username=f"person-{number}-{secrets.token_hex(3)}")
+        return did
+
+    def wiki(self, owner: str, title: str = "") -> str:
+        """A new wiki owned by `owner`, with a slug no other test uses."""
+        slug = f"wiki-{next(_numbers)}-{secrets.token_hex(3)}"
+        rw.create_wiki(self.db, slug, owner, title or f"Wiki {slug}", public_url=self.server.url,
+                       quotas=self.inst.cfg.quotas)
+        return slug
+
+    def set_role(self, slug: str, did: str, role: str | None) -> None:
+        """Make `did` a member with `role`, change their role, or (role None) remove them."""
+        wiki_id = rw.get_wiki(self.db, slug)["id"]
+        if role is None:
+            rw.remove_member(self.db, wiki_id, did)
+        elif rw.member_role(self.db, wiki_id, did) is None:
+            rw.add_member(self.db, wiki_id, did, role)
+        else:
+            rw.set_member_role(self.db, wiki_id, did, role)
+
+    def browser(self, did: str) -> requests.Session:
+        """A browser signed in as `did` through a one-time login link."""
+        token = rw.create_login_link(self.db, did)
+        browser = requests.Session()
+        response = browser.get(f"{self.server.url}/auth/login-link?token={token}", allow_redirects=False)
+        assert response.status_code == 303, response.text
+        return browser
+
+    def sql(self, statement: str, *params) -> list:
+        return self.db.execute(statement, params).fetchall()
+
+    def flow(self, owner: str | None = None, slug: str | None = None, client: dict | None = None,
+             redirect_uri: str = CLAUDE_CALLBACK) -> "Flow":
+        """A client (Claude-shaped unless given) about to ask `owner` (a new person) for `slug`
+        (a new wiki of theirs)."""
+        owner = owner or self.person()
+        slug = slug or self.wiki(owner)
+        client = client or registered(self.server, **CLAUDE_REGISTRATION)
+        return Flow(self.server, self.browser(owner), client, redirect_uri, slug, owner)
 
 
 @dataclasses.dataclass
 class Flow:
-    """One client's authorization code flow, with the person's signed-in browser."""
+    """One client's authorization code flow, with the signed-in person's browser."""
 
     server: object
     browser: requests.Session
     client: dict
     redirect_uri: str
+    slug: str
+    did: str
     verifier: str = ""
     challenge: str = ""
     state: str = "state-123"
@@ -76,8 +122,8 @@ class Flow:
     def __post_init__(self):
         self.verifier, self.challenge = pkce()
 
-    def resource(self, slug: str = "demo") -> str:
-        return f"{self.server.url}/w/{slug}/mcp"
+    def resource(self, slug: str | None = None) -> str:
+        return f"{self.server.url}/w/{slug or self.slug}/mcp"
 
     def authorize_url(self, **params) -> str:
         """The authorization request; a parameter given as None is left out."""
@@ -97,15 +143,15 @@ class Flow:
         page = self.consent_page(url)
         assert page.status_code == 200, page.text
         action = html.unescape(re.search(r'<form id="consent" method="post" action="([^"]+)"', page.text)[1])
-        fields = [("csrf_token", re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]),
-                  ("decision", decision)] + [("grant_scope", scope) for scope in scopes]
+        fields = [("csrf_token", csrf_of(page)), ("decision", decision)] + [("grant_scope", s) for s in scopes]
         if wiki:
             fields.append(("wiki", wiki))
         return self.browser.post(self.server.url + action, data=fields, allow_redirects=False)
 
-    def code(self, **authorize_params) -> str:
-        url = self.authorize_url(**authorize_params)
-        response = self.decide(url=url)
+    def code(self, scopes=("wiki:read", "wiki:write"), **authorize_params) -> str:
+        """A fresh authorization code, with a fresh PKCE pair (a challenge is good for one code)."""
+        self.verifier, self.challenge = pkce()
+        response = self.decide(scopes=scopes, url=self.authorize_url(**authorize_params))
         assert response.status_code == 303, response.text
         return query_of(response.headers["Location"])["code"][0]
 

@@ -22,9 +22,25 @@ READ_ONLY = {"read_note", "list_notes", "search_notes", "get_links", "get_recent
              "find_orphaned_notes", "list_attachments", "download_attachment"}
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory):
+    server = start_server(tmp_path_factory.mktemp("mcp-http") / "data")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def wiki(shared_server):
+    """One wiki for the tests that only read, or prove that nothing was stored."""
+    return make_wiki(shared_server)
+
+
 @pytest.fixture
-def wiki(server):
-    return make_wiki(server)
+def own_wiki(shared_server, request):
+    """A wiki of the test's own, for tests that change members or compete for pages."""
+    return make_wiki(shared_server, "w" + str(abs(hash(request.node.name)) % 10 ** 8))
 
 
 # --- both eras end to end ----------------------------------------------------------------------
@@ -287,63 +303,64 @@ def test_invalid_tokens_are_401_invalid_token(wiki, token):
     assert wiki.stored() == before
 
 
-def test_other_wikis_token_is_401(wiki):
-    other = make_wiki(wiki.server, "other")
-    response = Endpoint(wiki.url, other.mcp.token).legacy("tools/list")
+def test_other_wikis_token_is_401(own_wiki):
+    other = make_wiki(own_wiki.server, "other")
+    response = Endpoint(own_wiki.url, other.mcp.token).legacy("tools/list")
     assert response.status_code == 401 and 'error="invalid_token"' in challenge(response)
     assert other.mcp.legacy("tools/list").status_code == 200
 
 
-def test_expired_personal_token_is_401(wiki):
+def test_expired_personal_token_is_401(own_wiki):
     import time
 
     import robotwtf as rw
 
-    db = rw.db_connect(wiki.server.data / "robotwtf.db")
+    db = rw.db_connect(own_wiki.server.data / "robotwtf.db")
     try:
-        token = rw.create_personal_token(db, ALICE, "demo", frozenset(rw.SCOPES), "brief", expires_at=rw.now() + 1)
+        token = rw.create_personal_token(db, ALICE, own_wiki.slug, frozenset(rw.SCOPES), "brief",
+                                         expires_at=rw.now() + 1)
     finally:
         db.close()
-    assert Endpoint(wiki.url, token).legacy("tools/list").status_code == 200
+    assert Endpoint(own_wiki.url, token).legacy("tools/list").status_code == 200
     time.sleep(2.1)
-    response = Endpoint(wiki.url, token).legacy("tools/list")
+    response = Endpoint(own_wiki.url, token).legacy("tools/list")
     assert response.status_code == 401 and "expired" in response.json()["error_description"]
 
 
-def test_viewer_reads_but_writing_is_a_403_scope_challenge(wiki):
-    add_member(wiki, BOB, "bob", "viewer")
-    viewer = Endpoint(wiki.url, wiki.token("bob", scope="wiki:read"))
+def test_viewer_reads_but_writing_is_a_403_scope_challenge(own_wiki):
+    add_member(own_wiki, BOB, "bob", "viewer")
+    viewer = Endpoint(own_wiki.url, own_wiki.token("bob", scope="wiki:read"))
     assert viewer.ok("read_note", path="Home")
     assert len(viewer.modern("tools/list").json()["result"]["tools"]) == 15  # the same list for everyone
-    before = wiki.stored()
+    before = own_wiki.stored()
     for era in (LEGACY, MODERN):
         params = {"name": "write_note", "arguments": {"path": "Vandalism", "content": "x"}}
         response = viewer.modern("tools/call", params) if era == MODERN else viewer.legacy("tools/call", params)
         assert response.status_code == 403
         assert 'error="insufficient_scope"' in challenge(response) and 'scope="wiki:write"' in challenge(response)
-    assert wiki.stored() == before
+    assert own_wiki.stored() == before
 
 
-def test_lowered_role_and_removed_member_take_effect_on_the_next_request(wiki):
-    add_member(wiki, CAROL, "carol", "editor")
-    editor = Endpoint(wiki.url, wiki.token("carol"))
+def test_lowered_role_and_removed_member_take_effect_on_the_next_request(own_wiki):
+    add_member(own_wiki, CAROL, "carol", "editor")
+    editor = Endpoint(own_wiki.url, own_wiki.token("carol"))
     editor.ok("write_note", path="Carol", content="mine")
-    change_member(wiki, CAROL, "viewer")
+    change_member(own_wiki, CAROL, "viewer")
     assert editor.legacy("tools/call", {"name": "write_note", "arguments": {"path": "More", "content": "x"}}).status_code == 403
     assert editor.ok("read_note", path="Carol")
-    change_member(wiki, CAROL, None)
+    change_member(own_wiki, CAROL, None)
     response = editor.legacy("tools/list")
     assert response.status_code == 401 and 'error="invalid_token"' in challenge(response)
 
 
 # --- concurrency ----------------------------------------------------------------------------------------
 
-def test_two_clients_writing_one_page_at_once_get_exactly_one_conflict(wiki):
-    add_member(wiki, BOB, "bob", "editor")
-    clients = [wiki.mcp, Endpoint(wiki.url, wiki.token("bob"))]
+def test_two_clients_writing_one_page_at_once_get_exactly_one_conflict(own_wiki):
+    add_member(own_wiki, BOB, "bob", "editor")
+    clients = [own_wiki.mcp, Endpoint(own_wiki.url, own_wiki.token("bob"))]
     for round_number in range(5):
         path = f"Race {round_number}"
-        base = wiki.mcp.ok("write_note", path=path, content="base")["structuredContent"]["revision"]
+        base = own_wiki.mcp.ok("write_note", path=path, content="base")["structuredContent"]["revision"]
         barrier = threading.Barrier(2)
         results = [None, None]
 
@@ -361,11 +378,25 @@ def test_two_clients_writing_one_page_at_once_get_exactly_one_conflict(wiki):
         winner = next(index for index, result in enumerate(results) if not result["isError"])
         loser = results[1 - winner]
         assert "changed since revision" in text(loser) and "Read it again" in text(loser)
-        page = wiki.mcp.ok("read_note", path=path)["structuredContent"]
+        page = own_wiki.mcp.ok("read_note", path=path)["structuredContent"]
         assert page["content"] == f"writer {winner}"
         assert page["revision"] == results[winner]["structuredContent"]["revision"]
-        history = wiki.mcp.ok("get_history", path=path)["structuredContent"]["history"]
+        history = own_wiki.mcp.ok("get_history", path=path)["structuredContent"]["history"]
         assert [change["kind"] for change in history] == ["update", "create"]
         retried = clients[1 - winner].ok("write_note", path=path, content=f"writer {1 - winner} after rereading",
                                          revision=page["revision"])
         assert retried["structuredContent"]["kind"] == "update"
+
+
+def test_requests_beyond_the_rate_limit_get_429_with_retry_after(tmp_path):
+    server = start_server(tmp_path / "data", "--mcp-per-minute", "3")
+    try:
+        wiki = make_wiki(server)
+        statuses = [wiki.mcp.legacy("tools/list").status_code for _ in range(4)]
+        assert statuses == [200, 200, 200, 429]
+        limited = wiki.mcp.legacy("tools/list")
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        other = make_wiki(server, "other")  # another token has its own bucket
+        assert other.mcp.legacy("tools/list").status_code == 200
+    finally:
+        server.stop()

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from mcp_client import LEGACY, b64, make_wiki, text
@@ -28,6 +30,7 @@ Red to red.
 
 The servo hums.
 """
+ARM_NUMBERS = itertools.count(1)
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))
 
 
@@ -43,9 +46,9 @@ def wiki(tmp_path_factory):
 
 
 @pytest.fixture
-def arm(wiki, request):
+def arm(wiki):
     """A fresh page (with its own path per test) holding ARM; yields (path, revision)."""
-    path = f"Projects/Arm {request.node.name[:60].replace('[', ' ').replace(']', '')}"
+    path = f"Projects/Arm {next(ARM_NUMBERS)}"
     result = wiki.mcp.ok("write_note", path=path, content=ARM, commit_message="Describe the arm")
     return path, result["structuredContent"]["revision"]
 
@@ -95,7 +98,7 @@ def test_read_note_section_and_old_revision(wiki, arm):
 def test_read_note_failures(wiki, arm):
     path, revision = arm
     assert "Page not found: 'Nowhere'" in wiki.mcp.fails("read_note", path="Nowhere")
-    assert "list_notes or search_notes" in wiki.mcp.fails("read_note", path="Nowhere")
+    assert "Use list_notes or search_notes to find pages" in wiki.mcp.fails("read_note", path="Nowhere")
     assert "Available sections:\n  - Robot Arm\n  - Robot Arm > Setup" in wiki.mcp.fails(
         "read_note", path=path, section="Teardown")
     assert "at least 7 characters" in wiki.mcp.fails("read_note", path=path, revision=revision[:4])

@@ -1,6 +1,7 @@
 """The OAuth 2.1 authorization server over real HTTP: discovery, registration, the authorization
-endpoint and consent, the token endpoint, refresh rotation and revocation. Access tokens are
-checked with robotwtf_as.authenticate_bearer in-process, against the server's own data folder."""
+endpoint and consent, the token endpoint, refresh rotation and revocation. One server serves the
+module; every test makes its own people, wiki and client, so tests stay independent. Access tokens
+are checked with robotwtf_as.authenticate_bearer in-process, on the server's own data folder."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import base64
 import html
 import json
 import re
-import sqlite3
 import threading
 import time
 
@@ -21,58 +21,45 @@ from joserfc.jwk import KeySet
 import robotwtf as rw
 import robotwtf_as
 from conftest import start_server
-from oauth_flow import (ALICE, BOB, CLAUDE_CALLBACK, CLAUDE_REGISTRATION, Flow, pkce, query_of, register,
-                        registered, set_role)
+from oauth_flow import (CLAUDE_CALLBACK, CLAUDE_REGISTRATION, Flow, World, csrf_of, pkce, query_of, register,
+                        registered)
 
 
-@pytest.fixture
-def world(server):
-    """alice owns the wiki 'demo'; bob exists but is not a member."""
-    server.cli("user", "add", ALICE, "--username", "alice")
-    server.cli("user", "add", BOB, "--username", "bob")
-    server.cli("wiki", "create", "demo", "--owner", "alice", "--title", "Demo wiki")
-    return server
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> World:
+    srv = start_server(tmp_path_factory.mktemp("as") / "data",
+                       env_extra={"ROBOTWTF_REGISTRATIONS_PER_MINUTE": "100000"})
+    yield World(srv)
+    srv.stop()
 
 
 @pytest.fixture
 def claude(world) -> Flow:
-    """Claude.ai's connector: confidential client_secret_post, sends resource, never refreshes."""
-    return Flow(world, world.login("alice"), registered(world, **CLAUDE_REGISTRATION), CLAUDE_CALLBACK)
+    """Claude.ai's connector (confidential, client_secret_post, sends resource, never refreshes),
+    about to ask a new person for their new wiki."""
+    return world.flow()
 
 
 @pytest.fixture
 def public_client(world) -> Flow:
     """A native app: public client (token_endpoint_auth_method none) on a loopback redirect."""
-    redirect = "http://127.0.0.1/callback"
-    client = registered(world, redirect_uris=[redirect], token_endpoint_auth_method="none",
+    client = registered(world.server, redirect_uris=["http://127.0.0.1/callback"], token_endpoint_auth_method="none",
                         grant_types=["authorization_code", "refresh_token"], client_name="Loopback app")
-    return Flow(world, world.login("alice"), client, "http://127.0.0.1:53682/callback")
+    return world.flow(client=client, redirect_uri="http://127.0.0.1:53682/callback")
 
 
 @pytest.fixture
 def inst(world) -> rw.Instance:
-    """The server's instance, opened in-process on the same data folder."""
-    return rw.Instance(rw.load_config({"data": str(world.data), "public_url": world.url}, environ={}))
+    return world.inst
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    """One server for read-only checks that need many registrations."""
-    srv = start_server(tmp_path_factory.mktemp("shared") / "data",
-                       env_extra={"ROBOTWTF_REGISTRATIONS_PER_MINUTE": "10000"})
-    srv.cli("user", "add", ALICE, "--username", "alice")
-    srv.cli("wiki", "create", "demo", "--owner", "alice")
-    yield srv
-    srv.stop()
+def bearer(inst, token: str, resource: str) -> robotwtf_as.Caller:
+    return robotwtf_as.authenticate_bearer(inst, f"Bearer {token}", resource)
 
 
-def bearer(inst, token: str, slug: str = "demo") -> robotwtf_as.Caller:
-    return robotwtf_as.authenticate_bearer(inst, f"Bearer {token}", f"{inst.cfg.public_url}/w/{slug}/mcp")
-
-
-def refused(inst, token: str, slug: str = "demo") -> robotwtf_as.BearerError:
+def refused(inst, token: str, resource: str) -> robotwtf_as.BearerError:
     with pytest.raises(robotwtf_as.BearerError) as caught:
-        bearer(inst, token, slug)
+        bearer(inst, token, resource)
     return caught.value
 
 
@@ -85,36 +72,25 @@ def oauth_error(response: requests.Response, status: int, error: str) -> dict:
     return body
 
 
-def db_execute(server, sql: str, *params) -> None:
-    db = sqlite3.connect(server.data / "robotwtf.db")
-    try:
-        db.execute(sql, params)
-        db.commit()
-    finally:
-        db.close()
-
-
-def client_count(server) -> int:
-    db = sqlite3.connect(server.data / "robotwtf.db")
-    try:
-        return db.execute("SELECT count(*) FROM oauth_clients").fetchone()[0]
-    finally:
-        db.close()
+def client_count(world) -> int:
+    return world.sql("SELECT count(*) FROM oauth_clients")[0][0]
 
 
 # --- discovery ----------------------------------------------------------------------------------
 
 def test_authorization_server_metadata_validates_against_rfc8414_and_rfc9207(world):
-    response = requests.get(world.url + "/.well-known/oauth-authorization-server")
+    url = world.server.url
+    response = requests.get(url + "/.well-known/oauth-authorization-server")
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     document = response.json()
     rfc8414.AuthorizationServerMetadata(document).validate(metadata_classes=[rfc9207.AuthorizationServerMetadata])
-    assert document["issuer"] == world.url  # exactly the public URL, no trailing slash (RFC 8414 §3.3)
-    assert document["authorization_endpoint"] == world.url + "/oauth/authorize"
-    assert document["token_endpoint"] == world.url + "/oauth/token"
-    assert document["registration_endpoint"] == world.url + "/oauth/register"
-    assert document["revocation_endpoint"] == world.url + "/oauth/revoke"
+    assert document["issuer"] == url  # exactly the public URL, no trailing slash (RFC 8414 §3.3)
+    assert document["authorization_endpoint"] == url + "/oauth/authorize"
+    assert document["token_endpoint"] == url + "/oauth/token"
+    assert document["registration_endpoint"] == url + "/oauth/register"
+    assert document["revocation_endpoint"] == url + "/oauth/revoke"
+    assert document["jwks_uri"] == url + "/.well-known/jwks.json"
     assert document["scopes_supported"] == ["wiki:read", "wiki:write"]
     assert document["response_types_supported"] == ["code"]
     assert document["grant_types_supported"] == ["authorization_code", "refresh_token"]
@@ -126,33 +102,34 @@ def test_authorization_server_metadata_validates_against_rfc8414_and_rfc9207(wor
 
 
 def test_issuer_follows_the_public_url_not_the_host_header(world):
-    document = requests.get(world.url + "/.well-known/oauth-authorization-server",
+    document = requests.get(world.server.url + "/.well-known/oauth-authorization-server",
                             headers={"Host": "evil.example"}).json()
-    assert document["issuer"] == world.url
+    assert document["issuer"] == world.server.url
 
 
 def test_no_openid_configuration_because_this_is_not_an_openid_provider(world):
-    response = requests.get(world.url + "/.well-known/openid-configuration")
-    assert response.status_code == 404
+    assert requests.get(world.server.url + "/.well-known/openid-configuration").status_code == 404
 
 
 def test_protected_resource_metadata_answers_every_well_formed_slug_alike(world):
-    existing = requests.get(world.url + "/.well-known/oauth-protected-resource/w/demo/mcp")
-    missing = requests.get(world.url + "/.well-known/oauth-protected-resource/w/nosuchwiki/mcp")
+    slug = world.wiki(world.person(), title="Secret plans")
+    url = world.server.url
+    existing = requests.get(f"{url}/.well-known/oauth-protected-resource/w/{slug}/mcp")
+    missing = requests.get(f"{url}/.well-known/oauth-protected-resource/w/nosuchwiki/mcp")
     assert existing.status_code == missing.status_code == 200
     assert existing.headers["Access-Control-Allow-Origin"] == "*"
     document = existing.json()
-    assert document == {"resource": world.url + "/w/demo/mcp", "authorization_servers": [world.url],
+    assert document == {"resource": f"{url}/w/{slug}/mcp", "authorization_servers": [url],
                         "scopes_supported": ["wiki:read", "wiki:write"], "bearer_methods_supported": ["header"],
                         "resource_name": document["resource_name"]}
-    assert "Demo wiki" not in existing.text  # nothing a stranger could not guess
-    assert missing.json()["resource"] == world.url + "/w/nosuchwiki/mcp"
+    assert "Secret plans" not in existing.text  # nothing a stranger could not guess
+    assert missing.json()["resource"] == url + "/w/nosuchwiki/mcp"
     assert set(missing.json()) == set(document)
 
 
 @pytest.mark.parametrize("slug", ["ab", "admin", "Demo", "-demo", "a" * 31])
 def test_protected_resource_metadata_404_for_names_no_wiki_can_have(world, slug):
-    response = requests.get(f"{world.url}/.well-known/oauth-protected-resource/w/{slug}/mcp")
+    response = requests.get(f"{world.server.url}/.well-known/oauth-protected-resource/w/{slug}/mcp")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
 
@@ -172,8 +149,8 @@ def test_jwks_publishes_the_key_access_tokens_verify_with(claude):
                                   "/.well-known/oauth-protected-resource/w/demo/mcp", "/oauth/token",
                                   "/oauth/register", "/oauth/revoke"])
 def test_machine_endpoints_answer_cors_preflight_without_credentials(world, path):
-    response = requests.options(world.url + path, headers={"Origin": "https://app.example",
-                                                           "Access-Control-Request-Method": "POST"})
+    response = requests.options(world.server.url + path, headers={"Origin": "https://app.example",
+                                                                  "Access-Control-Request-Method": "POST"})
     assert response.status_code == 204
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "Access-Control-Allow-Credentials" not in response.headers
@@ -189,7 +166,7 @@ def test_authorization_endpoint_has_no_cors(claude):
 # --- registration (RFC 7591) ----------------------------------------------------------------------
 
 def test_claude_registration_gets_a_secret_once_stored_only_as_hash(world):
-    response = register(world, **CLAUDE_REGISTRATION)
+    response = register(world.server, **CLAUDE_REGISTRATION)
     assert response.status_code == 201
     assert response.headers["Cache-Control"] == "no-store"
     assert response.headers["Access-Control-Allow-Origin"] == "*"
@@ -200,21 +177,22 @@ def test_claude_registration_gets_a_secret_once_stored_only_as_hash(world):
     assert client["grant_types"] == ["authorization_code", "refresh_token"]
     assert len(client["client_secret"]) >= 43 and client["client_secret_expires_at"] == 0
     assert not client["client_id"].startswith("http")
-    assert client["client_secret"].encode() not in (world.data / "robotwtf.db").read_bytes()
+    stored = world.sql("SELECT secret_hash FROM oauth_clients WHERE client_id = ?", client["client_id"])[0][0]
+    assert stored == rw.hash_secret(client["client_secret"])
 
 
 def test_public_client_registration_gets_no_secret(world):
-    client = registered(world, redirect_uris=["http://127.0.0.1/cb"], token_endpoint_auth_method="none")
+    client = registered(world.server, redirect_uris=["http://127.0.0.1/cb"], token_endpoint_auth_method="none")
     assert "client_secret" not in client
     assert client["token_endpoint_auth_method"] == "none"
 
 
 def test_registration_defaults_and_ignores_unknown_metadata(world):
-    client = registered(world, redirect_uris=["https://app.example/cb"], software_id="x", scope="openid profile",
-                        contacts=["a@example.org"])
+    client = registered(world.server, redirect_uris=["https://app.example/cb"], software_id="x",
+                        scope="openid profile", contacts="not a list", jwks="not a key set", tos_uri=7)
     assert client["token_endpoint_auth_method"] == "client_secret_basic"  # RFC 7591 §2 default
     assert client["grant_types"] == ["authorization_code"] and client["response_types"] == ["code"]
-    assert "software_id" not in client and "scope" not in client and "contacts" not in client
+    assert not {"software_id", "scope", "contacts", "jwks", "tos_uri"} & set(client)
 
 
 @pytest.mark.parametrize("uri", [
@@ -222,8 +200,8 @@ def test_registration_defaults_and_ignores_unknown_metadata(world):
     "http://127.0.0.1:33418/", "http://[::1]:8080/cb", "http://localhost:3000/callback", "com.example.app:/oauth",
     "cursor://anysphere.cursor-mcp/oauth/callback",
 ])
-def test_registration_accepts_https_loopback_and_private_use_redirects(shared, uri):
-    assert registered(shared, redirect_uris=[uri])["redirect_uris"] == [uri]
+def test_registration_accepts_https_loopback_and_private_use_redirects(world, uri):
+    assert registered(world.server, redirect_uris=[uri])["redirect_uris"] == [uri]
 
 
 @pytest.mark.parametrize("uri", [
@@ -234,10 +212,10 @@ def test_registration_accepts_https_loopback_and_private_use_redirects(shared, u
     "https://user:pw@app.example/cb", "https://app.example@evil.example/cb", "/relative/cb", "https:///cb",
     "https://app.example:99999/cb", "HTTPS://app.example/cb", "", 42,
 ])
-def test_registration_refuses_dangerous_redirect_uris(shared, uri):
-    before = client_count(shared)
-    oauth_error(register(shared, redirect_uris=[uri]), 400, "invalid_redirect_uri")
-    assert client_count(shared) == before
+def test_registration_refuses_dangerous_redirect_uris(world, uri):
+    before = client_count(world)
+    oauth_error(register(world.server, redirect_uris=[uri]), 400, "invalid_redirect_uri")
+    assert client_count(world) == before
 
 
 @pytest.mark.parametrize("metadata, error", [
@@ -255,17 +233,24 @@ def test_registration_refuses_dangerous_redirect_uris(shared, uri):
     ({"client_name": 7}, "invalid_client_metadata"),
     ({"logo_uri": "javascript:alert(1)"}, "invalid_client_metadata"),
     ({"client_uri": "http://app.example"}, "invalid_client_metadata"),
+    ({"client_uri": ["https://app.example"]}, "invalid_client_metadata"),
+    ({"grant_types": [["authorization_code"]]}, "invalid_client_metadata"),
+    ({"grant_types": "authorization_code"}, "invalid_client_metadata"),
+    ({"response_types": [["code"]]}, "invalid_client_metadata"),
+    ({"token_endpoint_auth_method": ["none"]}, "invalid_client_metadata"),
+    ({"redirect_uris": [["https://app.example/cb"]]}, "invalid_redirect_uri"),
 ])
-def test_registration_refuses_unsupported_metadata(shared, metadata, error):
-    before = client_count(shared)
+def test_registration_refuses_unsupported_metadata(world, metadata, error):
+    before = client_count(world)
     metadata = {"redirect_uris": ["https://app.example/cb"], **metadata}
-    oauth_error(register(shared, **{k: v for k, v in metadata.items() if v is not None}), 400, error)
-    assert client_count(shared) == before
+    oauth_error(register(world.server, **{k: v for k, v in metadata.items() if v is not None}), 400, error)
+    assert client_count(world) == before
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"text"', b"{}"])
-def test_registration_needs_a_json_object(shared, body):
-    response = requests.post(shared.url + "/oauth/register", data=body, headers={"Content-Type": "application/json"})
+def test_registration_needs_a_json_object(world, body):
+    response = requests.post(world.server.url + "/oauth/register", data=body,
+                             headers={"Content-Type": "application/json"})
     oauth_error(response, 400, "invalid_client_metadata")
 
 
@@ -282,19 +267,33 @@ def test_registration_is_rate_limited_per_address(tmp_path):
         srv.stop()
 
 
+def test_clients_without_a_connection_for_a_month_are_forgotten(world):
+    connected = world.flow()
+    connected.tokens()
+    stale = registered(world.server, **CLAUDE_REGISTRATION)
+    world.sql("UPDATE oauth_clients SET created_at = ? WHERE client_id IN (?, ?)", int(time.time()) - 31 * 86400,
+              connected.client["client_id"], stale["client_id"])
+    registered(world.server, **CLAUDE_REGISTRATION)  # registering prunes
+    kept = {row[0] for row in world.sql("SELECT client_id FROM oauth_clients")}
+    assert connected.client["client_id"] in kept and stale["client_id"] not in kept
+
+
 # --- the authorization endpoint and consent ----------------------------------------------------
 
-def test_sign_in_comes_first_and_the_whole_request_survives_it(claude):
-    url = claude.authorize_url()
+def test_sign_in_comes_first_and_the_whole_request_survives_it(world):
+    owner = world.person()
+    slug = world.wiki(owner, title="Garden notes")
+    flow = world.flow(owner, slug)
+    url = flow.authorize_url()
     anonymous = requests.get(url, allow_redirects=False)
     assert anonymous.status_code == 303
     location = anonymous.headers["Location"]
     assert location.startswith("/auth/login?")
     return_to = query_of(location)["return_to"][0]
-    assert claude.server.url + return_to == url
-    page = claude.browser.get(claude.server.url + return_to, allow_redirects=False)
+    assert world.server.url + return_to == url
+    page = flow.browser.get(world.server.url + return_to, allow_redirects=False)
     assert page.status_code == 200
-    assert "Claude" in page.text and "claude.ai" in page.text and "Demo wiki" in page.text
+    assert "Claude" in page.text and "claude.ai" in page.text and "Garden notes" in page.text
     assert "wiki:read" in page.text and "wiki:write" in page.text
 
 
@@ -306,10 +305,9 @@ def test_consent_page_cannot_be_framed_and_leaks_no_referrer(claude):
 
 
 def test_client_name_is_shown_as_text_never_markup(world):
-    client = registered(world, redirect_uris=["https://app.example/cb"], client_name="<b>Claude</b>",
+    client = registered(world.server, redirect_uris=["https://app.example/cb"], client_name="<b>Claude</b>",
                         token_endpoint_auth_method="none")
-    flow = Flow(world, world.login("alice"), client, "https://app.example/cb")
-    page = flow.consent_page()
+    page = world.flow(client=client, redirect_uri="https://app.example/cb").consent_page()
     assert "<b>Claude</b>" not in page.text and "&lt;b&gt;Claude&lt;/b&gt;" in page.text
 
 
@@ -331,8 +329,9 @@ def test_deny_redirects_access_denied_with_state_and_iss(claude):
 
 
 def test_redirect_uri_query_is_kept(world):
-    client = registered(world, redirect_uris=["https://app.example/cb?tenant=7"], token_endpoint_auth_method="none")
-    flow = Flow(world, world.login("alice"), client, "https://app.example/cb?tenant=7")
+    client = registered(world.server, redirect_uris=["https://app.example/cb?tenant=7"],
+                        token_endpoint_auth_method="none")
+    flow = world.flow(client=client, redirect_uri="https://app.example/cb?tenant=7")
     params = query_of(flow.decide().headers["Location"])
     assert params["tenant"] == ["7"] and "code" in params
 
@@ -344,10 +343,9 @@ def test_consent_post_needs_the_csrf_token(claude):
     assert response.status_code == 403 and "Location" not in response.headers
 
 
-def test_consent_post_from_another_signed_in_person_is_refused(claude):
-    page = claude.consent_page()
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)[1]
-    mallory = claude.server.login("bob")
+def test_consent_post_from_another_signed_in_person_is_refused(claude, world):
+    csrf = csrf_of(claude.consent_page())
+    mallory = world.browser(world.person())
     response = mallory.post(claude.authorize_url(), data={"csrf_token": csrf, "decision": "approve",
                                                           "grant_scope": "wiki:read"}, allow_redirects=False)
     assert response.status_code == 403 and "Location" not in response.headers
@@ -357,6 +355,16 @@ def test_unknown_client_gets_an_error_page_never_a_redirect(claude):
     response = claude.browser.get(claude.authorize_url(client_id="no-such-client"), allow_redirects=False)
     assert response.status_code == 400 and "Location" not in response.headers
     assert "claude.ai" not in response.text
+
+
+@pytest.mark.parametrize("params", [
+    {"redirect_uri": CLAUDE_CALLBACK + '"'}, {"redirect_uri": CLAUDE_CALLBACK + "\r\nX: y"},
+    {"redirect_uri": CLAUDE_CALLBACK + "\u00e9"}, {"redirect_uri": CLAUDE_CALLBACK + "\\"},
+    {"response_type": 'code"'}, {"response_type": "\u00e9"}, {"response_type": "code\\"},
+])
+def test_hostile_characters_in_parameters_get_an_error_page(claude, params):
+    response = claude.consent_page(claude.authorize_url(**params))
+    assert response.status_code == 400 and "Location" not in response.headers and "go back to" not in response.text
 
 
 @pytest.mark.parametrize("redirect_uri", [
@@ -382,13 +390,12 @@ def test_loopback_redirect_may_use_any_port_but_nothing_else_may_differ(public_c
 
 
 def test_redirect_uri_may_be_left_out_only_when_one_is_registered(world):
-    browser = world.login("alice")
-    single = Flow(world, browser, registered(world, redirect_uris=["https://app.example/cb"],
-                                             token_endpoint_auth_method="none"), "https://app.example/cb")
+    single = world.flow(client=registered(world.server, redirect_uris=["https://app.example/cb"],
+                                          token_endpoint_auth_method="none"), redirect_uri="https://app.example/cb")
     code = single.code(redirect_uri=None)
     assert single.token(code, redirect_uri=None).status_code == 200
-    double = Flow(world, browser, registered(world, redirect_uris=["https://app.example/a", "https://app.example/b"],
-                                             token_endpoint_auth_method="none"), "https://app.example/a")
+    double = world.flow(client=registered(world.server, redirect_uris=["https://app.example/a", "https://app.example/b"],
+                                          token_endpoint_auth_method="none"), redirect_uri="https://app.example/a")
     response = double.consent_page(double.authorize_url(redirect_uri=None))
     assert response.status_code == 400 and "Location" not in response.headers
 
@@ -416,9 +423,12 @@ def test_invalid_requests_show_the_error_with_a_link_back_never_redirect(claude,
     assert query_of(link)["state"] == ["state-123"] and query_of(link)["iss"] == [claude.server.url]
 
 
+def test_a_valid_request_is_not_an_error(claude):
+    assert claude.consent_page().status_code == 200
+
+
 def test_repeated_parameters_are_refused(claude):
-    url = claude.authorize_url() + "&state=second"
-    response = claude.consent_page(url)
+    response = claude.consent_page(claude.authorize_url() + "&state=second")
     assert response.status_code == 400 and "repeated" in response.text and "Location" not in response.headers
 
 
@@ -436,10 +446,9 @@ def test_unknown_scopes_are_dropped_and_no_scope_means_both(claude):
 
 
 def test_the_person_may_narrow_the_scopes(claude, inst):
-    response = claude.decide(scopes=["wiki:read"])
-    tokens = claude.token(query_of(response.headers["Location"])["code"][0]).json()
+    tokens = claude.token(claude.code(scopes=["wiki:read"])).json()
     assert tokens["scope"] == "wiki:read"
-    assert bearer(inst, tokens["access_token"]).scopes == {"wiki:read"}
+    assert bearer(inst, tokens["access_token"], claude.resource()).scopes == {"wiki:read"}
 
 
 def test_the_person_cannot_widen_the_scopes(claude):
@@ -455,41 +464,53 @@ def test_nothing_ticked_is_not_an_approval(claude):
 
 
 def test_a_viewer_cannot_grant_write(world, inst):
-    set_role(world, "demo", BOB, "viewer")
-    flow = Flow(world, world.login("bob"), registered(world, **CLAUDE_REGISTRATION), CLAUDE_CALLBACK)
+    owner, viewer = world.person(), world.person()
+    slug = world.wiki(owner)
+    world.set_role(slug, viewer, "viewer")
+    flow = world.flow(viewer, slug)
     page = flow.consent_page()
     assert 'value="wiki:write" disabled' in page.text and "your role cannot grant this" in page.text
     refused_write = flow.decide(scopes=["wiki:read", "wiki:write"])
     assert refused_write.status_code == 403 and "Location" not in refused_write.headers
-    code = query_of(flow.decide(scopes=["wiki:read"]).headers["Location"])["code"][0]
-    tokens = flow.token(code).json()
-    assert tokens["scope"] == "wiki:read" and bearer(inst, tokens["access_token"]).scopes == {"wiki:read"}
+    tokens = flow.token(flow.code(scopes=["wiki:read"])).json()
+    assert tokens["scope"] == "wiki:read"
+    assert bearer(inst, tokens["access_token"], flow.resource()).scopes == {"wiki:read"}
+    flow.verifier, flow.challenge = pkce()
+    write_only = flow.consent_page(flow.authorize_url(scope="wiki:write"))
+    assert 'value="approve"' not in write_only.text and 'value="deny"' in write_only.text
 
 
 def test_a_non_member_cannot_connect_an_app_to_the_wiki(world):
-    flow = Flow(world, world.login("bob"), registered(world, **CLAUDE_REGISTRATION), CLAUDE_CALLBACK)
+    slug = world.wiki(world.person(), title="Not yours")
+    flow = world.flow(world.person(), slug)
     page = flow.consent_page()
-    assert "You are not a member of a wiki at /w/demo" in page.text and 'value="approve"' not in page.text
-    assert "Demo wiki" not in page.text
+    assert f"You are not a member of a wiki at /w/{slug}" in page.text and 'value="approve"' not in page.text
+    assert "Not yours" not in page.text
     response = flow.decide()
     assert response.status_code == 403 and "Location" not in response.headers
     assert flow.decide("deny").status_code == 303
 
 
 def test_without_resource_the_person_picks_among_their_own_wikis(world, inst):
-    world.cli("wiki", "create", "bobs", "--owner", "bob", "--title", "Bob's wiki")
-    world.cli("wiki", "create", "second", "--owner", "alice", "--title", "Second wiki")
-    flow = Flow(world, world.login("alice"), registered(world, **CLAUDE_REGISTRATION), CLAUDE_CALLBACK)
+    person, stranger = world.person(), world.person()
+    first, second, foreign = world.wiki(person), world.wiki(person), world.wiki(stranger)
+    flow = world.flow(person, first)
     url = flow.authorize_url(resource=None)
     page = flow.consent_page(url)
-    assert 'value="demo"' in page.text and 'value="second"' in page.text and "bobs" not in page.text
-    assert flow.decide(url=url, wiki="bobs").status_code == 403
+    assert f'value="{first}"' in page.text and f'value="{second}"' in page.text and foreign not in page.text
+    assert flow.decide(url=url, wiki=foreign).status_code == 403
     flow.verifier, flow.challenge = pkce()
     url = flow.authorize_url(resource=None)
-    code = query_of(flow.decide(url=url, wiki="second").headers["Location"])["code"][0]
+    code = query_of(flow.decide(url=url, wiki=second).headers["Location"])["code"][0]
     tokens = flow.token(code, resource=None).json()
-    assert bearer(inst, tokens["access_token"], "second").wiki_slug == "second"
-    assert refused(inst, tokens["access_token"], "demo").error == "invalid_token"
+    assert bearer(inst, tokens["access_token"], flow.resource(second)).wiki_slug == second
+    assert refused(inst, tokens["access_token"], flow.resource(first)).error == "invalid_token"
+
+
+def test_a_person_without_wikis_can_only_deny(world):
+    flow = world.flow(slug="ignored")
+    page = flow.consent_page(flow.authorize_url(resource=None))
+    assert "not a member of any wiki" in page.text and 'value="approve"' not in page.text
 
 
 # --- the token endpoint ------------------------------------------------------------------------------
@@ -504,31 +525,27 @@ def test_claude_flow_issues_an_rfc9068_access_token_for_the_wiki(claude, inst):
     header = json.loads(base64.urlsafe_b64decode(tokens["access_token"].split(".")[0] + "=="))
     assert header["typ"] == "at+jwt" and header["alg"] == "RS256" and header["kid"]
     claims = inst.keys.verify_rs256(tokens["access_token"], "at+jwt")
-    assert claims["iss"] == claude.server.url and claims["sub"] == ALICE
-    assert claims["aud"] == claude.server.url + "/w/demo/mcp" and claims["client_id"] == claude.client["client_id"]
+    assert claims["iss"] == claude.server.url and claims["sub"] == claude.did
+    assert claims["aud"] == claude.resource() and claims["client_id"] == claude.client["client_id"]
     assert claims["scope"] == "wiki:read wiki:write" and claims["jti"] and claims["exp"] - claims["iat"] == 86400
-    caller = bearer(inst, tokens["access_token"])
+    caller = bearer(inst, tokens["access_token"], claude.resource())
     assert (caller.user_did, caller.wiki_slug, caller.scopes, caller.via) == (
-        ALICE, "demo", {"wiki:read", "wiki:write"}, "mcp:Claude")
+        claude.did, claude.slug, {"wiki:read", "wiki:write"}, "mcp:Claude")
     assert caller.grant_id is not None and caller.token_id is None
 
 
 def test_access_token_lifetime_is_a_setting(tmp_path):
     srv = start_server(tmp_path / "data", env_extra={"ROBOTWTF_ACCESS_TOKEN_MINUTES": "5"})
     try:
-        srv.cli("user", "add", ALICE, "--username", "alice")
-        srv.cli("wiki", "create", "demo", "--owner", "alice")
-        flow = Flow(srv, srv.login("alice"), registered(srv, **CLAUDE_REGISTRATION), CLAUDE_CALLBACK)
-        assert flow.tokens()["expires_in"] == 300
+        assert World(srv).flow().tokens()["expires_in"] == 300
     finally:
         srv.stop()
 
 
 def test_public_client_with_pkce(public_client, inst):
     tokens = public_client.tokens()
-    assert bearer(inst, tokens["access_token"]).via == "mcp:Loopback app"
-    fresh = public_client.refresh(tokens["refresh_token"])
-    assert fresh.status_code == 200
+    assert bearer(inst, tokens["access_token"], public_client.resource()).via == "mcp:Loopback app"
+    assert public_client.refresh(tokens["refresh_token"]).status_code == 200
 
 
 def test_the_verifier_is_required_and_must_match(public_client):
@@ -540,8 +557,7 @@ def test_the_verifier_is_required_and_must_match(public_client):
 
 
 def test_a_confidential_client_needs_pkce_too(claude):
-    code = claude.code()
-    oauth_error(claude.token(code, code_verifier=None), 400, "invalid_request")
+    oauth_error(claude.token(claude.code(), code_verifier=None), 400, "invalid_request")
 
 
 def test_client_authentication_failures_are_401_invalid_client(claude):
@@ -554,13 +570,13 @@ def test_client_authentication_failures_are_401_invalid_client(claude):
 
 
 def test_the_registered_authentication_method_is_enforced(world):
-    client = registered(world, redirect_uris=["https://app.example/cb"])  # client_secret_basic by default
-    flow = Flow(world, world.login("alice"), client, "https://app.example/cb")
+    client = registered(world.server, redirect_uris=["https://app.example/cb"])  # client_secret_basic by default
+    flow = world.flow(client=client, redirect_uri="https://app.example/cb")
     code = flow.code()
     oauth_error(flow.token(code), 401, "invalid_client")  # secret in the body: not its method
-    basic = requests.post(world.url + "/oauth/token", auth=(client["client_id"], client["client_secret"]), data={
-        "grant_type": "authorization_code", "code": code, "redirect_uri": flow.redirect_uri,
-        "code_verifier": flow.verifier})
+    basic = requests.post(world.server.url + "/oauth/token", auth=(client["client_id"], client["client_secret"]),
+                          data={"grant_type": "authorization_code", "code": code, "redirect_uri": flow.redirect_uri,
+                                "code_verifier": flow.verifier})
     assert basic.status_code == 200, basic.text
 
 
@@ -570,7 +586,7 @@ def test_the_code_is_bound_to_its_client_and_a_wrong_client_revokes_nothing(clau
     stolen = claude.token(code, client_id=other["client_id"], client_secret=other["client_secret"])
     oauth_error(stolen, 400, "invalid_grant")
     tokens = claude.token(code).json()
-    assert bearer(inst, tokens["access_token"]).user_did == ALICE
+    assert bearer(inst, tokens["access_token"], claude.resource()).user_did == claude.did
 
 
 def test_redirect_uri_must_be_repeated_exactly_at_the_token_endpoint(claude):
@@ -581,9 +597,9 @@ def test_redirect_uri_must_be_repeated_exactly_at_the_token_endpoint(claude):
 
 
 def test_resource_at_the_token_endpoint_may_not_change(claude, world):
-    world.cli("wiki", "create", "other", "--owner", "alice")
+    other = world.wiki(claude.did)
     code = claude.code()
-    oauth_error(claude.token(code, resource=claude.resource("other")), 400, "invalid_target")
+    oauth_error(claude.token(code, resource=claude.resource(other)), 400, "invalid_target")
     oauth_error(claude.token(code, resource="https://evil.example/mcp"), 400, "invalid_target")
     assert claude.token(code, resource=None).status_code == 200
 
@@ -591,9 +607,9 @@ def test_resource_at_the_token_endpoint_may_not_change(claude, world):
 def test_a_replayed_code_fails_and_revokes_what_it_issued(claude, inst):
     code = claude.code()
     first = claude.token(code).json()
-    assert bearer(inst, first["access_token"]).user_did == ALICE
+    assert bearer(inst, first["access_token"], claude.resource()).user_did == claude.did
     oauth_error(claude.token(code), 400, "invalid_grant")
-    assert refused(inst, first["access_token"]).error == "invalid_token"
+    assert refused(inst, first["access_token"], claude.resource()).error == "invalid_token"
     oauth_error(claude.refresh(first["refresh_token"]), 400, "invalid_grant")
 
 
@@ -608,21 +624,19 @@ def test_concurrent_redemptions_of_one_code_leave_no_working_token(claude, inst)
     winners = [r.json() for r in results if r.status_code == 200]
     assert len(winners) <= 1 and sum(r.status_code == 400 for r in results) >= 3
     for tokens in winners:
-        assert refused(inst, tokens["access_token"]).error == "invalid_token"
+        assert refused(inst, tokens["access_token"], claude.resource()).error == "invalid_token"
 
 
-def test_an_expired_code_is_refused(claude):
+def test_an_expired_code_is_refused(claude, world):
     code = claude.code()
-    db_execute(claude.server, "UPDATE oauth_codes SET expires_at = ?", int(time.time()) - 1)
+    world.sql("UPDATE oauth_codes SET expires_at = ? WHERE code_hash = ?", int(time.time()) - 1, rw.hash_secret(code))
     oauth_error(claude.token(code), 400, "invalid_grant")
 
 
-def test_codes_live_five_minutes(claude):
-    claude.code()
-    db = sqlite3.connect(claude.server.data / "robotwtf.db")
-    created, expires = db.execute("SELECT created_at, expires_at FROM oauth_codes").fetchone()
-    db.close()
-    assert expires - created == 300
+def test_codes_live_five_minutes_and_are_stored_hashed(claude, world):
+    code = claude.code()
+    rows = world.sql("SELECT created_at, expires_at FROM oauth_codes WHERE code_hash = ?", rw.hash_secret(code))
+    assert rows[0][1] - rows[0][0] == 300
 
 
 @pytest.mark.parametrize("body, headers, error", [
@@ -634,7 +648,7 @@ def test_codes_live_five_minutes(claude):
 ])
 def test_malformed_token_requests_get_rfc6749_json_errors(world, body, headers, error):
     headers = {"Content-Type": "application/x-www-form-urlencoded", **headers}
-    oauth_error(requests.post(world.url + "/oauth/token", data=body, headers=headers), 400, error)
+    oauth_error(requests.post(world.server.url + "/oauth/token", data=body, headers=headers), 400, error)
 
 
 def test_token_endpoint_takes_no_credentials_from_the_query_string(claude):
@@ -652,9 +666,9 @@ def test_refresh_rotates_and_reuse_of_a_spent_token_revokes_the_grant(claude, in
     second = claude.refresh(first["refresh_token"]).json()
     assert second["refresh_token"] != first["refresh_token"] and second["scope"] == "wiki:read wiki:write"
     third = claude.refresh(second["refresh_token"]).json()  # the successor is used: the first is dead
-    assert bearer(inst, third["access_token"]).user_did == ALICE
+    assert bearer(inst, third["access_token"], claude.resource()).user_did == claude.did
     oauth_error(claude.refresh(first["refresh_token"]), 400, "invalid_grant")
-    assert refused(inst, third["access_token"]).error == "invalid_token"
+    assert refused(inst, third["access_token"], claude.resource()).error == "invalid_token"
     oauth_error(claude.refresh(third["refresh_token"]), 400, "invalid_grant")
 
 
@@ -664,33 +678,34 @@ def test_a_lost_refresh_response_may_be_retried_once_its_successor_is_unused(cla
     retried = claude.refresh(first["refresh_token"])
     assert retried.status_code == 200
     retried = retried.json()
-    assert bearer(inst, retried["access_token"]).user_did == ALICE
+    assert bearer(inst, retried["access_token"], claude.resource()).user_did == claude.did
     # the successor the client never saw is dead now; presenting it means it leaked
     oauth_error(claude.refresh(lost["refresh_token"]), 400, "invalid_grant")
     oauth_error(claude.refresh(retried["refresh_token"]), 400, "invalid_grant")
 
 
-def test_a_refresh_retry_is_allowed_only_briefly(claude):
+def test_a_refresh_retry_is_allowed_only_briefly(claude, world):
     first = claude.tokens()
     claude.refresh(first["refresh_token"])
-    db_execute(claude.server, "UPDATE oauth_refresh_tokens SET used_at = used_at - 121 WHERE used_at IS NOT NULL")
+    world.sql("UPDATE oauth_refresh_tokens SET used_at = used_at - 121 WHERE token_hash = ?",
+              rw.hash_secret(first["refresh_token"]))
     oauth_error(claude.refresh(first["refresh_token"]), 400, "invalid_grant")
 
 
-def test_refresh_may_narrow_scope_but_never_widen_it(claude, inst):
+def test_refresh_may_narrow_scope_but_never_widen_it(claude, world, inst):
     tokens = claude.tokens()
     narrowed = claude.refresh(tokens["refresh_token"], scope="wiki:read").json()
-    assert narrowed["scope"] == "wiki:read" and bearer(inst, narrowed["access_token"]).scopes == {"wiki:read"}
+    assert narrowed["scope"] == "wiki:read"
+    assert bearer(inst, narrowed["access_token"], claude.resource()).scopes == {"wiki:read"}
     widened = claude.refresh(narrowed["refresh_token"], scope="wiki:read wiki:write")
     assert widened.status_code == 200  # the refresh token keeps the grant's scopes (RFC 6749 §6)
-    read_only = Flow(claude.server, claude.browser, registered(claude.server, **CLAUDE_REGISTRATION), CLAUDE_CALLBACK)
-    code = query_of(read_only.decide(scopes=["wiki:read"]).headers["Location"])["code"][0]
-    limited = read_only.token(code).json()
+    read_only = world.flow(claude.did, claude.slug)
+    limited = read_only.token(read_only.code(scopes=["wiki:read"])).json()
     oauth_error(read_only.refresh(limited["refresh_token"], scope="wiki:read wiki:write"), 400, "invalid_scope")
     oauth_error(read_only.refresh(limited["refresh_token"], scope="admin"), 400, "invalid_scope")
 
 
-def test_refresh_is_bound_to_its_client(claude, inst):
+def test_refresh_is_bound_to_its_client(claude):
     tokens = claude.tokens()
     other = registered(claude.server, **CLAUDE_REGISTRATION)
     stolen = requests.post(claude.server.url + "/oauth/token", data={
@@ -700,35 +715,36 @@ def test_refresh_is_bound_to_its_client(claude, inst):
     assert claude.refresh(tokens["refresh_token"]).status_code == 200
 
 
-def test_refresh_resource_must_be_the_granted_wiki(claude, world):
+def test_refresh_resource_must_be_the_granted_wiki(claude):
     tokens = claude.tokens()
     oauth_error(claude.refresh(tokens["refresh_token"], resource=claude.resource("other")), 400, "invalid_target")
     assert claude.refresh(tokens["refresh_token"], resource=claude.resource()).status_code == 200
 
 
-def test_refresh_tokens_have_an_absolute_lifetime(claude):
+def test_refresh_tokens_have_an_absolute_lifetime(claude, world):
     tokens = claude.tokens()
-    db = sqlite3.connect(claude.server.data / "robotwtf.db")
-    created, expires = db.execute("SELECT created_at, expires_at FROM oauth_refresh_tokens").fetchone()
-    db.close()
+    token_hash = rw.hash_secret(tokens["refresh_token"])
+    created, expires = world.sql("SELECT created_at, expires_at FROM oauth_refresh_tokens WHERE token_hash = ?",
+                                 token_hash)[0]
     assert expires - created == 90 * 86400
-    db_execute(claude.server, "UPDATE oauth_refresh_tokens SET expires_at = ?", int(time.time()) - 1)
+    world.sql("UPDATE oauth_refresh_tokens SET expires_at = ? WHERE token_hash = ?", int(time.time()) - 1, token_hash)
     oauth_error(claude.refresh(tokens["refresh_token"]), 400, "invalid_grant")
 
 
-def test_refresh_stops_when_the_person_left_the_wiki(claude, world):
-    set_role(world, "demo", BOB, "editor")
-    flow = Flow(world, world.login("bob"), registered(world, **CLAUDE_REGISTRATION), CLAUDE_CALLBACK)
+def test_refresh_stops_when_the_person_left_the_wiki(world):
+    owner, editor = world.person(), world.person()
+    slug = world.wiki(owner)
+    world.set_role(slug, editor, "editor")
+    flow = world.flow(editor, slug)
     tokens = flow.tokens()
-    set_role(world, "demo", BOB, None)
+    world.set_role(slug, editor, None)
     oauth_error(flow.refresh(tokens["refresh_token"]), 400, "invalid_grant")
 
 
 def test_no_refresh_token_for_a_client_that_did_not_register_the_grant(world):
-    client = registered(world, redirect_uris=["https://app.example/cb"], token_endpoint_auth_method="none")
-    flow = Flow(world, world.login("alice"), client, "https://app.example/cb")
-    tokens = flow.tokens()
-    assert "refresh_token" not in tokens
+    client = registered(world.server, redirect_uris=["https://app.example/cb"], token_endpoint_auth_method="none")
+    flow = world.flow(client=client, redirect_uri="https://app.example/cb")
+    assert "refresh_token" not in flow.tokens()
     oauth_error(flow.refresh("anything"), 400, "unauthorized_client")
 
 
@@ -738,26 +754,28 @@ def test_revoking_the_refresh_token_ends_the_whole_grant(claude, inst):
     tokens = claude.tokens()
     response = claude.revoke(tokens["refresh_token"], token_type_hint="refresh_token")
     assert response.status_code == 200 and response.headers["Access-Control-Allow-Origin"] == "*"
-    assert refused(inst, tokens["access_token"]).error == "invalid_token"
+    assert refused(inst, tokens["access_token"], claude.resource()).error == "invalid_token"
     oauth_error(claude.refresh(tokens["refresh_token"]), 400, "invalid_grant")
 
 
 def test_revoking_the_access_token_ends_the_whole_grant(claude, inst):
     tokens = claude.tokens()
     assert claude.revoke(tokens["access_token"]).status_code == 200
-    assert refused(inst, tokens["access_token"]).error == "invalid_token"
+    assert refused(inst, tokens["access_token"], claude.resource()).error == "invalid_token"
     oauth_error(claude.refresh(tokens["refresh_token"]), 400, "invalid_grant")
 
 
 def test_revocation_is_bound_to_the_client(claude, inst):
     tokens = claude.tokens()
-    other = Flow(claude.server, claude.browser, registered(claude.server, **CLAUDE_REGISTRATION), CLAUDE_CALLBACK)
+    other = Flow(claude.server, claude.browser, registered(claude.server, **CLAUDE_REGISTRATION), CLAUDE_CALLBACK,
+                 claude.slug, claude.did)
     for token in (tokens["access_token"], tokens["refresh_token"]):
         oauth_error(other.revoke(token), 400, "invalid_grant")
-    assert bearer(inst, tokens["access_token"]).user_did == ALICE
+    assert bearer(inst, tokens["access_token"], claude.resource()).user_did == claude.did
 
 
 def test_revocation_needs_client_authentication_and_ignores_unknown_tokens(claude):
     oauth_error(claude.revoke("whatever", client_secret="wrong"), 401, "invalid_client")
     assert claude.revoke("not-a-token-we-issued").status_code == 200
     oauth_error(claude.revoke("x", token_type_hint="id_token"), 400, "unsupported_token_type")
+    oauth_error(claude.revoke(""), 400, "invalid_request")

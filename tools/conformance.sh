@@ -6,10 +6,11 @@
 # folder with a user, a wiki and a personal access token made by the CLI, puts a loopback proxy
 # in front that adds the bearer token (the suite's server mode can't send one; robotwtf's public
 # URL is the proxy's, as behind a reverse proxy), runs the server scenarios that apply to a
-# tools-only server for the modern (2026-07-28) and handshake (2025-11-25, 2025-06-18) eras, then
-# an Inspector smoke test (tools/list and one tools/call). Prints one result line per run and
-# exits non-zero if any of them failed. Checks that cannot apply to robotwtf are listed, with
-# the reason, in tools/conformance-baseline.yml.
+# tools-only server for the modern (2026-07-28) and handshake (2025-11-25, 2025-06-18) eras and
+# the authorization server's metadata scenario (its authorization-code-grant scenario needs a
+# person at a browser), then an Inspector smoke test (tools/list and one tools/call) per era.
+# Prints one result line per run and exits non-zero if any of them failed. Checks that cannot
+# apply to robotwtf are listed, with the reason, in tools/conformance-baseline.yml.
 #
 # Environment: PYTHON (default .venv/bin/python, else python3), XDG_CACHE_HOME, KEEP=1 keeps the
 # temporary folder (server log, suite output) for inspection.
@@ -96,6 +97,17 @@ run_scenario() {  # spec-version scenario
     fi
 }
 
+run_authorization_metadata() {
+    local out=$WORK/suite-authorization-metadata.txt
+    if "$NODE" "$CONFORMANCE" authorization --url "$ROBOTWTF_PUBLIC_URL" \
+        --scenario authorization-server-metadata-endpoint >"$out" 2>&1; then
+        report ok authorization authorization-server-metadata-endpoint "$out"
+    else
+        report FAILED authorization authorization-server-metadata-endpoint "$out"
+        FAILURES=$((FAILURES + 1))
+    fi
+}
+
 report() {  # verdict spec-version scenario output-file
     local summary
     summary=$(sed 's/\x1b\[[0-9;]*m//g' "$4" | grep -E '^Passed:' | tail -n 1)
@@ -140,6 +152,7 @@ main() {
     for scenario in $MODERN_SCENARIOS; do run_scenario 2026-07-28 "$scenario"; done
     for scenario in $LEGACY_SCENARIOS; do run_scenario 2025-11-25 "$scenario"; done
     for scenario in $OLDER_SCENARIOS; do run_scenario 2025-06-18 "$scenario"; done
+    run_authorization_metadata
     run_inspector legacy
     run_inspector modern
     if [ "$FAILURES" -gt 0 ]; then

@@ -20,7 +20,7 @@ sends you back to.</p>
 % end
 <form id="consent" method="post" action="{{action}}" class="stack">
   <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
-% can_approve = bool(wiki or wikis)
+% can_approve = bool(wikis) or bool(wiki and set(requested) & role_scopes(wiki['role']))
 % if wiki:
   <p>Wiki: <strong>{{wiki['title']}}</strong> <span class="muted">/w/{{wiki['slug']}}, where you are {{wiki['role']}}</span></p>
 % elif resource_slug:
