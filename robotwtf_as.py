@@ -74,7 +74,6 @@ SCOPE_LABELS = {
 # (§8.7), cache between a minute and a day (§5.2 lets the server bound HTTP cache lifetimes).
 DOCUMENT_MAX_BYTES = 5 * 1024
 DOCUMENT_CACHE_DEFAULT = 3600
-ASCII_DIGITS_RE = re.compile(r"[0-9]+")
 DOCUMENT_CACHE_MIN = 60
 DOCUMENT_CACHE_MAX = 86400
 
@@ -893,7 +892,7 @@ def cache_lifetime(headers) -> int:
     max_age = directives.get("max-age", "")
     if "no-store" in directives or "no-cache" in directives:
         seconds = 0
-    elif ASCII_DIGITS_RE.fullmatch(max_age):   # not str.isdigit(): it accepts '²', which int() refuses
+    elif rw.ASCII_DIGITS_RE.fullmatch(max_age):   # not str.isdigit(): it accepts '²', which int() refuses
         # RFC 9111 §1.2.2: a delta-seconds too large to represent counts as 2^31.
         seconds = int(max_age) if len(max_age) <= 10 else 2**31
     else:
@@ -1239,7 +1238,7 @@ def _expiry(days: str) -> int | None:
     if not days.strip():
         return None
     text = days.strip()
-    if not ASCII_DIGITS_RE.fullmatch(text) or len(text) > 4 or not 1 <= int(text) <= 3650:
+    if not rw.ASCII_DIGITS_RE.fullmatch(text) or len(text) > 4 or not 1 <= int(text) <= 3650:
         raise rw.BadInput("Expiry is a number of days from 1 to 3650, or empty for none.")
     return rw.now() + int(text) * 86400
 
