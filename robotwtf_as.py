@@ -876,10 +876,12 @@ def cache_lifetime(headers) -> int:
     for part in headers.get("Cache-Control", "").lower().split(","):
         name, _, value = part.strip().partition("=")
         directives[name] = value.strip('"')
+    max_age = directives.get("max-age", "")
     if "no-store" in directives or "no-cache" in directives:
         seconds = 0
-    elif directives.get("max-age", "").isdigit():
-        seconds = int(directives["max-age"])
+    elif rw.ASCII_DIGITS_RE.fullmatch(max_age):   # not str.isdigit(): it accepts '²', which int() refuses
+        # RFC 9111 §1.2.2: a delta-seconds too large to represent counts as 2^31.
+        seconds = int(max_age) if len(max_age) <= 10 else 2**31
     else:
         seconds = _expires_in(headers.get("Expires"))
     return min(max(seconds, DOCUMENT_CACHE_MIN), DOCUMENT_CACHE_MAX)
@@ -1222,9 +1224,10 @@ def apps_create_token():
 def _expiry(days: str) -> int | None:
     if not days.strip():
         return None
-    if not days.strip().isdigit() or not 1 <= int(days) <= 3650:
+    text = days.strip()
+    if not rw.ASCII_DIGITS_RE.fullmatch(text) or len(text) > 4 or not 1 <= int(text) <= 3650:
         raise rw.BadInput("Expiry is a number of days from 1 to 3650, or empty for none.")
-    return rw.now() + int(days) * 86400
+    return rw.now() + int(text) * 86400
 
 
 @rw.login_required

@@ -463,7 +463,9 @@ class Fetcher:
     def _read_capped(self, response: requests.Response, watchdog: _Watchdog, host: str) -> bytes:
         too_large = UpstreamTooLarge(f"{host} sent a response larger than {self.max_bytes // 1024} KiB.")
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        # ASCII digits only (str.isdigit() takes '²', which int() refuses), and no int() of a
+        # number too long to be a real size (int() refuses over 4300 digits).
+        if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > self.max_bytes):
             raise too_large
         chunks, total = [], 0
         for chunk in response.iter_content(8192):

@@ -104,7 +104,8 @@ http_method = st.one_of(st.sampled_from(["GET", "POST", "PUT", "DELETE", "HEAD",
 path_suffix = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x2FFF, blacklist_categories=("Cs",)),
                       max_size=40).map(lambda s: urllib.parse.quote(s, safe="/%:@!$&'()*+,;=-._~"))
 raw_suffix = st.text(st.sampled_from(string.ascii_letters + string.digits + "/%.-_~!$&'()*+,;=:@"), max_size=30)
-query = st.dictionaries(printable, printable, max_size=4).map(lambda d: urllib.parse.urlencode(d))
+query = st.one_of(st.dictionaries(printable, printable, max_size=4).map(lambda d: urllib.parse.urlencode(d)),
+                 st.text(st.sampled_from("%0123456789abcdefABCDEF=&+;xyz"), max_size=30))
 
 
 @st.composite
@@ -217,7 +218,7 @@ def rpc_headers(draw, token: str, body: str):
         "MCP-Protocol-Version": st.sampled_from([MODERN, LEGACY, "2025-06-18", "2025-03-26", "1999-01-01", ""]),
         "Mcp-Method": st.one_of(st.just(method if isinstance(method, str) else "tools/list"), header_value),
         "Mcp-Name": st.one_of(st.just(name if isinstance(name, str) else "read_note"), header_value,
-                              st.just("=?base64?!!?=")),
+                              st.binary(max_size=20).map(lambda b: f"=?base64?{base64.b64encode(b).decode()}?=")),
         "Content-Type": st.sampled_from(["application/json", "application/json; charset=utf-8", "text/plain"]),
         "Accept": st.sampled_from(["application/json, text/event-stream", "*/*", "text/html", ""]),
         "Origin": st.sampled_from(["http://127.0.0.1", "https://evil.example", "null"]),
@@ -241,3 +242,36 @@ def check_rpc_answer(answer: Answer | None, what: str) -> None:
         errors = [decoded.get("error")] if isinstance(decoded, dict) else [
             item.get("error") for item in decoded if isinstance(item, dict)]
         assert all(not isinstance(e, dict) or e.get("code") != -32603 for e in errors), f"{what}: {decoded}"
+
+
+# --- browser forms, signed in and with a valid CSRF token --------------------------------------
+
+# Not /auth/logout, /account/logout-everywhere or /account/delete: they would end the session
+# that lets the rest of the run get past the sign-in.
+BROWSER_POSTS = ["/auth/login", "/auth/signup", "/account/sessions/revoke", "/admin/users/remove", "/admin/invites",
+                 "/oauth/authorize", "/account/apps/tokens", "/account/apps/grants/1/revoke",
+                 "/account/apps/tokens/1/revoke", "/w/fuzz/-/edit/Home", "/w/fuzz/-/new"]
+BROWSER_GETS = ["/", "/account", "/account/apps", "/admin", "/oauth/authorize", "/auth/login", "/auth/signup",
+                "/auth/callback", "/auth/login-link", "/w/fuzz/", "/w/fuzz/Home", "/w/fuzz/-/search"]
+FORM_FIELDS = ["handle", "identifier", "uses", "session_id", "did", "name", "scope", "grant_scope", "wiki",
+               "expires_days", "decision", "invite", "return_to", "username", "content", "revision", "message",
+               "path", "state", "code", "error", "iss", "token", "client_id", "redirect_uri", "response_type",
+               "code_challenge", "code_challenge_method", "resource", "q"]
+form_value = st.one_of(printable, st.sampled_from(["", "1", "0", "-1", "9" * 40, "approve", "deny", "wiki:read",
+                                                   "wiki:write", "fuzz", "Home", "S256", "code", "http://127.0.0.1:9/cb",
+                                                   "https://evil.example/", "//evil.example", "/\\evil"]))
+form_pairs = st.lists(st.tuples(st.sampled_from(FORM_FIELDS), form_value), max_size=8)
+
+
+@st.composite
+def browser_request(draw, cookie: str, csrf: str) -> bytes:
+    pairs = draw(form_pairs)
+    if draw(st.booleans()):
+        where = draw(st.sampled_from(BROWSER_GETS)) + "?" + urllib.parse.urlencode(pairs)
+        return build_request("GET", where, [("Cookie", cookie)], b"", chunked=False)
+    where = draw(st.sampled_from(BROWSER_POSTS))
+    if draw(st.booleans()):
+        where += "?" + urllib.parse.urlencode(draw(form_pairs))
+    body = urllib.parse.urlencode([("csrf_token", csrf), *pairs]).encode()
+    headers = [("Cookie", cookie), ("Content-Type", "application/x-www-form-urlencoded")]
+    return build_request("POST", where, headers, body, chunked=False)

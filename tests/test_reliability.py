@@ -68,10 +68,10 @@ def race(server, slug: str, seconds: float, clients: int = 16, seed: int = 1) ->
 
 
 def test_racing_writers_lose_nothing_and_refuse_only_conflicts(loaded):
-    numbers = race(loaded, "race", seconds=2.5)
-    report("race", clients=16, seconds=2.5, **numbers)
+    numbers = race(loaded, "race", seconds=2)
+    report("race", clients=16, seconds=2, **numbers)
     # Real contention happened: many writes went through and many lost the race.
-    assert numbers["acked"] >= 30 and numbers["conflicts"] >= 10, numbers
+    assert numbers["acked"] >= 16 and numbers["conflicts"] >= 5, numbers
 
 
 # --- kill -9 in the middle of a write load -----------------------------------------------------
@@ -215,6 +215,15 @@ def fuzz_rpc(target: FuzzTarget, examples: int, derandomize: bool = True) -> Non
     probe()
 
 
+def fuzz_browser(target: FuzzTarget, examples: int, derandomize: bool = True) -> None:
+    @fuzz_settings(examples, derandomize)
+    @given(request=fuzz.browser_request(target.cookie, target.csrf))
+    def probe(request):
+        fuzz.check_answer(fuzz.send_raw(target.port, request), request.decode("latin-1")[:2000])
+
+    probe()
+
+
 def still_healthy(server) -> None:
     assert requests.get(server.url + "/healthz", timeout=10).json() == {"status": "ok"}
     assert load_kit.database_problems(server.data / "robotwtf.db") == []
@@ -225,8 +234,9 @@ def test_fuzz_http_surface_and_json_rpc(loaded):
     target = fuzz_target(loaded)
     fuzz_http(target, examples=150)
     fuzz_rpc(target, examples=150)
+    fuzz_browser(target, examples=100)
     still_healthy(loaded)
-    report("fuzz", http_examples=150, garbage_examples=15, rpc_examples=150)
+    report("fuzz", http_examples=150, garbage_examples=15, rpc_examples=150, browser_examples=100)
 
 
 # --- what the fuzzer found -----------------------------------------------------------------------
@@ -268,6 +278,69 @@ def test_list_notes_updated_since_edge_values_are_answers_not_crashes(loaded, si
         endpoint.ok("list_notes", updated_since=since)
     else:
         assert expected in endpoint.fails("list_notes", updated_since=since)
+
+
+
+@pytest.mark.parametrize("days", ["²", "٣", "9" * 5000, "0", "3651"])
+def test_token_expiry_days_that_are_not_a_small_number_get_400(loaded, days):
+    # str.isdigit() let '²' through to int(), a 500 on the dashboard's token form.
+    db = rw.db_connect(loaded.data / "robotwtf.db")
+    try:
+        did = "did:plc:expiry" + hashlib.sha256(days.encode()).hexdigest()[:18].translate(str.maketrans("0189", "wxyz"))
+        username = "expiry" + hashlib.sha256(days.encode()).hexdigest()[:6]
+        rw.add_user(db, did, None, username)
+        rw.create_wiki(db, username, did, "x", public_url=loaded.url, quotas=load_kit.QUOTAS, via="cli")
+    finally:
+        db.close()
+    browser = loaded.login(username)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', browser.get(loaded.url + "/account/apps").text).group(1)
+    response = browser.post(loaded.url + "/account/apps/tokens", data={
+        "csrf_token": csrf, "wiki": username, "scope": "wiki:read", "name": "t", "expires_days": days})
+    assert response.status_code == 400, response.text[-500:]
+    assert "Expiry is a number of days from 1 to 3650" in response.text
+
+
+def test_document_cache_lifetimes_from_odd_headers():
+    import robotwtf_as
+
+    for cache_control, seconds in [("max-age=²", robotwtf_as.DOCUMENT_CACHE_DEFAULT), ("max-age=600", 600),
+                                   ("max-age=" + "9" * 5000, robotwtf_as.DOCUMENT_CACHE_MAX)]:
+        assert robotwtf_as.cache_lifetime({"Cache-Control": cache_control}) == seconds, cache_control
+
+
+
+@pytest.mark.parametrize("declared, outcome", [("\xb2", "json"), ("9" * 5000, "too large"), ("12", "json")])
+def test_fetcher_survives_odd_content_length_headers(declared, outcome):
+    # A remote server (a PDS, a client metadata host) chooses this header: '²' (byte 0xB2) and
+    # 5000 digits made the fetcher raise ValueError, a 500 in the login or consent flow.
+    import socket
+    import threading
+
+    import robotwtf_atproto as atp
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    body = b'{"a": 1}\n   '
+
+    def answer():
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                         + declared.encode("latin-1") + b"\r\nConnection: close\r\n\r\n" + body)
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        fetcher = atp.Fetcher(insecure_dev_network=True)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}/doc"
+        if outcome == "json":
+            assert fetcher.get_json(url) == {"a": 1}
+        else:
+            with pytest.raises(atp.UpstreamTooLarge):
+                fetcher.get_json(url)
+    finally:
+        thread.join(10)
+        listener.close()
 
 
 # --- limits: rates, bodies, connections --------------------------------------------------------------
@@ -494,7 +567,7 @@ def still_open(sock) -> bool:
 def slow_clients(server, connections: int, seconds: float) -> dict:
     site = load_kit.prepare_site(server.data, f"slow{connections}", (), 1)
     token = site.tokens[0]
-    before = latencies(server, site.slug, token, 2)
+    before = latencies(server, site.slug, token, 1)
     sockets, thread, stop = trickle(server.port, connections, seconds + 30)
     try:
         during = latencies(server, site.slug, token, seconds)
@@ -517,5 +590,5 @@ def slow_clients(server, connections: int, seconds: float) -> dict:
 
 
 def test_clients_sending_a_byte_a_second_do_not_starve_others(loaded):
-    numbers = slow_clients(loaded, connections=48, seconds=3)
+    numbers = slow_clients(loaded, connections=48, seconds=2)
     report("slow clients", **numbers)

@@ -1,0 +1,66 @@
+"""The reliability tests of tests/test_reliability.py, longer and harder: a minute of racing
+writers, ten kill -9 rounds, repeated backups under load with the restored instance serving,
+thousands of random fuzz examples, and hundreds of trickling connections.
+
+Run by `make soak` only (pytest tests/soak/soak_reliability.py): the file name does not match
+pytest's test_*.py, so `make test` does not collect it, and a file named on the command line is
+always collected, so `make soak` cannot pass by collecting nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+import reliability_load as load_kit
+import test_reliability as quick
+from conftest import start_server
+from mcp_client import Endpoint
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory):
+    """One server for the load tests, without rate limits in the way."""
+    srv = start_server(tmp_path_factory.mktemp("soak") / "data", env_extra=load_kit.UNLIMITED)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_soak_racing_writers(loaded):
+    numbers = quick.race(loaded, "soakrace", seconds=60, seed=11)
+    quick.report("soak race", clients=16, seconds=60, **numbers)
+    assert numbers["acked"] >= 300 and numbers["conflicts"] >= 100, numbers
+
+
+def test_soak_kill_9_rounds(tmp_path):
+    numbers = quick.crash_rounds(tmp_path / "data", rounds=10, clients=16, seed=17, cli_check=True)
+    quick.report("soak crash", **numbers)
+
+
+def test_soak_backups_during_writes_and_the_restore_serves(loaded, tmp_path):
+    for attempt in range(3):
+        numbers, site = quick.backup_during_load(loaded, tmp_path, f"soakbackup{attempt}", clients=16)
+        quick.report(f"soak backup {attempt}", **numbers)
+    # The last restore runs as an instance: same keys and token hashes, so the old tokens work.
+    restored = start_server(tmp_path / "soakbackup2-restored")
+    try:
+        endpoint = Endpoint(f"{restored.url}/w/soakbackup2/mcp", site.tokens[0])
+        page = endpoint.ok("read_note", path=quick.RACE_PAGES[0])["structuredContent"]
+        endpoint.ok("write_note", path=quick.RACE_PAGES[0], content="after the restore\n", revision=page["revision"])
+        quick.still_healthy(restored)
+    finally:
+        restored.stop()
+
+
+def test_soak_fuzz(loaded):
+    target = quick.fuzz_target(loaded)
+    quick.fuzz_http(target, examples=3000, derandomize=False)
+    quick.fuzz_rpc(target, examples=3000, derandomize=False)
+    quick.fuzz_browser(target, examples=2000, derandomize=False)
+    quick.still_healthy(loaded)
+    quick.report("soak fuzz", http_examples=3000, garbage_examples=300, rpc_examples=3000, browser_examples=2000)
+
+
+def test_soak_two_hundred_slow_clients(loaded):
+    numbers = quick.slow_clients(loaded, connections=200, seconds=30)
+    quick.report("soak slow clients", **numbers)
