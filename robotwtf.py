@@ -514,6 +514,11 @@ CREATE TABLE personal_tokens (
 CREATE INDEX personal_tokens_user ON personal_tokens(user_did);
 CREATE INDEX personal_tokens_wiki ON personal_tokens(wiki_id);
 """),
+    # 5: wiki_usage (the quota check of every write) reads this index instead of every page row,
+    # whose size column sits behind the content's overflow pages.
+    (5, """
+CREATE INDEX pages_live_size ON pages(wiki_id, size) WHERE deleted_at IS NULL;
+"""),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1
 
@@ -1871,17 +1876,22 @@ def wiki_usage(db: sqlite3.Connection, wiki_id: int) -> Usage:
     return Usage(pages, content + files)
 
 
-def _check_page_quota(db: sqlite3.Connection, wiki_id: int, quotas: Quotas) -> None:
-    if wiki_usage(db, wiki_id).pages >= quotas.pages_per_wiki:
+def _check_new_page_quotas(db: sqlite3.Connection, wiki_id: int, quotas: Quotas, growth: int) -> None:
+    """Refuse a new live page past the page limit, or one that grows the wiki past its byte limit
+    (one usage query for both checks)."""
+    usage = wiki_usage(db, wiki_id)
+    if usage.pages >= quotas.pages_per_wiki:
         raise QuotaExceeded(f"This wiki has reached its limit of {quotas.pages_per_wiki} pages. Delete pages "
                             "it no longer needs, or ask the operator to raise --max-pages-per-wiki.")
+    _check_bytes_quota(db, wiki_id, quotas, growth, usage)
 
 
-def _check_bytes_quota(db: sqlite3.Connection, wiki_id: int, quotas: Quotas, growth: int) -> None:
+def _check_bytes_quota(db: sqlite3.Connection, wiki_id: int, quotas: Quotas, growth: int,
+                       usage: Usage | None = None) -> None:
     """Refuse a change that grows the wiki past its byte limit; shrinking is always allowed."""
     if growth <= 0:
         return
-    used = wiki_usage(db, wiki_id).bytes
+    used = (usage or wiki_usage(db, wiki_id)).bytes
     if used + growth > quotas.bytes_per_wiki:
         raise QuotaExceeded(f"This change needs {growth} more bytes but the wiki uses {used} of its "
                             f"{quotas.bytes_per_wiki}. Delete pages or attachments it no longer needs, or ask "
@@ -2107,8 +2117,7 @@ def write_page(db: sqlite3.Connection, wiki_id: int, path: str, content: str, ba
             if row is not None:
                 raise Conflict(f"Page '{row['path']}' already exists (revision {row['revision_id']}). Read it "
                                "and pass its revision to replace it, or choose another path.")
-            _check_page_quota(db, wiki_id, quotas)
-            _check_bytes_quota(db, wiki_id, quotas, len(content.encode()))
+            _check_new_page_quotas(db, wiki_id, quotas, len(content.encode()))
             page_id = _record(db, wiki_id, None, "create", path, content, author, _message(message, f"Create {path}"))
             return Change(_page_by_id(db, page_id), "create")
         if row is None:
@@ -2223,10 +2232,9 @@ def restore_revision(db: sqlite3.Connection, wiki_id: int, revision: str, *, aut
             if living is not None:
                 raise Conflict(f"Page '{living['path']}' exists now. Restore to another path, or rename that "
                                "page first.")
-            _check_page_quota(db, wiki_id, quotas)
             files = db.execute("SELECT coalesce(sum(size), 0) FROM attachments WHERE page_id = ?",
                                (row["id"],)).fetchone()[0]
-            _check_bytes_quota(db, wiki_id, quotas, len(old["content"].encode()) + files)
+            _check_new_page_quotas(db, wiki_id, quotas, len(old["content"].encode()) + files)
         _record(db, wiki_id, row["id"], "restore", target, old["content"], author,
                 _message(message, f"Restore {target} to revision {old['id']}"),
                 old_path=row["path"] if target != row["path"] else None)
@@ -2708,8 +2716,7 @@ def import_pages(db: sqlite3.Connection, wiki_id: int, data: bytes, *, author: A
                 path, content = _import_entry(archive, entry, ours)
                 if _live_row(db, wiki_id, path) is not None:
                     raise Conflict("a page with this path already exists")
-                _check_page_quota(db, wiki_id, quotas)
-                _check_bytes_quota(db, wiki_id, quotas, len(content.encode()))
+                _check_new_page_quotas(db, wiki_id, quotas, len(content.encode()))
             except RobotError as e:
                 skipped.append((entry.filename, e.message))
                 continue
