@@ -1773,15 +1773,19 @@ REVISION_SELECT = ("SELECT revisions.*, users.handle AS author_handle, pages.pat
                    "LEFT JOIN users ON users.did = revisions.author_did ")
 
 
+def _page_info_fields(row: sqlite3.Row) -> tuple:
+    return (row["id"], row["wiki_id"], row["path"], row["revision_id"], row["title"], row["category"],
+            tuple(json.loads(row["tags"])), json.loads(row["meta"]), row["words"], row["size"],
+            row["created_at"], row["updated_at"], row["deleted_at"])
+
+
 def _page_info(row: sqlite3.Row) -> PageInfo:
-    return PageInfo(row["id"], row["wiki_id"], row["path"], row["revision_id"], row["title"], row["category"],
-                    tuple(json.loads(row["tags"])), json.loads(row["meta"]), row["words"], row["size"],
-                    row["created_at"], row["updated_at"], row["deleted_at"])
+    return PageInfo(*_page_info_fields(row))
 
 
 def _page(row: sqlite3.Row) -> Page:
-    info = _page_info(row)
-    return Page(**dataclasses.asdict(info), content=row["content"], current_revision=row["revision_id"])
+    # Built from the row directly: dataclasses.asdict would deep-copy every field first.
+    return Page(*_page_info_fields(row), content=row["content"], current_revision=row["revision_id"])
 
 
 def _revision(row: sqlite3.Row, with_content: bool = False) -> Revision:
