@@ -1947,9 +1947,23 @@ def _store_links(db: sqlite3.Connection, wiki_id: int, page_id: int, content: st
 def read_page(db: sqlite3.Connection, wiki_id: int, path: str, revision: str = "", section: str = "") -> Page:
     """A live page, optionally as it was at `revision` (a unique prefix of ≥ 7 characters of one
     of its revisions) and narrowed to one `section` (see find_section)."""
+    return _read_page(db, wiki_id, path, revision, section, with_links=False)[0]
+
+
+def read_page_with_links(db: sqlite3.Connection, wiki_id: int, path: str, revision: str = "",
+                         section: str = "") -> tuple[Page, PageLinks | None]:
+    """read_page, plus the page's links (as page_links gives them) read in the same snapshot when
+    the page is read whole at its current revision; None otherwise."""
+    return _read_page(db, wiki_id, path, revision, section, with_links=True)
+
+
+def _read_page(db: sqlite3.Connection, wiki_id: int, path: str, revision: str, section: str,
+               with_links: bool) -> tuple[Page, PageLinks | None]:
     with read_snapshot(db):
         row = _page_row(db, wiki_id, path)
         old = _revision_row(db, wiki_id, revision, page_id=row["id"]) if revision else None
+        whole_current = not section and (old is None or old["id"] == row["revision_id"])
+        links = _page_links(db, wiki_id, row) if with_links and whole_current else None
     page = _page(row)
     if old is not None:
         fields = _page_fields(old["content"])
@@ -1960,7 +1974,7 @@ def read_page(db: sqlite3.Connection, wiki_id: int, path: str, revision: str = "
     if section:
         heading, text = find_section(page.content, section)
         page = dataclasses.replace(page, content=text, section=" > ".join(heading.trail))
-    return page
+    return page, links
 
 
 def list_pages(db: sqlite3.Connection, wiki_id: int, prefix: str = "", category: str = "", tag: str = "",

@@ -940,9 +940,8 @@ NOT_FOUND_HINT = ("Use list_notes or search_notes to find pages, get_history for
 def read_note(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     args = call.arguments
-    page = rw.read_page(wiki.db, wiki.wiki_id, args["path"], args.get("revision", ""), args.get("section", ""))
-    whole_current = page.is_current and not page.section
-    links = rw.page_links(wiki.db, wiki.wiki_id, page.path) if whole_current else None
+    page, links = rw.read_page_with_links(wiki.db, wiki.wiki_id, args["path"], args.get("revision", ""),
+                                          args.get("section", ""))
     lines = [f"# {page.display_title}", f"Path: {page.path}", f"Revision: {page.revision}"]
     if not page.is_current:
         lines.append(f"Note: this is an older revision; the current one is {page.current_revision} (pass that when writing).")

@@ -71,3 +71,31 @@ SCHEMAS = [EVERY_KEYWORD] + [t.input_schema for t in mcp.TOOLS] + [t.output_sche
 def test_conforms_agrees_with_the_full_validation(value, schema):
     assert mcp.conforms(value, schema) == (mcp._problems(value, schema, "") == [])
     assert mcp.validate(value, schema) == mcp._problems(value, schema, "")
+
+
+# --- read_note's one-snapshot read -----------------------------------------------------------------
+
+def test_read_page_with_links_is_read_page_plus_page_links_in_one_snapshot(db):
+    wiki = rw.create_wiki(db, "notes", ALICE, "Notes", public_url="https://wiki.example.org", quotas=QUOTAS)["id"]
+    author = rw.Author(ALICE, "web")
+    first = rw.write_page(db, wiki, "Arm", "# Arm\n\n## Wiring\n\nSee [[Servo]] and [[Missing]].\n",
+                          author=author, quotas=QUOTAS).revision
+    rw.write_page(db, wiki, "Servo", "Back to [[arm]].\n", author=author, quotas=QUOTAS)
+    rw.write_page(db, wiki, "Arm", "# Arm\n\n## Wiring\n\nSee [[Servo]], [[Missing]] and [[Home]].\n", first,
+                  author=author, quotas=QUOTAS)
+    statements = []
+    db.set_trace_callback(statements.append)
+    page, links = rw.read_page_with_links(db, wiki, "arm")
+    db.set_trace_callback(None)
+    assert page == rw.read_page(db, wiki, "arm") and links == rw.page_links(db, wiki, "Arm")
+    assert [s for s in statements if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]
+    assert [(t.path, t.exists) for t in links.links_to] == [("Home", True), ("Missing", False), ("Servo", True)]
+    assert links.linked_from == ("Servo",)
+    current = page.revision
+    assert rw.read_page_with_links(db, wiki, "Arm", revision=current)[1] == links
+    old, no_links = rw.read_page_with_links(db, wiki, "Arm", revision=first)
+    assert no_links is None and old == rw.read_page(db, wiki, "Arm", revision=first)
+    section, no_links = rw.read_page_with_links(db, wiki, "Arm", section="Wiring")
+    assert no_links is None and section == rw.read_page(db, wiki, "Arm", section="Wiring")
+    with pytest.raises(rw.NotFound):
+        rw.read_page_with_links(db, wiki, "Nowhere")
