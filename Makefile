@@ -4,7 +4,8 @@
 #   make pyz     ./robotwtf.pyz (tools/build_pyz.py: one zipapp for CPython 3.11-3.13)
 #   make run     venv + pyz, then `robotwtf.pyz serve $(ARGS)`     e.g. make run ARGS="--port 9000"
 #   make test    venv + pyz, then the whole pytest suite            e.g. make test PYTEST_ARGS="-k pyz"
-#   make bench   the benchmark (not implemented yet)
+#   make bench   venv + pyz + wrk, then bench/run.py: robotwtf vs the MCP SDK server and a bare
+#                ceiling, table in bench/results.md              e.g. make bench BENCH_ARGS="--repeats 1"
 #   make conformance  the official MCP conformance suite + MCP Inspector CLI against a real server
 #                (tools/conformance.sh; Node 22 and the npm packages cached in ~/.cache/robotwtf-node)
 #   make e2e-pds the whole ATProto login against a real Bluesky PDS on loopback (tools/e2e-pds.sh;
@@ -79,8 +80,13 @@ e2e-pds: venv
 soak: venv
 	$(VPY) -m pytest -ra -s tests/soak/soak_reliability.py
 
-bench:
-	@echo "make bench: the benchmark is not implemented yet (issue 7 adds it); nothing was measured."
+# wrk comes from the distribution (Debian: apt-get); the report is printed and written to bench/results.md.
+BENCH_ARGS ?=
+bench: venv pyz
+	@command -v wrk >/dev/null || { echo "installing wrk with apt-get"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get install -y wrk >/dev/null || { $$SUDO apt-get update -q && $$SUDO apt-get install -y wrk; }; }
+	$(VPY) bench/run.py --python $(PYTHON) --pyz robotwtf.pyz $(BENCH_ARGS)
 
 # CUSTOM_COMPILE_COMMAND makes the files' headers say how to regenerate them.
 lock: | check-python

@@ -534,6 +534,11 @@ CREATE TABLE personal_tokens (
 CREATE INDEX personal_tokens_user ON personal_tokens(user_did);
 CREATE INDEX personal_tokens_wiki ON personal_tokens(wiki_id);
 """),
+    # 5: wiki_usage (the quota check of every write) reads this index instead of every page row,
+    # whose size column sits behind the content's overflow pages.
+    (5, """
+CREATE INDEX pages_live_size ON pages(wiki_id, size) WHERE deleted_at IS NULL;
+"""),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1
 
@@ -1802,15 +1807,19 @@ REVISION_SELECT = ("SELECT revisions.*, users.handle AS author_handle, pages.pat
                    "LEFT JOIN users ON users.did = revisions.author_did ")
 
 
+def _page_info_fields(row: sqlite3.Row) -> tuple:
+    return (row["id"], row["wiki_id"], row["path"], row["revision_id"], row["title"], row["category"],
+            tuple(json.loads(row["tags"])), json.loads(row["meta"]), row["words"], row["size"],
+            row["created_at"], row["updated_at"], row["deleted_at"])
+
+
 def _page_info(row: sqlite3.Row) -> PageInfo:
-    return PageInfo(row["id"], row["wiki_id"], row["path"], row["revision_id"], row["title"], row["category"],
-                    tuple(json.loads(row["tags"])), json.loads(row["meta"]), row["words"], row["size"],
-                    row["created_at"], row["updated_at"], row["deleted_at"])
+    return PageInfo(*_page_info_fields(row))
 
 
 def _page(row: sqlite3.Row) -> Page:
-    info = _page_info(row)
-    return Page(**dataclasses.asdict(info), content=row["content"], current_revision=row["revision_id"])
+    # Built from the row directly: dataclasses.asdict would deep-copy every field first.
+    return Page(*_page_info_fields(row), content=row["content"], current_revision=row["revision_id"])
 
 
 def _revision(row: sqlite3.Row, with_content: bool = False) -> Revision:
@@ -1905,17 +1914,22 @@ def wiki_usage(db: sqlite3.Connection, wiki_id: int) -> Usage:
     return Usage(pages, content + files)
 
 
-def _check_page_quota(db: sqlite3.Connection, wiki_id: int, quotas: Quotas) -> None:
-    if wiki_usage(db, wiki_id).pages >= quotas.pages_per_wiki:
+def _check_new_page_quotas(db: sqlite3.Connection, wiki_id: int, quotas: Quotas, growth: int) -> None:
+    """Refuse a new live page past the page limit, or one that grows the wiki past its byte limit
+    (one usage query for both checks)."""
+    usage = wiki_usage(db, wiki_id)
+    if usage.pages >= quotas.pages_per_wiki:
         raise QuotaExceeded(f"This wiki has reached its limit of {quotas.pages_per_wiki} pages. Delete pages "
                             "it no longer needs, or ask the operator to raise --max-pages-per-wiki.")
+    _check_bytes_quota(db, wiki_id, quotas, growth, usage)
 
 
-def _check_bytes_quota(db: sqlite3.Connection, wiki_id: int, quotas: Quotas, growth: int) -> None:
+def _check_bytes_quota(db: sqlite3.Connection, wiki_id: int, quotas: Quotas, growth: int,
+                       usage: Usage | None = None) -> None:
     """Refuse a change that grows the wiki past its byte limit; shrinking is always allowed."""
     if growth <= 0:
         return
-    used = wiki_usage(db, wiki_id).bytes
+    used = (usage or wiki_usage(db, wiki_id)).bytes
     if used + growth > quotas.bytes_per_wiki:
         raise QuotaExceeded(f"This change needs {growth} more bytes but the wiki uses {used} of its "
                             f"{quotas.bytes_per_wiki}. Delete pages or attachments it no longer needs, or ask "
@@ -1967,9 +1981,23 @@ def _store_links(db: sqlite3.Connection, wiki_id: int, page_id: int, content: st
 def read_page(db: sqlite3.Connection, wiki_id: int, path: str, revision: str = "", section: str = "") -> Page:
     """A live page, optionally as it was at `revision` (a unique prefix of ≥ 7 characters of one
     of its revisions) and narrowed to one `section` (see find_section)."""
+    return _read_page(db, wiki_id, path, revision, section, with_links=False)[0]
+
+
+def read_page_with_links(db: sqlite3.Connection, wiki_id: int, path: str, revision: str = "",
+                         section: str = "") -> tuple[Page, PageLinks | None]:
+    """read_page, plus the page's links (as page_links gives them) read in the same snapshot when
+    the page is read whole at its current revision; None otherwise."""
+    return _read_page(db, wiki_id, path, revision, section, with_links=True)
+
+
+def _read_page(db: sqlite3.Connection, wiki_id: int, path: str, revision: str, section: str,
+               with_links: bool) -> tuple[Page, PageLinks | None]:
     with read_snapshot(db):
         row = _page_row(db, wiki_id, path)
         old = _revision_row(db, wiki_id, revision, page_id=row["id"]) if revision else None
+        whole_current = not section and (old is None or old["id"] == row["revision_id"])
+        links = _page_links(db, wiki_id, row) if with_links and whole_current else None
     page = _page(row)
     if old is not None:
         fields = _page_fields(old["content"])
@@ -1980,7 +2008,7 @@ def read_page(db: sqlite3.Connection, wiki_id: int, path: str, revision: str = "
     if section:
         heading, text = find_section(page.content, section)
         page = dataclasses.replace(page, content=text, section=" > ".join(heading.trail))
-    return page
+    return page, links
 
 
 def list_pages(db: sqlite3.Connection, wiki_id: int, prefix: str = "", category: str = "", tag: str = "",
@@ -2141,8 +2169,7 @@ def write_page(db: sqlite3.Connection, wiki_id: int, path: str, content: str, ba
             if row is not None:
                 raise Conflict(f"Page '{row['path']}' already exists (revision {row['revision_id']}). Read it "
                                "and pass its revision to replace it, or choose another path.")
-            _check_page_quota(db, wiki_id, quotas)
-            _check_bytes_quota(db, wiki_id, quotas, len(content.encode()))
+            _check_new_page_quotas(db, wiki_id, quotas, len(content.encode()))
             page_id = _record(db, wiki_id, None, "create", path, content, author, _message(message, f"Create {path}"))
             return Change(_page_by_id(db, page_id), "create")
         if row is None:
@@ -2257,10 +2284,9 @@ def restore_revision(db: sqlite3.Connection, wiki_id: int, revision: str, *, aut
             if living is not None:
                 raise Conflict(f"Page '{living['path']}' exists now. Restore to another path, or rename that "
                                "page first.")
-            _check_page_quota(db, wiki_id, quotas)
             files = db.execute("SELECT coalesce(sum(size), 0) FROM attachments WHERE page_id = ?",
                                (row["id"],)).fetchone()[0]
-            _check_bytes_quota(db, wiki_id, quotas, len(old["content"].encode()) + files)
+            _check_new_page_quotas(db, wiki_id, quotas, len(old["content"].encode()) + files)
         _record(db, wiki_id, row["id"], "restore", target, old["content"], author,
                 _message(message, f"Restore {target} to revision {old['id']}"),
                 old_path=row["path"] if target != row["path"] else None)
@@ -2742,8 +2768,7 @@ def import_pages(db: sqlite3.Connection, wiki_id: int, data: bytes, *, author: A
                 path, content = _import_entry(archive, entry, ours)
                 if _live_row(db, wiki_id, path) is not None:
                     raise Conflict("a page with this path already exists")
-                _check_page_quota(db, wiki_id, quotas)
-                _check_bytes_quota(db, wiki_id, quotas, len(content.encode()))
+                _check_new_page_quotas(db, wiki_id, quotas, len(content.encode()))
             except RobotError as e:
                 skipped.append((entry.filename, e.message))
                 continue

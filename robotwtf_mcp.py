@@ -702,6 +702,47 @@ def check_schema(schema: Any, where: str = "schema") -> None:
 
 def validate(value: Any, schema: dict[str, Any], where: str = "") -> list[str]:
     """Problems with ``value`` against a schema of the supported subset, as sentences for a model."""
+    if conforms(value, schema):
+        return []
+    return _problems(value, schema, where)
+
+
+def conforms(value: Any, schema: dict[str, Any]) -> bool:
+    """Whether ``value`` satisfies the schema: the rules of :func:`_problems` without building any
+    sentence, so the common case (every tools/call's arguments and structured result) stays cheap."""
+    types = schema.get("type")
+    if types is not None:
+        if isinstance(types, list):
+            if not any(_TYPE_CHECKS[name](value) for name in types):
+                return False
+        elif not _TYPE_CHECKS[types](value):
+            return False
+    if "enum" in schema and value not in schema["enum"]:
+        return False
+    if isinstance(value, str):
+        return schema.get("minLength", 0) <= len(value) <= schema.get("maxLength", len(value))
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        if not all(name in value for name in schema.get("required", ())):
+            return False
+        closed = schema.get("additionalProperties", True) is False
+        for name, item in value.items():
+            sub = properties.get(name)
+            if sub is None:
+                if closed:
+                    return False
+            elif not conforms(item, sub):
+                return False
+        return True
+    if isinstance(value, list):
+        items = schema.get("items")
+        return items is None or all(conforms(item, items) for item in value)
+    if _TYPE_CHECKS["number"](value):
+        return schema.get("minimum", value) <= value <= schema.get("maximum", value)
+    return True
+
+
+def _problems(value: Any, schema: dict[str, Any], where: str) -> list[str]:
     label = f"'{where}'" if where else "the arguments"
     types = schema.get("type")
     if types is not None:
@@ -722,7 +763,7 @@ def validate(value: Any, schema: dict[str, Any], where: str = "") -> list[str]:
         if "maximum" in schema and value > schema["maximum"]:
             return [f"{label} must be at most {schema['maximum']}"]
     if isinstance(value, list) and "items" in schema:
-        return [p for i, item in enumerate(value) for p in validate(item, schema["items"], f"{where}[{i}]")]
+        return [p for i, item in enumerate(value) for p in _problems(item, schema["items"], f"{where}[{i}]")]
     if isinstance(value, dict):
         return _validate_object(value, schema, where)
     return []
@@ -734,7 +775,7 @@ def _validate_object(value: dict[str, Any], schema: dict[str, Any], where: str) 
     problems = [f"'{prefix}{name}' is required" for name in schema.get("required", []) if name not in value]
     for name, item in value.items():
         if name in properties:
-            problems += validate(item, properties[name], f"{prefix}{name}")
+            problems += _problems(item, properties[name], f"{prefix}{name}")
         elif schema.get("additionalProperties", True) is False:
             problems.append(f"'{prefix}{name}' is not a parameter of this tool")
     return problems
@@ -924,9 +965,8 @@ NOT_FOUND_HINT = ("Use list_notes or search_notes to find pages, get_history for
 def read_note(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     args = call.arguments
-    page = rw.read_page(wiki.db, wiki.wiki_id, args["path"], args.get("revision", ""), args.get("section", ""))
-    whole_current = page.is_current and not page.section
-    links = rw.page_links(wiki.db, wiki.wiki_id, page.path) if whole_current else None
+    page, links = rw.read_page_with_links(wiki.db, wiki.wiki_id, args["path"], args.get("revision", ""),
+                                          args.get("section", ""))
     lines = [f"# {page.display_title}", f"Path: {page.path}", f"Revision: {page.revision}"]
     if not page.is_current:
         lines.append(f"Note: this is an older revision; the current one is {page.current_revision} (pass that when writing).")

@@ -92,6 +92,7 @@ CREATE TABLE pages (
 );
 CREATE UNIQUE INDEX pages_live_path ON pages(wiki_id, path_key) WHERE deleted_at IS NULL;
 CREATE INDEX pages_wiki_updated ON pages(wiki_id, updated_at);
+CREATE INDEX pages_live_size ON pages(wiki_id, size) WHERE deleted_at IS NULL;
 
 -- Every change to a page, with the page's full content after it. seq orders them; id is the
 -- opaque id people and agents quote (any unique prefix of 7+ characters finds it).
