@@ -169,7 +169,8 @@ class Robotwtf:
         env.update(SHIV_ROOT=str(shiv_root or self.shiv_root), ROBOTWTF_DATA=str(data),
                    # Seeded pages plus the write run's new ones; the limiter still runs on every
                    # request, with a budget no benchmark reaches.
-                   ROBOTWTF_MAX_PAGES_PER_WIKI="1000000", ROBOTWTF_MCP_PER_MINUTE="100000000")
+                   ROBOTWTF_MAX_PAGES_PER_WIKI="1000000", ROBOTWTF_MCP_PER_MINUTE="100000000",
+                   ROBOTWTF_WRITES_PER_MINUTE="100000000")
         return env
 
     def cli(self, data: Path, *args: str) -> str:
