@@ -26,6 +26,7 @@ import io
 import ipaddress
 import json
 import logging
+import operator
 import os
 import re
 import secrets
@@ -1845,14 +1846,44 @@ def _page_row(db: sqlite3.Connection, wiki_id: int, path: str) -> sqlite3.Row:
     """The live page at `path`, or NotFound saying whether it was deleted."""
     path = validate_page_path(path)
     row = _live_row(db, wiki_id, path)
-    if row is not None:
-        return row
+    if row is None:
+        raise _page_not_found(db, wiki_id, path)
+    return row
+
+
+def _page_not_found(db: sqlite3.Connection, wiki_id: int, path: str) -> NotFound:
     deleted = db.execute("SELECT revision_id FROM pages WHERE wiki_id = ? AND path_key = ? "
                          "ORDER BY deleted_at DESC, id DESC LIMIT 1", (wiki_id, path_key(path))).fetchone()
     if deleted is not None:
-        raise NotFound(f"Page '{path}' was deleted (revision {deleted[0]}). Restore it from its history, "
-                       "or create a new page there.")
-    raise NotFound(f"Page not found: '{path}'. Create it, or list the pages to find the right path.")
+        return NotFound(f"Page '{path}' was deleted (revision {deleted[0]}). Restore it from its history, "
+                        "or create a new page there.")
+    return NotFound(f"Page not found: '{path}'. Create it, or list the pages to find the right path.")
+
+
+# The live page and both link lists in one statement (so one consistent read without BEGIN/COMMIT)
+# and one step: sqlite3 releases the GIL around every step, and under concurrent requests a step
+# per link cost more in GIL hand-offs than the queries themselves. Order is restored in Python.
+LIVE_PAGE_WITH_LINKS = """
+SELECT p.*,
+  (SELECT json_group_array(json_array(l.target_key, l.target, t.path)) FROM links l
+     LEFT JOIN pages t ON t.wiki_id = l.wiki_id AND t.path_key = l.target_key AND t.deleted_at IS NULL
+   WHERE l.page_id = p.id) AS links_to_json,
+  (SELECT json_group_array(json_array(s.path_key, s.path)) FROM links l JOIN pages s ON s.id = l.page_id
+   WHERE l.wiki_id = p.wiki_id AND l.target_key = p.path_key AND l.page_id != p.id) AS linked_from_json
+FROM pages p WHERE p.wiki_id = ? AND p.path_key = ? AND p.deleted_at IS NULL"""
+
+
+def _page_with_links(db: sqlite3.Connection, wiki_id: int, path: str) -> tuple[sqlite3.Row, PageLinks]:
+    """The live page at `path` and its links, or NotFound as _page_row says it."""
+    path = validate_page_path(path)
+    row = db.execute(LIVE_PAGE_WITH_LINKS, (wiki_id, path_key(path))).fetchone()
+    if row is None:
+        raise _page_not_found(db, wiki_id, path)
+    first = operator.itemgetter(0)
+    links_to = tuple(LinkTarget(existing or target, existing is not None)
+                     for _, target, existing in sorted(json.loads(row["links_to_json"]), key=first))
+    linked_from = tuple(source for _, source in sorted(json.loads(row["linked_from_json"]), key=first))
+    return row, PageLinks(row["path"], links_to, linked_from, row["revision_id"])
 
 
 def _page_by_id(db: sqlite3.Connection, page_id: int) -> Page:
@@ -1993,11 +2024,14 @@ def read_page_with_links(db: sqlite3.Connection, wiki_id: int, path: str, revisi
 
 def _read_page(db: sqlite3.Connection, wiki_id: int, path: str, revision: str, section: str,
                with_links: bool) -> tuple[Page, PageLinks | None]:
+    if with_links and not revision and not section:
+        row, links = _page_with_links(db, wiki_id, path)
+        return _page(row), links
     with read_snapshot(db):
         row = _page_row(db, wiki_id, path)
         old = _revision_row(db, wiki_id, revision, page_id=row["id"]) if revision else None
         whole_current = not section and (old is None or old["id"] == row["revision_id"])
-        links = _page_links(db, wiki_id, row) if with_links and whole_current else None
+        links = _page_with_links(db, wiki_id, path)[1] if with_links and whole_current else None
     page = _page(row)
     if old is not None:
         fields = _page_fields(old["content"])
@@ -2072,8 +2106,7 @@ def search_pages(db: sqlite3.Connection, wiki_id: int, query: str, limit: int = 
 def page_links(db: sqlite3.Connection, wiki_id: int, path: str) -> PageLinks:
     """A live page's outgoing WikiLinks (each saying whether its page exists) and the live pages
     linking to it."""
-    with read_snapshot(db):
-        return _page_links(db, wiki_id, _page_row(db, wiki_id, path))
+    return _page_with_links(db, wiki_id, path)[1]
 
 
 def _page_links(db: sqlite3.Connection, wiki_id: int, row: sqlite3.Row) -> PageLinks:
@@ -4128,6 +4161,9 @@ def serve(cfg: Config) -> int:
         raise ConfigError(f"Cannot listen on {cfg.host}:{cfg.port}: {e.strerror}"
                           + (" (another program uses this port; choose another with --port)."
                              if e.errno == 98 else ".")) from None
+    # waitress logs "Task queue depth is N" for every request that waits for a free thread: under
+    # any burst that is a warning per request, costing a locked write each and burying the log.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if cfg.insecure_dev_network:
         log.warning("ROBOTWTF_INSECURE_DEV_NETWORK is on: http://localhost and loopback peers are allowed. "
                     "Never use this in production.")

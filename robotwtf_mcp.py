@@ -26,6 +26,7 @@ import binascii
 import dataclasses
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -141,6 +142,8 @@ class Tool:
     scope: str
     handler: Callable[[ToolCall], ToolResult]
     output_schema: dict[str, Any] | None = None
+    accepts: Callable[[Any], bool] = dataclasses.field(init=False, repr=False, compare=False)
+    output_conforms: Callable[[Any], bool] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # server/tools "Tool Names": 1-128 characters of [A-Za-z0-9_.-].
@@ -149,8 +152,10 @@ class Tool:
         if self.input_schema.get("type") != "object":
             raise ValueError(f"tool {self.name}: inputSchema must have type object at its root")
         check_schema(self.input_schema)
+        object.__setattr__(self, "accepts", compile_schema(self.input_schema))
         if self.output_schema is not None:
             check_schema(self.output_schema)
+            object.__setattr__(self, "output_conforms", compile_schema(self.output_schema))
 
     def describe(self, version: str) -> dict[str, Any]:
         """The tool as tools/list shows it to a client speaking ``version``."""
@@ -617,8 +622,8 @@ def _tools_call(exchange: Exchange, params: dict[str, Any]) -> dict[str, Any]:
     arguments = params.get("arguments") or {}
     if not isinstance(arguments, dict):
         raise ProtocolError(INVALID_PARAMS, "tools/call params.arguments must be an object")
-    problems = validate(arguments, tool.input_schema)
-    if problems:
+    if not tool.accepts(arguments):
+        problems = _problems(arguments, tool.input_schema, "")
         # server/tools "Error Handling": input validation errors are tool execution errors.
         sentence = f"Invalid arguments for {name}: {'; '.join(problems)}."
         return _call_result(exchange, ToolResult(sentence, is_error=True))
@@ -630,7 +635,7 @@ def _tools_call(exchange: Exchange, params: dict[str, Any]) -> dict[str, Any]:
     except Exception:
         log.exception("tool %s failed", name)
         raise ProtocolError(INTERNAL_ERROR, "Internal error") from None
-    if not outcome.is_error and tool.output_schema is not None and validate(outcome.structured, tool.output_schema):
+    if not outcome.is_error and tool.output_schema is not None and not tool.output_conforms(outcome.structured):
         # server/tools "Output Schema": structured results MUST conform; never send one that doesn't.
         log.error("tool %s produced structuredContent that does not match its outputSchema", name)
         raise ProtocolError(INTERNAL_ERROR, "Internal error")
@@ -702,44 +707,93 @@ def check_schema(schema: Any, where: str = "schema") -> None:
 
 def validate(value: Any, schema: dict[str, Any], where: str = "") -> list[str]:
     """Problems with ``value`` against a schema of the supported subset, as sentences for a model."""
-    if conforms(value, schema):
-        return []
-    return _problems(value, schema, where)
+    return [] if compile_schema(schema)(value) else _problems(value, schema, where)
 
 
-def conforms(value: Any, schema: dict[str, Any]) -> bool:
-    """Whether ``value`` satisfies the schema: the rules of :func:`_problems` without building any
-    sentence, so the common case (every tools/call's arguments and structured result) stays cheap."""
-    types = schema.get("type")
-    if types is not None:
-        if isinstance(types, list):
-            if not any(_TYPE_CHECKS[name](value) for name in types):
+def compile_schema(schema: dict[str, Any]) -> Callable[[Any], bool]:
+    """Whether a value satisfies ``schema``: the rules of :func:`_problems` without building any
+    sentence, decided once per schema, so a check costs only the tests the schema has. Tools
+    compile theirs at import; every tools/call checks its arguments and structured result."""
+    allowed, bools = _allowed_types(schema.get("type"))
+    enum = schema.get("enum")
+    value_check = _value_check(schema)
+    if enum is None and value_check is None:
+        if allowed is None:
+            return lambda value: True
+        if bools:
+            return lambda value: isinstance(value, allowed)
+        return lambda value: isinstance(value, allowed) and value is not True and value is not False
+
+    def check(value: Any) -> bool:
+        if allowed is not None and (not isinstance(value, allowed) or not bools and (value is True or value is False)):
+            return False
+        if enum is not None and value not in enum:
+            return False
+        return value_check is None or value_check(value)
+
+    return check
+
+
+_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,), "array": (list,), "string": (str,), "integer": (int,), "number": (int, float),
+    "boolean": (bool,), "null": (type(None),),
+}
+
+
+def _allowed_types(types: Any) -> tuple[tuple[type, ...] | None, bool]:
+    """The Python types a JSON Schema "type" admits, and whether booleans are among them (bool is
+    an int in Python, never an integer or number in JSON)."""
+    if types is None:
+        return None, True
+    names = types if isinstance(types, list) else [types]
+    return tuple(kind for name in names for kind in _PYTHON_TYPES[name]), "boolean" in names
+
+
+def _value_check(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
+    """The checks that depend on what kind of value arrived (lengths, ranges, items, members), or
+    None when the schema has none."""
+    items = compile_schema(schema["items"]) if "items" in schema else None
+    check_object = _object_check(schema)
+    if items is None and check_object is None and not schema.keys() & {"minLength", "maxLength", "minimum", "maximum"}:
+        return None
+    min_length, max_length = schema.get("minLength", 0), schema.get("maxLength", math.inf)
+    minimum, maximum = schema.get("minimum", -math.inf), schema.get("maximum", math.inf)
+
+    def check(value: Any) -> bool:
+        if isinstance(value, str):
+            return min_length <= len(value) <= max_length
+        if isinstance(value, dict):
+            return check_object is None or check_object(value)
+        if isinstance(value, list):
+            return items is None or all(map(items, value))
+        if isinstance(value, (int, float)) and value is not True and value is not False:
+            return minimum <= value <= maximum
+        return True
+
+    return check
+
+
+def _object_check(schema: dict[str, Any]) -> Callable[[dict[str, Any]], bool] | None:
+    required = tuple(schema.get("required", ()))
+    properties = {name: compile_schema(sub) for name, sub in schema.get("properties", {}).items()}
+    closed = schema.get("additionalProperties", True) is False
+    if not (required or properties or closed):
+        return None
+
+    def check(value: dict[str, Any]) -> bool:
+        for name in required:
+            if name not in value:
                 return False
-        elif not _TYPE_CHECKS[types](value):
-            return False
-    if "enum" in schema and value not in schema["enum"]:
-        return False
-    if isinstance(value, str):
-        return schema.get("minLength", 0) <= len(value) <= schema.get("maxLength", len(value))
-    if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        if not all(name in value for name in schema.get("required", ())):
-            return False
-        closed = schema.get("additionalProperties", True) is False
         for name, item in value.items():
             sub = properties.get(name)
             if sub is None:
                 if closed:
                     return False
-            elif not conforms(item, sub):
+            elif not sub(item):
                 return False
         return True
-    if isinstance(value, list):
-        items = schema.get("items")
-        return items is None or all(conforms(item, items) for item in value)
-    if _TYPE_CHECKS["number"](value):
-        return schema.get("minimum", value) <= value <= schema.get("maximum", value)
-    return True
+
+    return check
 
 
 def _problems(value: Any, schema: dict[str, Any], where: str) -> list[str]:
