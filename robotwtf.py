@@ -2095,12 +2095,35 @@ def search_pages(db: sqlite3.Connection, wiki_id: int, query: str, limit: int = 
     match = _fts_query(query or "")
     if not match:
         return []
-    rows = db.execute(
-        "SELECT pages.path, pages.title, pages.revision_id, bm25(pages_fts, 10.0, 5.0, 1.0) AS rank, "
-        "snippet(pages_fts, 2, ?, ?, '…', 24) AS snippet FROM pages_fts JOIN pages ON pages.id = pages_fts.rowid "
-        "WHERE pages_fts MATCH ? AND pages.wiki_id = ? AND pages.deleted_at IS NULL ORDER BY rank LIMIT ?",
-        (MARK_START, MARK_END, match, wiki_id, _clamp(limit, 1, 100))).fetchall()
-    return [SearchHit(r["path"], r["title"], r["revision_id"], round(-r["rank"], 3), r["snippet"]) for r in rows]
+    with read_snapshot(db):
+        ranked = _best_pages(db, wiki_id, match, _clamp(limit, 1, 100))
+        # snippet() tokenizes and scores the whole text, so only the pages shown get one: computed
+        # in the ranking query, it ran for every match before ORDER BY ... LIMIT kept 20.
+        snippets = dict(db.execute(
+            "SELECT ids.value, snippet(pages_fts, 2, ?, ?, '…', 24) FROM json_each(?) AS ids "
+            "CROSS JOIN pages_fts ON pages_fts.rowid = ids.value WHERE pages_fts MATCH ?",
+            (MARK_START, MARK_END, json.dumps([row["id"] for row, _ in ranked]), match)).fetchall())
+    return [SearchHit(row["path"], row["title"], row["revision_id"], round(-rank, 3), snippets[row["id"]])
+            for row, rank in ranked]
+
+
+def _best_pages(db: sqlite3.Connection, wiki_id: int, match: str, limit: int) -> list[tuple[sqlite3.Row, float]]:
+    """The wiki's `limit` best-ranked live pages with their bm25 ranks (lower is better). The index
+    covers every wiki, so pages are looked up in rank order, a growing batch at a time, until
+    enough belong to this one: a join before the sort would look up every match."""
+    ranked = db.execute("SELECT rowid, bm25(pages_fts, 10.0, 5.0, 1.0) FROM pages_fts WHERE pages_fts MATCH ? "
+                        "ORDER BY 2", (match,))
+    found: list[tuple[sqlite3.Row, float]] = []
+    batch = limit
+    while len(found) < limit:
+        ranks = dict(ranked.fetchmany(batch))
+        if not ranks:
+            break
+        rows = db.execute(f"SELECT id, path, title, revision_id FROM pages WHERE wiki_id = ? AND deleted_at IS NULL "
+                          f"AND id IN ({', '.join('?' * len(ranks))})", (wiki_id, *ranks)).fetchall()
+        found += sorted(((row, ranks[row["id"]]) for row in rows), key=lambda hit: hit[1])
+        batch = min(batch * 2, 500)  # SQLite before 3.32 allows at most 999 bound values
+    return found[:limit]
 
 
 def page_links(db: sqlite3.Connection, wiki_id: int, path: str) -> PageLinks:

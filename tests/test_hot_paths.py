@@ -100,3 +100,22 @@ def test_read_page_with_links_is_read_page_plus_page_links_in_one_statement(db):
     assert no_links is None and section == rw.read_page(db, wiki, "Arm", section="Wiring")
     with pytest.raises(rw.NotFound):
         rw.read_page_with_links(db, wiki, "Nowhere")
+
+
+# --- search: rank first, look up and snippet only the best ------------------------------------------
+
+def test_search_finds_this_wikis_best_pages_when_another_wiki_ranks_higher(db):
+    quotas = rw.Quotas(pages_per_wiki=1000, bytes_per_wiki=50 * 1024 * 1024, wikis_per_user=3)
+    mine = rw.create_wiki(db, "mine", ALICE, "Mine", public_url="https://wiki.example.org", quotas=quotas)["id"]
+    other = rw.create_wiki(db, "other", ALICE, "Other", public_url="https://wiki.example.org", quotas=quotas)["id"]
+    author = rw.Author(ALICE, "web")
+    for n in range(150):  # many better matches elsewhere: several lookup batches before ours appear
+        rw.write_page(db, other, f"Servo {n}", "servo servo servo servo\n", author=author, quotas=quotas)
+    rw.write_page(db, mine, "Notes/Weak", "A long page that mentions a servo once among many other words.\n",
+                  author=author, quotas=quotas)
+    rw.write_page(db, mine, "Servo", "servo wiring\n", author=author, quotas=quotas)
+    rw.write_page(db, mine, "Unrelated", "nothing here\n", author=author, quotas=quotas)
+    hits = rw.search_pages(db, mine, "servo", limit=5)
+    assert [hit.path for hit in hits] == ["Servo", "Notes/Weak"]
+    assert all(rw.MARK_START + "servo" + rw.MARK_END in hit.snippet.casefold() for hit in hits)
+    assert len(rw.search_pages(db, other, "servo", limit=100)) == 100
