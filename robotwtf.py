@@ -540,6 +540,60 @@ CREATE INDEX personal_tokens_wiki ON personal_tokens(wiki_id);
     (5, """
 CREATE INDEX pages_live_size ON pages(wiki_id, size) WHERE deleted_at IS NULL;
 """),
+    # 6: counters the quota check reads instead of summing the wiki's pages on every write
+    # (migration 5's index still grew with the wiki: 0.45 ms of each write at 1,000 pages).
+    (6, """
+DROP INDEX pages_live_size;
+-- Live pages and their bytes (content, plus the attachments of live pages) per wiki, kept by
+-- triggers inside every writing transaction, so a quota check reads one row however big the wiki.
+-- A hard-deleted page's files are counted out BEFORE the delete: its cascade removes them after
+-- the page row is gone, when their own trigger can no longer tell that the page was live.
+CREATE TABLE wiki_totals (
+    wiki_id INTEGER PRIMARY KEY REFERENCES wikis(id) ON DELETE CASCADE,
+    pages   INTEGER NOT NULL DEFAULT 0,
+    bytes   INTEGER NOT NULL DEFAULT 0
+);
+CREATE TRIGGER wiki_totals_new_wiki AFTER INSERT ON wikis BEGIN
+    INSERT INTO wiki_totals (wiki_id) VALUES (new.id);
+END;
+CREATE TRIGGER wiki_totals_page_insert AFTER INSERT ON pages WHEN new.deleted_at IS NULL BEGIN
+    UPDATE wiki_totals SET pages = pages + 1, bytes = bytes + new.size WHERE wiki_id = new.wiki_id;
+END;
+CREATE TRIGGER wiki_totals_page_delete BEFORE DELETE ON pages WHEN old.deleted_at IS NULL BEGIN
+    UPDATE wiki_totals SET pages = pages - 1,
+        bytes = bytes - old.size - (SELECT coalesce(sum(size), 0) FROM attachments WHERE page_id = old.id)
+    WHERE wiki_id = old.wiki_id;
+END;
+CREATE TRIGGER wiki_totals_page_update AFTER UPDATE OF size, deleted_at ON pages BEGIN
+    UPDATE wiki_totals SET pages = pages + (new.deleted_at IS NULL) - (old.deleted_at IS NULL),
+        bytes = bytes + CASE WHEN new.deleted_at IS NULL THEN new.size ELSE 0 END
+            - CASE WHEN old.deleted_at IS NULL THEN old.size ELSE 0 END
+            + ((new.deleted_at IS NULL) - (old.deleted_at IS NULL))
+              * (SELECT coalesce(sum(size), 0) FROM attachments WHERE page_id = new.id)
+    WHERE wiki_id = new.wiki_id;
+END;
+CREATE TRIGGER wiki_totals_attachment_insert AFTER INSERT ON attachments BEGIN
+    UPDATE wiki_totals SET bytes = bytes + new.size
+    WHERE wiki_id = (SELECT wiki_id FROM pages WHERE id = new.page_id AND deleted_at IS NULL);
+END;
+CREATE TRIGGER wiki_totals_attachment_delete AFTER DELETE ON attachments BEGIN
+    UPDATE wiki_totals SET bytes = bytes - old.size
+    WHERE wiki_id = (SELECT wiki_id FROM pages WHERE id = old.page_id AND deleted_at IS NULL);
+END;
+CREATE TRIGGER wiki_totals_attachment_update AFTER UPDATE OF size, page_id ON attachments BEGIN
+    UPDATE wiki_totals SET bytes = bytes - old.size
+    WHERE wiki_id = (SELECT wiki_id FROM pages WHERE id = old.page_id AND deleted_at IS NULL);
+    UPDATE wiki_totals SET bytes = bytes + new.size
+    WHERE wiki_id = (SELECT wiki_id FROM pages WHERE id = new.page_id AND deleted_at IS NULL);
+END;
+INSERT INTO wiki_totals (wiki_id, pages, bytes)
+SELECT w.id,
+    (SELECT count(*) FROM pages WHERE wiki_id = w.id AND deleted_at IS NULL),
+    (SELECT coalesce(sum(size), 0) FROM pages WHERE wiki_id = w.id AND deleted_at IS NULL)
+    + (SELECT coalesce(sum(a.size), 0) FROM attachments a JOIN pages p ON p.id = a.page_id
+       WHERE p.wiki_id = w.id AND p.deleted_at IS NULL)
+FROM wikis w;
+"""),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1
 
@@ -1936,13 +1990,9 @@ def _check_base(db: sqlite3.Connection, row: sqlite3.Row, base_revision: str) ->
 
 def wiki_usage(db: sqlite3.Connection, wiki_id: int) -> Usage:
     """Live pages and the bytes they and their attachments take (history is not counted, so
-    deleting pages or attachments always frees room)."""
-    pages, content = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM pages "
-                                "WHERE wiki_id = ? AND deleted_at IS NULL", (wiki_id,)).fetchone()
-    files = db.execute("SELECT coalesce(sum(attachments.size), 0) FROM attachments JOIN pages "
-                       "ON pages.id = attachments.page_id WHERE pages.wiki_id = ? AND pages.deleted_at IS NULL",
-                       (wiki_id,)).fetchone()[0]
-    return Usage(pages, content + files)
+    deleting pages or attachments always frees room), as the wiki_totals triggers keep them."""
+    row = db.execute("SELECT pages, bytes FROM wiki_totals WHERE wiki_id = ?", (wiki_id,)).fetchone()
+    return Usage(row["pages"], row["bytes"]) if row else Usage(0, 0)
 
 
 def _check_new_page_quotas(db: sqlite3.Connection, wiki_id: int, quotas: Quotas, growth: int) -> None:
@@ -2479,8 +2529,12 @@ def put_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename: st
         row = _page_row(db, wiki_id, path)
         existing = _attachment_row(db, row["id"], name)
         _check_bytes_quota(db, wiki_id, quotas, len(data) - (existing["size"] if existing else 0))
-        db.execute("INSERT OR REPLACE INTO attachments (page_id, filename_key, filename, content_type, size, data, "
-                   "author_did, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        # An upsert, not INSERT OR REPLACE: REPLACE's implicit delete fires no trigger, and
+        # wiki_totals would count the old file's bytes forever.
+        db.execute("INSERT INTO attachments (page_id, filename_key, filename, content_type, size, data, author_did, "
+                   "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (page_id, filename_key) DO UPDATE SET "
+                   "filename = excluded.filename, content_type = excluded.content_type, size = excluded.size, "
+                   "data = excluded.data, author_did = excluded.author_did, updated_at = excluded.updated_at",
                    (row["id"], name.casefold(), name, content_type, len(data), bytes(data), author.did, now()))
         _record(db, wiki_id, row["id"], "attachment", row["path"], row["content"], author,
                 _message(message, f"Attach {name} to {row['path']} ({len(data)} bytes)"), attachment=name)

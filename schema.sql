@@ -92,7 +92,6 @@ CREATE TABLE pages (
 );
 CREATE UNIQUE INDEX pages_live_path ON pages(wiki_id, path_key) WHERE deleted_at IS NULL;
 CREATE INDEX pages_wiki_updated ON pages(wiki_id, updated_at);
-CREATE INDEX pages_live_size ON pages(wiki_id, size) WHERE deleted_at IS NULL;
 
 -- Every change to a page, with the page's full content after it. seq orders them; id is the
 -- opaque id people and agents quote (any unique prefix of 7+ characters finds it).
@@ -137,6 +136,49 @@ CREATE TABLE attachments (
     updated_at   INTEGER NOT NULL,
     PRIMARY KEY (page_id, filename_key)
 );
+
+-- Live pages and their bytes (content, plus the attachments of live pages) per wiki, kept by
+-- triggers inside every writing transaction, so a quota check reads one row however big the wiki.
+-- A hard-deleted page's files are counted out BEFORE the delete: its cascade removes them after
+-- the page row is gone, when their own trigger can no longer tell that the page was live.
+CREATE TABLE wiki_totals (
+    wiki_id INTEGER PRIMARY KEY REFERENCES wikis(id) ON DELETE CASCADE,
+    pages   INTEGER NOT NULL DEFAULT 0,
+    bytes   INTEGER NOT NULL DEFAULT 0
+);
+CREATE TRIGGER wiki_totals_new_wiki AFTER INSERT ON wikis BEGIN
+    INSERT INTO wiki_totals (wiki_id) VALUES (new.id);
+END;
+CREATE TRIGGER wiki_totals_page_insert AFTER INSERT ON pages WHEN new.deleted_at IS NULL BEGIN
+    UPDATE wiki_totals SET pages = pages + 1, bytes = bytes + new.size WHERE wiki_id = new.wiki_id;
+END;
+CREATE TRIGGER wiki_totals_page_delete BEFORE DELETE ON pages WHEN old.deleted_at IS NULL BEGIN
+    UPDATE wiki_totals SET pages = pages - 1,
+        bytes = bytes - old.size - (SELECT coalesce(sum(size), 0) FROM attachments WHERE page_id = old.id)
+    WHERE wiki_id = old.wiki_id;
+END;
+CREATE TRIGGER wiki_totals_page_update AFTER UPDATE OF size, deleted_at ON pages BEGIN
+    UPDATE wiki_totals SET pages = pages + (new.deleted_at IS NULL) - (old.deleted_at IS NULL),
+        bytes = bytes + CASE WHEN new.deleted_at IS NULL THEN new.size ELSE 0 END
+            - CASE WHEN old.deleted_at IS NULL THEN old.size ELSE 0 END
+            + ((new.deleted_at IS NULL) - (old.deleted_at IS NULL))
+              * (SELECT coalesce(sum(size), 0) FROM attachments WHERE page_id = new.id)
+    WHERE wiki_id = new.wiki_id;
+END;
+CREATE TRIGGER wiki_totals_attachment_insert AFTER INSERT ON attachments BEGIN
+    UPDATE wiki_totals SET bytes = bytes + new.size
+    WHERE wiki_id = (SELECT wiki_id FROM pages WHERE id = new.page_id AND deleted_at IS NULL);
+END;
+CREATE TRIGGER wiki_totals_attachment_delete AFTER DELETE ON attachments BEGIN
+    UPDATE wiki_totals SET bytes = bytes - old.size
+    WHERE wiki_id = (SELECT wiki_id FROM pages WHERE id = old.page_id AND deleted_at IS NULL);
+END;
+CREATE TRIGGER wiki_totals_attachment_update AFTER UPDATE OF size, page_id ON attachments BEGIN
+    UPDATE wiki_totals SET bytes = bytes - old.size
+    WHERE wiki_id = (SELECT wiki_id FROM pages WHERE id = old.page_id AND deleted_at IS NULL);
+    UPDATE wiki_totals SET bytes = bytes + new.size
+    WHERE wiki_id = (SELECT wiki_id FROM pages WHERE id = new.page_id AND deleted_at IS NULL);
+END;
 
 -- Full-text index of live pages, with the live_pages view as its external content (so snippets
 -- read the text from pages, and FTS5's integrity check holds); the triggers keep it in step
