@@ -877,11 +877,50 @@ class Instance:
         return AtprotoClient(self.cfg, self.keys)
 
     def db(self) -> sqlite3.Connection:
-        """This thread's connection; waitress runs each request on one worker thread."""
+        """This thread's connection; waitress runs each request on one worker thread. Requests
+        never checkpoint: the server's Checkpointer does."""
         db = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = db_connect(self.cfg.db_path)
+            db.execute("PRAGMA wal_autocheckpoint = 0")
         return db
+
+
+class Checkpointer:
+    """Copies the WAL back into the database from a thread of its own, every few tenths of a
+    second. SQLite's automatic checkpoint runs inside the COMMIT of whichever write crosses 1,000
+    WAL pages: a copy and an fsync in one request's time while it holds the write lock, which
+    was ~40 % of make bench's write_note time. PASSIVE never waits for readers or writers."""
+
+    INTERVAL_SECONDS = 0.1
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        db = db_connect(self.path)
+        try:
+            while not self._stop.wait(self.INTERVAL_SECONDS):
+                self._checkpoint(db)
+            self._checkpoint(db)
+        finally:
+            db.close()
+
+    @staticmethod
+    def _checkpoint(db: sqlite3.Connection) -> None:
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as e:
+            log.warning("WAL checkpoint failed (will retry): %s", e)
 
 
 def instance() -> Instance:
@@ -1331,6 +1370,8 @@ def revoke_personal_token(db: sqlite3.Connection, token_id: int, did: str) -> bo
 
 MAX_PAGE_BYTES = 1_000_000
 MAX_PATH_BYTES = 255
+CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")  # exactly Unicode category Cc
+LINK_SYNTAX_RE = re.compile(r"[\[\]|#\\]")
 MAX_ATTACHMENT_BYTES = 10 * 1024 * 1024
 MAX_FILENAME_BYTES = 200
 MAX_MESSAGE_CHARS = 2000
@@ -1405,7 +1446,7 @@ def validate_page_path(path: str) -> str:
         raise BadInput("A page path is required.")
     if "\x00" in path:
         raise BadInput("A page path may not contain NUL characters.")
-    if any(unicodedata.category(c) == "Cc" for c in path):
+    if CONTROL_RE.search(path):
         raise BadInput("A page path may not contain control characters (newlines, tabs and the like).")
     if BIDI_CONTROLS.intersection(path):
         raise BadInput("A page path may not contain bidirectional override characters "
@@ -1414,7 +1455,7 @@ def validate_page_path(path: str) -> str:
     if size > MAX_PATH_BYTES:
         raise BadInput(f"A page path is at most {MAX_PATH_BYTES} bytes of UTF-8; this one is {size}. "
                        "Choose a shorter path.")
-    if any(c in "[]|#\\" for c in path):
+    if LINK_SYNTAX_RE.search(path):
         raise BadInput("A page path may not contain [ ] | # or \\ (they would break WikiLinks and URLs).")
     segments = path.split("/")
     if "" in segments:
@@ -4251,11 +4292,14 @@ def serve(cfg: Config) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     log.info("robotwtf serving %s on %s:%s (data: %s)", cfg.public_url, cfg.host, server.effective_port, cfg.data)
+    checkpointer = Checkpointer(cfg.db_path)
+    checkpointer.start()
     try:
         server.run()
     finally:
         log.info("stopping")
         server.close()
+        checkpointer.stop()
     return 0
 
 

@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 import signal
+import time
 
 import pytest
 import requests
@@ -111,6 +112,43 @@ def crash_rounds(data, rounds: int, clients: int = 8, seed: int = 7, cli_check: 
 def test_kill_9_under_write_load_loses_no_acknowledged_write(tmp_path):
     numbers = crash_rounds(tmp_path / "data", rounds=3)
     report("crash", **numbers)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+def test_the_server_checkpoints_the_wal_in_the_background(tmp_path):
+    """Requests never checkpoint (a copy and an fsync inside one write's time); the server's own
+    thread copies a few small writes, far below SQLite's 1,000-page automatic checkpoint, into
+    the database file within moments."""
+    srv = start_server(tmp_path / "data")
+    try:
+        site = load_kit.prepare_site(srv.data, "wal", (), 1)
+        main_file = srv.data / "robotwtf.db"
+        wait_until(lambda: wal_frames_waiting(srv.data) == 0, "the setup's writes were not checkpointed")
+        before = main_file.stat().st_size
+        endpoint = Endpoint(f"{srv.url}/w/wal/mcp", site.tokens[0])
+        for n in range(5):
+            endpoint.ok("write_note", path=f"Notes/{n}", content=f"note {n} " + "x" * 3000)
+        wait_until(lambda: main_file.stat().st_size > before, "the WAL was not copied into the database")
+        assert wal_frames_waiting(srv.data) == 0
+    finally:
+        srv.stop()
+
+
+def wait_until(condition, failure: str, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.02)
+
+
+def wal_frames_waiting(data) -> int:
+    """Frames in the WAL that the database file lacks, read from the WAL index (-shm) header
+    without opening a connection (which could checkpoint when it closes)."""
+    header = (data / "robotwtf.db-shm").read_bytes()[:136]
+    max_frame = int.from_bytes(header[16:20], "little")
+    backfilled = int.from_bytes(header[96:100], "little")
+    return max_frame - backfilled
 
 
 # --- backup while writing -------------------------------------------------------------------------
