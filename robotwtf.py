@@ -608,16 +608,23 @@ def db_connect(path: Path) -> sqlite3.Connection:
     return db
 
 
+# Writers of this process queue here before SQLite's write lock. Waiting inside SQLite means its
+# busy handler, which sleeps in growing steps (up to 100 ms) and polls: after every commit the
+# database sat idle until some sleeper woke (make bench: 4 writers got 215 writes/s).
+_WRITER = threading.RLock()
+
+
 @contextlib.contextmanager
 def transaction(db: sqlite3.Connection):
     """BEGIN IMMEDIATE takes the write lock up front, so a read-then-write cannot be overtaken."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        yield db
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
+    with _WRITER:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
 
 
 @contextlib.contextmanager
@@ -1557,10 +1564,12 @@ def parse_time(value: int | str | None) -> int | None:
 FRONT_MATTER_RE = re.compile(r"---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
 FRONT_MATTER_LINE_RE = re.compile(r"([A-Za-z_][\w-]*)[ \t]*:[ \t]*(.*)")
 FENCE_RE = re.compile(r" {0,3}(`{3,}|~{3,})")
+FENCE_LINE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$", re.MULTILINE)  # FENCE_RE over a whole text
 HEADING_RE = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))??(?:[ \t]+#+)?[ \t]*")
 WIKILINK_RE = re.compile(r"\[\[([^\[\]|\n]+?)(?:\|([^\[\]\n]*))?\]\]")
 # An inline code span: matching backtick runs, not across a blank line (CommonMark §6.1).
 INLINE_CODE_RE = re.compile(r"(?<!`)(`+)(?!`)(?:(?!\n[ \t]*\n)[\s\S])+?(?<!`)\1(?!`)")
+BACKTICK_RUN_RE = re.compile("`+")
 
 
 def _lines(text: str) -> list[str]:
@@ -1708,23 +1717,33 @@ def wikilinks(content: str) -> list[WikiLink]:
 def _code_ranges(content: str) -> list[tuple[int, int]]:
     """Character ranges of fenced code blocks and inline code spans, in order."""
     ranges = []
-    offset, fence, fence_start = 0, None, 0
-    for line in _lines(content):
-        opener = FENCE_RE.match(line.rstrip("\n"))
-        if fence is None and opener:
-            fence, fence_start = opener.group(1), offset
-        elif fence and opener and opener.group(1)[0] == fence[0] and len(opener.group(1)) >= len(fence) \
-                and not line[opener.end():].strip():
-            ranges.append((fence_start, offset + len(line)))
+    fence, fence_start = None, 0
+    for line in FENCE_LINE_RE.finditer(content):
+        if fence is None:
+            fence, fence_start = line.group(1), line.start()
+        elif line.group(1)[0] == fence[0] and len(line.group(1)) >= len(fence) and not line.group(2).strip():
+            ranges.append((fence_start, min(line.end() + 1, len(content))))
             fence = None
-        offset += len(line)
     if fence:
-        ranges.append((fence_start, offset))
+        ranges.append((fence_start, len(content)))
     fences = list(ranges)
-    for match in INLINE_CODE_RE.finditer(content):
+    for match in _inline_code_spans(content):
         if not any(start <= match.start() < end for start, end in fences):
             ranges.append(match.span())
     return sorted(ranges)
+
+
+def _inline_code_spans(content: str):
+    """INLINE_CODE_RE.finditer(content), tried only where a run of backticks starts: a span can
+    start nowhere else, and the pattern's leading lookbehind keeps `re` from skipping ahead by
+    itself (it tried every character: ~0.2 ms of every 5 KB write)."""
+    resume = 0
+    for run in BACKTICK_RUN_RE.finditer(content):
+        if run.start() >= resume:
+            match = INLINE_CODE_RE.match(content, run.start())
+            if match:
+                resume = match.end()
+                yield match
 
 
 def _rewrite_links(content: str, old_key: str, new_path: str) -> str:
