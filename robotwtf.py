@@ -885,11 +885,15 @@ class Instance:
 
     def db(self) -> sqlite3.Connection:
         """This thread's connection; waitress runs each request on one worker thread. Requests
-        never checkpoint: the server's Checkpointer does."""
+        never checkpoint: the server's Checkpointer does. Each worker keeps its own page cache
+        of mostly the same pages (the OS caches the file for all of them): 512 KiB each instead
+        of SQLite's 2 MiB took 11 MiB off the server's memory after make bench's load, with no
+        measurable change to reads or searches."""
         db = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = db_connect(self.cfg.db_path)
             db.execute("PRAGMA wal_autocheckpoint = 0")
+            db.execute("PRAGMA cache_size = -512")
         return db
 
 
