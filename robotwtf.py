@@ -1632,6 +1632,21 @@ def _page_fields(content: str) -> dict:
 
 
 @dataclasses.dataclass(frozen=True)
+class PageText:
+    """Content with what is stored beside it: the listing fields and the WikiLink targets
+    ({path_key: target as first written}). Parsing takes a while for a long page, so a write
+    whose content is known up front parses it before taking the write lock."""
+    content: str
+    fields: dict
+    links: dict[str, str]
+
+
+def page_text(content: str) -> PageText:
+    return PageText(content, _page_fields(content),
+                    {path_key(link.target): link.target for link in reversed(wikilinks(content))})
+
+
+@dataclasses.dataclass(frozen=True)
 class Heading:
     level: int
     title: str
@@ -2091,13 +2106,13 @@ def _new_revision_id(db: sqlite3.Connection) -> str:
             return candidate
 
 
-def _record(db: sqlite3.Connection, wiki_id: int, page_id: int | None, kind: str, path: str, content: str,
+def _record(db: sqlite3.Connection, wiki_id: int, page_id: int | None, kind: str, path: str, text: PageText,
             author: Author, message: str, old_path: str | None = None, attachment: str | None = None,
             deleted_at: int | None = None) -> int:
     """Write a page's new state and its revision, and refresh its links; returns the page id.
     Called inside a transaction; the FTS triggers follow the pages row."""
-    revision_id, t = _new_revision_id(db), now()
-    fields = dict(_page_fields(content), path=path, path_key=path_key(path), revision_id=revision_id,
+    revision_id, t, content = _new_revision_id(db), now(), text.content
+    fields = dict(text.fields, path=path, path_key=path_key(path), revision_id=revision_id,
                   content=content, updated_at=t, deleted_at=deleted_at)
     if page_id is None:
         fields.update(wiki_id=wiki_id, created_at=t)
@@ -2110,13 +2125,12 @@ def _record(db: sqlite3.Connection, wiki_id: int, page_id: int | None, kind: str
                "via, message, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                (revision_id, wiki_id, page_id, kind, path, old_path, attachment, content, author.did, author.via,
                 message, t))
-    _store_links(db, wiki_id, page_id, content if deleted_at is None else "")
+    _store_links(db, wiki_id, page_id, text.links if deleted_at is None else {})
     return page_id
 
 
-def _store_links(db: sqlite3.Connection, wiki_id: int, page_id: int, content: str) -> None:
+def _store_links(db: sqlite3.Connection, wiki_id: int, page_id: int, targets: dict[str, str]) -> None:
     db.execute("DELETE FROM links WHERE page_id = ?", (page_id,))
-    targets = {path_key(link.target): link.target for link in reversed(wikilinks(content))}
     db.executemany("INSERT INTO links (page_id, wiki_id, target_key, target) VALUES (?, ?, ?, ?)",
                    [(page_id, wiki_id, key, target) for key, target in targets.items()])
 
@@ -2246,18 +2260,6 @@ def page_links(db: sqlite3.Connection, wiki_id: int, path: str) -> PageLinks:
     return _page_with_links(db, wiki_id, path)[1]
 
 
-def _page_links(db: sqlite3.Connection, wiki_id: int, row: sqlite3.Row) -> PageLinks:
-    links_to = tuple(LinkTarget(r["path"] or r["target"], r["path"] is not None) for r in db.execute(
-        "SELECT links.target, pages.path FROM links LEFT JOIN pages ON pages.wiki_id = links.wiki_id "
-        "AND pages.path_key = links.target_key AND pages.deleted_at IS NULL WHERE links.page_id = ? "
-        "ORDER BY links.target_key", (row["id"],)))
-    linked_from = tuple(r[0] for r in db.execute(
-        "SELECT pages.path FROM links JOIN pages ON pages.id = links.page_id WHERE links.wiki_id = ? "
-        "AND links.target_key = ? AND links.page_id != ? ORDER BY pages.path_key",
-        (wiki_id, row["path_key"], row["id"])))
-    return PageLinks(row["path"], links_to, linked_from, row["revision_id"])
-
-
 def existing_pages(db: sqlite3.Connection, wiki_id: int, targets) -> dict[str, str]:
     """{path_key(target): the live page's path} for those of `targets` (paths, e.g. WikiLink
     targets of a preview or an old revision) that are live pages; missing ones are left out."""
@@ -2332,28 +2334,28 @@ def write_page(db: sqlite3.Connection, wiki_id: int, path: str, content: str, ba
                author: Author, quotas: Quotas, message: str = "") -> Change:
     """Create a page (no base_revision; Conflict if it exists) or replace its content (base_revision
     must be its current revision, else Conflict). Writing identical content changes nothing."""
-    path, content = validate_page_path(path), validate_content(content)
+    path, text = validate_page_path(path), page_text(validate_content(content))
     with transaction(db):
         row = _live_row(db, wiki_id, path)
         if not base_revision:
             if row is not None:
                 raise Conflict(f"Page '{row['path']}' already exists (revision {row['revision_id']}). Read it "
                                "and pass its revision to replace it, or choose another path.")
-            _check_new_page_quotas(db, wiki_id, quotas, len(content.encode()))
-            page_id = _record(db, wiki_id, None, "create", path, content, author, _message(message, f"Create {path}"))
+            _check_new_page_quotas(db, wiki_id, quotas, text.fields["size"])
+            page_id = _record(db, wiki_id, None, "create", path, text, author, _message(message, f"Create {path}"))
             return Change(_page_by_id(db, page_id), "create")
         if row is None:
             raise NotFound(f"Page not found: '{path}'. To create it, write it without a revision.")
         _check_base(db, row, base_revision)
-        return _update(db, wiki_id, row, content, author, quotas, _message(message, f"Update {row['path']}"))
+        return _update(db, wiki_id, row, text, author, quotas, _message(message, f"Update {row['path']}"))
 
 
-def _update(db: sqlite3.Connection, wiki_id: int, row: sqlite3.Row, content: str, author: Author,
+def _update(db: sqlite3.Connection, wiki_id: int, row: sqlite3.Row, text: PageText, author: Author,
             quotas: Quotas, message: str) -> Change:
-    if content == row["content"]:
+    if text.content == row["content"]:
         return Change(_page(row), "none")
-    _check_bytes_quota(db, wiki_id, quotas, len(content.encode()) - row["size"])
-    _record(db, wiki_id, row["id"], "update", row["path"], content, author, message)
+    _check_bytes_quota(db, wiki_id, quotas, text.fields["size"] - row["size"])
+    _record(db, wiki_id, row["id"], "update", row["path"], text, author, message)
     return Change(_page_by_id(db, row["id"]), "update")
 
 
@@ -2377,7 +2379,7 @@ def edit_page(db: sqlite3.Connection, wiki_id: int, path: str, base_revision: st
             raise BadInput(f"old_string occurs {count} times in '{row['path']}'; include more of the surrounding "
                            "text so it matches exactly once.")
         content = validate_content(row["content"].replace(old_string, new_string, 1))
-        return _update(db, wiki_id, row, content, author, quotas, _message(message, f"Edit {row['path']}"))
+        return _update(db, wiki_id, row, page_text(content), author, quotas, _message(message, f"Edit {row['path']}"))
 
 
 def rename_page(db: sqlite3.Connection, wiki_id: int, path: str, new_path: str, *, author: Author,
@@ -2410,12 +2412,12 @@ def rename_page(db: sqlite3.Connection, wiki_id: int, path: str, new_path: str, 
         return Change(_page_by_id(db, row["id"]), "rename", tuple(rewritten))
 
 
-def _rewritten(row: sqlite3.Row, old_key: str, new_path: str) -> str:
+def _rewritten(row: sqlite3.Row, old_key: str, new_path: str) -> PageText:
     content = _rewrite_links(row["content"], old_key, new_path)
     if len(content.encode()) > MAX_PAGE_BYTES:
         raise TooLarge(f"Rewriting the links in '{row['path']}' would take it over {MAX_PAGE_BYTES} bytes; "
                        "shorten that page or choose a shorter new path.")
-    return content
+    return page_text(content)
 
 
 def delete_page(db: sqlite3.Connection, wiki_id: int, path: str, *, author: Author, message: str = "",
@@ -2426,7 +2428,7 @@ def delete_page(db: sqlite3.Connection, wiki_id: int, path: str, *, author: Auth
         row = _page_row(db, wiki_id, path)
         if base_revision:
             _check_base(db, row, base_revision)
-        _record(db, wiki_id, row["id"], "delete", row["path"], row["content"], author,
+        _record(db, wiki_id, row["id"], "delete", row["path"], page_text(row["content"]), author,
                 _message(message, f"Delete {row['path']}"), deleted_at=now())
         return Change(_page_by_id(db, row["id"]), "delete")
 
@@ -2457,7 +2459,7 @@ def restore_revision(db: sqlite3.Connection, wiki_id: int, revision: str, *, aut
             files = db.execute("SELECT coalesce(sum(size), 0) FROM attachments WHERE page_id = ?",
                                (row["id"],)).fetchone()[0]
             _check_new_page_quotas(db, wiki_id, quotas, len(old["content"].encode()) + files)
-        _record(db, wiki_id, row["id"], "restore", target, old["content"], author,
+        _record(db, wiki_id, row["id"], "restore", target, page_text(old["content"]), author,
                 _message(message, f"Restore {target} to revision {old['id']}"),
                 old_path=row["path"] if target != row["path"] else None)
         return Change(_page_by_id(db, row["id"]), "restore")
@@ -2600,7 +2602,7 @@ def put_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename: st
                    "filename = excluded.filename, content_type = excluded.content_type, size = excluded.size, "
                    "data = excluded.data, author_did = excluded.author_did, updated_at = excluded.updated_at",
                    (row["id"], name.casefold(), name, content_type, len(data), bytes(data), author.did, now()))
-        _record(db, wiki_id, row["id"], "attachment", row["path"], row["content"], author,
+        _record(db, wiki_id, row["id"], "attachment", row["path"], page_text(row["content"]), author,
                 _message(message, f"Attach {name} to {row['path']} ({len(data)} bytes)"), attachment=name)
         stored = _attachment(_attachment_row(db, row["id"], name))
         return Change(_page_by_id(db, row["id"]), "attachment", attachment=stored)
@@ -2616,7 +2618,7 @@ def delete_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename:
             raise NotFound(f"Page '{row['path']}' has no attachment '{_shown(filename)}'. List its attachments to see "
                            "the names.")
         db.execute("DELETE FROM attachments WHERE page_id = ? AND filename_key = ?", (row["id"], found["filename_key"]))
-        _record(db, wiki_id, row["id"], "attachment", row["path"], row["content"], author,
+        _record(db, wiki_id, row["id"], "attachment", row["path"], page_text(row["content"]), author,
                 _message(message, f"Delete attachment {found['filename']} from {row['path']}"),
                 attachment=found["filename"])
         return Change(_page_by_id(db, row["id"]), "attachment", attachment=_attachment(found))
@@ -2646,7 +2648,7 @@ def create_wiki(db: sqlite3.Connection, slug: str, owner_did: str, title: str = 
         db.execute("INSERT INTO members (wiki_id, user_did, role, added_at) VALUES (?, ?, 'owner', ?)",
                    (wiki_id, owner_did, t))
         for path, content in default_pages(slug, title, description, public_url):
-            _record(db, wiki_id, None, "create", path, content, author, f"Create {path}")
+            _record(db, wiki_id, None, "create", path, page_text(content), author, f"Create {path}")
     return get_wiki(db, slug)
 
 
@@ -2946,7 +2948,7 @@ def import_pages(db: sqlite3.Connection, wiki_id: int, data: bytes, *, author: A
             except RobotError as e:
                 skipped.append((entry.filename, e.message))
                 continue
-            _record(db, wiki_id, None, "create", path, content, author, f"Import {path}")
+            _record(db, wiki_id, None, "create", path, page_text(content), author, f"Import {path}")
             created.append(path)
     return ImportReport(tuple(created), tuple(skipped))
 
