@@ -2239,18 +2239,18 @@ def _best_pages(db: sqlite3.Connection, wiki_id: int, match: str, limit: int) ->
     """The wiki's `limit` best-ranked live pages with their bm25 ranks (lower is better). The index
     covers every wiki, so pages are looked up in rank order, a growing batch at a time, until
     enough belong to this one: a join before the sort would look up every match."""
-    ranked = db.execute("SELECT rowid, bm25(pages_fts, 10.0, 5.0, 1.0) FROM pages_fts WHERE pages_fts MATCH ? "
-                        "ORDER BY 2", (match,))
     found: list[tuple[sqlite3.Row, float]] = []
     batch = limit
-    while len(found) < limit:
-        ranks = dict(ranked.fetchmany(batch))
-        if not ranks:
-            break
-        rows = db.execute(f"SELECT id, path, title, revision_id FROM pages WHERE wiki_id = ? AND deleted_at IS NULL "
-                          f"AND id IN ({', '.join('?' * len(ranks))})", (wiki_id, *ranks)).fetchall()
-        found += sorted(((row, ranks[row["id"]]) for row in rows), key=lambda hit: hit[1])
-        batch = min(batch * 2, 500)  # SQLite before 3.32 allows at most 999 bound values
+    with contextlib.closing(db.execute("SELECT rowid, bm25(pages_fts, 10.0, 5.0, 1.0) FROM pages_fts "
+                                       "WHERE pages_fts MATCH ? ORDER BY 2", (match,))) as ranked:
+        while len(found) < limit:
+            ranks = dict(ranked.fetchmany(batch))
+            if not ranks:
+                break
+            rows = db.execute(f"SELECT id, path, title, revision_id FROM pages WHERE wiki_id = ? AND deleted_at "
+                              f"IS NULL AND id IN ({', '.join('?' * len(ranks))})", (wiki_id, *ranks)).fetchall()
+            found += sorted(((row, ranks[row["id"]]) for row in rows), key=lambda hit: hit[1])
+            batch = min(batch * 2, 500)  # SQLite before 3.32 allows at most 999 bound values
     return found[:limit]
 
 
