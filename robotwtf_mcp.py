@@ -623,9 +623,9 @@ def _tools_call(exchange: Exchange, params: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(arguments, dict):
         raise ProtocolError(INVALID_PARAMS, "tools/call params.arguments must be an object")
     if not tool.accepts(arguments):
-        problems = _problems(arguments, tool.input_schema, "")
+        found = problems(arguments, tool.input_schema)
         # server/tools "Error Handling": input validation errors are tool execution errors.
-        sentence = f"Invalid arguments for {name}: {'; '.join(problems)}."
+        sentence = f"Invalid arguments for {name}: {'; '.join(found)}."
         return _call_result(exchange, ToolResult(sentence, is_error=True))
     call = ToolCall(arguments, exchange.context, exchange.client_info, exchange.version)
     try:
@@ -667,7 +667,7 @@ MODERN_METHODS: dict[str, Callable[[Exchange, dict[str, Any]], dict[str, Any]]] 
 # --- JSON Schema subset -------------------------------------------------------------------------
 
 # The keywords robotwtf's tool schemas use. check_schema refuses any other, so a schema can never
-# silently claim a constraint that validate() does not enforce.
+# silently claim a constraint that problems() does not enforce.
 SCHEMA_KEYWORDS = frozenset(
     {
         "type", "properties", "required", "additionalProperties", "items", "enum",
@@ -705,13 +705,8 @@ def check_schema(schema: Any, where: str = "schema") -> None:
         raise ValueError(f"{where}.additionalProperties must be true or false")
 
 
-def validate(value: Any, schema: dict[str, Any], where: str = "") -> list[str]:
-    """Problems with ``value`` against a schema of the supported subset, as sentences for a model."""
-    return [] if compile_schema(schema)(value) else _problems(value, schema, where)
-
-
 def compile_schema(schema: dict[str, Any]) -> Callable[[Any], bool]:
-    """Whether a value satisfies ``schema``: the rules of :func:`_problems` without building any
+    """Whether a value satisfies ``schema``: the rules of :func:`problems` without building any
     sentence, decided once per schema, so a check costs only the tests the schema has. Tools
     compile theirs at import; every tools/call checks its arguments and structured result."""
     allowed, bools = _allowed_types(schema.get("type"))
@@ -796,7 +791,9 @@ def _object_check(schema: dict[str, Any]) -> Callable[[dict[str, Any]], bool] | 
     return check
 
 
-def _problems(value: Any, schema: dict[str, Any], where: str) -> list[str]:
+def problems(value: Any, schema: dict[str, Any], where: str = "") -> list[str]:
+    """What is wrong with ``value`` against a schema of the supported subset, as sentences for a
+    model; [] when nothing is."""
     label = f"'{where}'" if where else "the arguments"
     types = schema.get("type")
     if types is not None:
@@ -817,7 +814,7 @@ def _problems(value: Any, schema: dict[str, Any], where: str) -> list[str]:
         if "maximum" in schema and value > schema["maximum"]:
             return [f"{label} must be at most {schema['maximum']}"]
     if isinstance(value, list) and "items" in schema:
-        return [p for i, item in enumerate(value) for p in _problems(item, schema["items"], f"{where}[{i}]")]
+        return [p for i, item in enumerate(value) for p in problems(item, schema["items"], f"{where}[{i}]")]
     if isinstance(value, dict):
         return _validate_object(value, schema, where)
     return []
@@ -826,13 +823,13 @@ def _problems(value: Any, schema: dict[str, Any], where: str) -> list[str]:
 def _validate_object(value: dict[str, Any], schema: dict[str, Any], where: str) -> list[str]:
     prefix = f"{where}." if where else ""
     properties = schema.get("properties", {})
-    problems = [f"'{prefix}{name}' is required" for name in schema.get("required", []) if name not in value]
+    found = [f"'{prefix}{name}' is required" for name in schema.get("required", []) if name not in value]
     for name, item in value.items():
         if name in properties:
-            problems += _problems(item, properties[name], f"{prefix}{name}")
+            found += problems(item, properties[name], f"{prefix}{name}")
         elif schema.get("additionalProperties", True) is False:
-            problems.append(f"'{prefix}{name}' is not a parameter of this tool")
-    return problems
+            found.append(f"'{prefix}{name}' is not a parameter of this tool")
+    return found
 
 
 # --- the wiki tools (CONTRACT §5: names and parameters are fixed) -------------------------------

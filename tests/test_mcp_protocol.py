@@ -695,7 +695,7 @@ def test_validate_nested_values():
         "type": "object",
         "properties": {"tags": {"type": "array", "items": {"type": "string"}}, "note": {"type": ["string", "null"]}},
     }
-    assert mcp.validate({"tags": ["a", "b"], "note": None}, schema) == []
-    assert mcp.validate({"tags": ["a", 3]}, schema) == ["'tags[1]' must be a string"]
-    assert mcp.validate({"note": 4}, schema) == ["'note' must be a string or a null"]
-    assert mcp.validate([], schema) == ["the arguments must be an object"]
+    assert mcp.problems({"tags": ["a", "b"], "note": None}, schema) == []
+    assert mcp.problems({"tags": ["a", 3]}, schema) == ["'tags[1]' must be a string"]
+    assert mcp.problems({"note": 4}, schema) == ["'note' must be a string or a null"]
+    assert mcp.problems([], schema) == ["the arguments must be an object"]
