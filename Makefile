@@ -62,7 +62,7 @@ run: venv pyz
 # pytest's status is make's status; the screenshots folder is named last either way.
 test: venv pyz
 	@mkdir -p $(SCREENSHOTS)
-	@status=0; $(VPY) -m pytest $(SEPARATE_SUITES) $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(VPY) -m pytest tests $(SEPARATE_SUITES) $(PYTEST_ARGS) || status=$$?; \
 	  echo "screenshots: $(CURDIR)/$(SCREENSHOTS)"; exit $$status
 
 # Official MCP conformance suite + MCP Inspector CLI against a real server (npm needed once).
