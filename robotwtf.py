@@ -18,14 +18,12 @@ import contextlib
 import dataclasses
 import bisect
 import datetime
-import difflib
 import functools
 import hashlib
 import hmac
 import html
 import importlib.resources
 import io
-import ipaddress
 import json
 import logging
 import os
@@ -34,7 +32,6 @@ import secrets
 import signal
 import sqlite3
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -1711,6 +1708,7 @@ def _rewrite_links(content: str, old_key: str, new_path: str) -> str:
 
 def unified_diff(old_text: str, new_text: str, old_label: str, new_label: str) -> str:
     """A unified diff (difflib) of two texts; '' when they are equal."""
+    import difflib  # here, like tarfile below: only some requests and commands need them (~5 ms a start)
     lines = difflib.unified_diff(_lines(old_text), _lines(new_text), old_label, new_label)
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
@@ -2879,6 +2877,7 @@ def backup(cfg: Config, dest: Path) -> None:
             target.close()
             source.close()
         buffer = io.BytesIO()
+        import tarfile
         with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
             for name in (DB_FILE, *KEY_FILES):
                 path = copy if name == DB_FILE else cfg.data / name
@@ -2896,6 +2895,7 @@ def restore(cfg: Config, source: Path) -> None:
     data = cfg.data
     if data.exists() and any(data.iterdir()):
         raise ConfigError(f"The data folder {data} is not empty; restore only into a new or empty folder.")
+    import tarfile
     try:
         with tarfile.open(source, "r:gz") as tar:
             members = {m.name: m for m in tar.getmembers()}

@@ -136,6 +136,23 @@ def test_compiled_dependencies_load_from_the_pyz_alone(version, pyz, pyz_env, sh
 
 
 @pytest.mark.parametrize("version", SUPPORTED)
+def test_later_runs_skip_shivs_bootstrap(version, pyz, pyz_env):
+    """Once shiv has unpacked the pyz, __main__.py imports robotwtf from the unpacked folder
+    itself: shiv's bootstrap (~60 ms a start) runs only to unpack, or for a SHIV_ setting."""
+    command = [python_for(version), "-X", "importtime", str(pyz), "--help"]
+    subprocess.run(command, env=pyz_env, capture_output=True, timeout=120)  # unpacks, if not done yet
+    result = subprocess.run(command, env=pyz_env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "serve" in result.stdout
+    assert not re.search(r"\| _bootstrap$", result.stderr, re.MULTILINE)
+    assert re.search(r"\| robotwtf$", result.stderr, re.MULTILINE)
+    shiv = subprocess.run(command, env=dict(pyz_env, SHIV_FORCE_EXTRACT="1"), capture_output=True, text=True,
+                          timeout=120)
+    assert shiv.returncode == 0 and "serve" in shiv.stdout, shiv.stderr
+    assert re.search(r"\| _bootstrap$", shiv.stderr, re.MULTILINE)
+
+
+@pytest.mark.parametrize("version", SUPPORTED)
 def test_serve_answers_healthz_and_stops_on_sigterm(version, pyz, pyz_env, tmp_path):
     port = free_port()
     data = tmp_path / "data"

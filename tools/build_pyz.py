@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import filecmp
+import hashlib
 import os
 import shutil
 import stat
@@ -58,9 +59,13 @@ for path in sys.argv[2:]:
 # 1980-01-01, the earliest time a zip entry can carry; used when there is no git history.
 FALLBACK_EPOCH = 315532800
 
-# shiv writes __main__.py from this template (module=_bootstrap, fn=bootstrap). The check runs
-# before shiv's bootstrap, so an old Python never unpacks the archive or fails on an ImportError
-# of a compiled module; it is written so that even Python 2 can parse it.
+ENTRY_MODULE, ENTRY_FUNCTION = "robotwtf", "main"
+
+# shiv writes __main__.py from this template (module=_bootstrap, fn=bootstrap; {{build_id}} is
+# filled in before). The check runs before shiv's bootstrap, so an old Python never unpacks the
+# archive or fails on an ImportError of a compiled module; it is written so that even Python 2
+# can parse it. Once shiv has unpacked this build, later runs go straight to robotwtf: shiv's
+# bootstrap costs ~60 ms a start (its imports, and reading the archive's index twice).
 GUARDED_MAIN = '''\
 # -*- coding: utf-8 -*-
 import os
@@ -76,8 +81,31 @@ if (getattr(getattr(sys, "implementation", None), "name", "") != "cpython"
                         platform.machine(), platform.system()))
     sys.exit(1)
 
-import {module}
-{module}.{fn}()
+
+def unpacked_site_packages():
+    """site-packages as shiv's bootstrap unpacked this build (where it would look), or None:
+    not unpacked yet, or a SHIV_ setting other than SHIV_ROOT asks for shiv's bootstrap."""
+    if any(name.startswith("SHIV_") and name != "SHIV_ROOT" for name in os.environ):
+        return None
+    root = os.path.expanduser(os.environ.get("SHIV_ROOT") or "~/.shiv")
+    path = os.path.join(root, os.path.basename(os.path.realpath(sys.argv[0])) + "_{build_id}", "site-packages")
+    return path if os.path.isdir(path) else None
+
+
+site_packages = unpacked_site_packages()
+if site_packages is None:
+    import {{module}}
+    {{module}}.{{fn}}()
+else:
+    # As shiv's bootstrap does: added with its .pth files, ahead of the interpreter's site-packages.
+    import site
+    length = len(sys.path)
+    index = next((i for i, part in enumerate(sys.path)
+                  if os.path.basename(part) in ("site-packages", "dist-packages")), length)
+    site.addsitedir(site_packages)
+    sys.path = sys.path[:index] + sys.path[length:] + sys.path[index:length]
+    import {entry_module}
+    sys.exit({entry_module}.{entry_function}())
 '''
 
 
@@ -197,15 +225,28 @@ def normalise(tree: Path) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
+def build_id(site_packages: Path) -> str:
+    """A SHA-256 of every file's path and bytes (what shiv computes itself, but needed before it
+    runs: __main__.py names the folder shiv unpacks to)."""
+    digest = hashlib.sha256()
+    for path in sorted(site_packages.rglob("*")):
+        if path.is_file():
+            digest.update(path.relative_to(site_packages).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def run_shiv(site_packages: Path, output: Path, epoch: str) -> None:
     from shiv import builder, cli
 
     if "{module}.{fn}()" not in builder.MAIN_TEMPLATE:
         raise BuildError("this shiv version writes __main__.py differently; update GUARDED_MAIN in tools/build_pyz.py")
-    builder.MAIN_TEMPLATE = GUARDED_MAIN
+    build = build_id(site_packages)
+    builder.MAIN_TEMPLATE = GUARDED_MAIN.format(build_id=build, entry_module=ENTRY_MODULE,
+                                                entry_function=ENTRY_FUNCTION)
     os.environ["SOURCE_DATE_EPOCH"] = epoch
-    args = ["--site-packages", str(site_packages), "--entry-point", "robotwtf:main",
-            "--output-file", str(output), "--python", "/usr/bin/env python3",
+    args = ["--site-packages", str(site_packages), "--entry-point", f"{ENTRY_MODULE}:{ENTRY_FUNCTION}",
+            "--build-id", build, "--output-file", str(output), "--python", "/usr/bin/env python3",
             "--reproducible", "--compressed"]
     try:
         cli.main.main(args, prog_name="shiv", standalone_mode=False)
