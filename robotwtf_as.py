@@ -17,8 +17,9 @@ What it owns:
 This module holds the policy every request may need (resources, redirect-URI rules, bearer
 checks, discovery documents, the apps page) and the routes. The protocol endpoints live in
 robotwtf_oauth, on authlib; it is imported by the first request to one of them, so starting the
-server and serving the wiki and MCP never load authlib (about 100 ms of imports with its
-dependencies). This module and robotwtf_oauth hold no SQL: that is in robotwtf.py.
+server and serving the wiki and MCP never load authlib and robotwtf_atproto (~0.25 s of imports
+with requests, dnspython and cryptography, which that first OAuth request pays). This module and
+robotwtf_oauth hold no SQL: that is in robotwtf.py.
 """
 
 from __future__ import annotations
