@@ -5,25 +5,25 @@ pages, and the assembly of the WSGI app that waitress serves. The other modules 
 concern and are wired in by `build_app`:
 
 - robotwtf_atproto: identity resolution and the ATProto OAuth client ("Login with atproto")
-- robotwtf_as: the OAuth 2.1 authorization server for MCP clients
+- robotwtf_as: the OAuth 2.1 authorization server for MCP clients (its authlib-based endpoints
+  are in robotwtf_oauth, imported by the first OAuth request)
 - robotwtf_mcp: the MCP Streamable HTTP endpoint and its tools
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import dataclasses
 import bisect
 import datetime
-import difflib
 import functools
 import hashlib
 import hmac
 import html
 import importlib.resources
 import io
-import ipaddress
 import json
 import logging
 import operator
@@ -33,7 +33,6 @@ import secrets
 import signal
 import sqlite3
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -704,19 +703,20 @@ def _migrate(db: sqlite3.Connection, version: int) -> None:
 
 class Keys:
     """The instance's two private keys: ES256 (ATProto client assertions) and RS256 (session
-    cookies and OAuth access tokens). Each `kid` is its RFC 7638 thumbprint, so it is stable."""
+    cookies and OAuth access tokens). Each `kid` is its RFC 7638 thumbprint, so it is stable.
 
-    def __init__(self, es256_pem: bytes, rs256_pem: bytes):
-        from joserfc.jwk import ECKey, RSAKey
-        self.es256 = ECKey.import_key(es256_pem)
-        self.rs256 = RSAKey.import_key(rs256_pem)
-        self.es256_kid = self.es256.thumbprint()
-        self.rs256_kid = self.rs256.thumbprint()
-        self.csrf_key = hashlib.sha256(b"robotwtf csrf\0" + rs256_pem).digest()
+    `load` checks the files at once (present, private, a whole PEM private key); the keys are
+    parsed on first use, so that starting the server loads neither cryptography nor joserfc
+    (~80 ms): the first request that signs or verifies a token, or serves a JWKS, pays for it."""
+
+    def __init__(self, data: Path, pems: dict[str, bytes]):
+        self._data = data
+        self._pems = pems
+        self.csrf_key = hashlib.sha256(b"robotwtf csrf\0" + pems[RS256_KEY_FILE]).digest()
 
     @classmethod
     def load(cls, data: Path) -> "Keys":
-        pems = []
+        pems = {}
         for name in KEY_FILES:
             path = data / name
             if not path.exists():
@@ -726,8 +726,44 @@ class Keys:
                     "new ones on purpose.")
             if path.stat().st_mode & 0o077:
                 raise ConfigError(f"{path} is readable by other users; run `chmod 600 {path}`.")
-            pems.append(path.read_bytes())
-        return cls(*pems)
+            pems[name] = path.read_bytes()
+            if not is_whole_pem_key(pems[name]):
+                raise ConfigError(_damaged_key_message(path))
+        return cls(data, pems)
+
+    def check(self) -> "Keys":
+        """Parse both keys now, for the commands that vouch for a data folder (init, check, restore)."""
+        _ = self.es256_kid, self.rs256_kid  # each parses its key
+        return self
+
+    @functools.cached_property
+    def es256(self):
+        from joserfc.jwk import ECKey
+        return self._import(ECKey, ES256_KEY_FILE)
+
+    @functools.cached_property
+    def rs256(self):
+        from joserfc.jwk import RSAKey
+        return self._import(RSAKey, RS256_KEY_FILE)
+
+    @functools.cached_property
+    def es256_kid(self) -> str:
+        return self.es256.thumbprint()
+
+    @functools.cached_property
+    def rs256_kid(self) -> str:
+        return self.rs256.thumbprint()
+
+    def _import(self, key_class, name: str):
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+        from joserfc.errors import JoseError
+        try:
+            # Our own 0600 file, so OpenSSL's RSA consistency check (~45 ms, meant for keys from
+            # others) is skipped; a key of the wrong type is refused by import_key.
+            private_key = load_pem_private_key(self._pems[name], None, unsafe_skip_rsa_key_validation=True)
+            return key_class.import_key(private_key)
+        except (ValueError, TypeError, JoseError):
+            raise ConfigError(_damaged_key_message(self._data / name)) from None
 
     @staticmethod
     def generate(data: Path) -> None:
@@ -764,6 +800,33 @@ class Keys:
         if decoded.header.get("typ") != typ:
             raise BadInput("The token is not of the expected type.")
         return decoded.claims
+
+
+PEM_PRIVATE_KEY_RE = re.compile(rb"\s*-----BEGIN ([A-Z ]*)PRIVATE KEY-----\r?\n([A-Za-z0-9+/=\r\n]+)"
+                                rb"-----END \1PRIVATE KEY-----\s*")
+
+
+def is_whole_pem_key(pem: bytes) -> bool:
+    """Whether `pem` is one PEM private key whose DER is complete: what an emptied, truncated or
+    swapped key file fails, found without parsing the key (Keys parses it on first use)."""
+    match = PEM_PRIVATE_KEY_RE.fullmatch(pem)
+    if not match:
+        return False
+    try:
+        der = base64.b64decode(match[2])  # the newlines are dropped, the rest is base64's alphabet
+    except ValueError:  # binascii.Error: bad padding
+        return False
+    if len(der) < 2 or der[0] != 0x30:  # one DER SEQUENCE...
+        return False
+    if der[1] < 0x80:
+        return 2 + der[1] == len(der)  # ...whose length is the file's
+    n = der[1] & 0x7F
+    return 0 < n <= 4 and 2 + n + int.from_bytes(der[2:2 + n], "big") == len(der)
+
+
+def _damaged_key_message(path: Path) -> str:
+    return (f"{path} is not a usable private key (damaged or another file). Restore it from a backup, "
+            "or run `robotwtf init --rotate-keys` to make new keys on purpose (every session and token ends).")
 
 
 def write_private_file(path: Path, content: bytes) -> None:
@@ -1779,6 +1842,7 @@ def _rewrite_links(content: str, old_key: str, new_path: str) -> str:
 
 def unified_diff(old_text: str, new_text: str, old_label: str, new_label: str) -> str:
     """A unified diff (difflib) of two texts; '' when they are equal."""
+    import difflib  # here, like tarfile below: only some requests and commands need them (~5 ms a start)
     lines = difflib.unified_diff(_lines(old_text), _lines(new_text), old_label, new_label)
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
@@ -2989,6 +3053,7 @@ def backup(cfg: Config, dest: Path) -> None:
             target.close()
             source.close()
         buffer = io.BytesIO()
+        import tarfile
         with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
             for name in (DB_FILE, *KEY_FILES):
                 path = copy if name == DB_FILE else cfg.data / name
@@ -3006,6 +3071,7 @@ def restore(cfg: Config, source: Path) -> None:
     data = cfg.data
     if data.exists() and any(data.iterdir()):
         raise ConfigError(f"The data folder {data} is not empty; restore only into a new or empty folder.")
+    import tarfile
     try:
         with tarfile.open(source, "r:gz") as tar:
             members = {m.name: m for m in tar.getmembers()}
@@ -3024,7 +3090,7 @@ def restore(cfg: Config, source: Path) -> None:
             raise ConfigError(f"The database in {source} fails SQLite's integrity check.")
     finally:
         db.close()
-    Keys.load(data)
+    Keys.load(data).check()
 
 
 # --- the web edge: host check, security headers, access log ---------------------------------------
@@ -3379,7 +3445,34 @@ def login_required(callback):
     return wrapper
 
 
+class Router(bottle.Router):
+    """bottle's router, but each method's combined pattern is compiled once, by the first match
+    after routes were added: bottle recompiles it on every route added, which is quadratic in
+    the routes and took ~100 ms of every start."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._stale: set[str] = set()
+        self._compiling = threading.Lock()
+
+    def _compile(self, method):
+        self._stale.add(method)
+
+    def match(self, environ):
+        if self._stale:
+            with self._compiling:
+                for method in sorted(self._stale):
+                    super()._compile(method)
+                self._stale.clear()
+        return super().match(environ)
+
+
 class App(bottle.Bottle):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # Swapped before any route exists; bottle's __setattr__ refuses to rebind (a plugin guard).
+        object.__setattr__(self, "router", Router())
+
     def default_error_handler(self, res: bottle.HTTPError):
         message = res.body if isinstance(res.body, str) and res.status_code < 500 and res.body \
             and not res.body.startswith("Not found: ") else GENERIC_MESSAGES.get(res.status_code, res.status_line)
@@ -4345,13 +4438,14 @@ def cmd_serve(cfg: Config, args) -> int:
 
 def cmd_init(cfg: Config, args) -> int:
     prepare_data_folder(cfg, create=True, rotate_keys=args.rotate_keys)
-    keys = Keys.load(cfg.data)
+    keys = Keys.load(cfg.data).check()
     print(f"{cfg.data}: schema version {SCHEMA_VERSION}, ES256 key {keys.es256_kid}, RS256 key {keys.rs256_kid}")
     return 0
 
 
 def cmd_check(cfg: Config, args) -> int:
     prepare_data_folder(cfg, create=False)
+    Keys.load(cfg.data).check()
     db = open_database(cfg.db_path, create=False)
     try:
         if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
