@@ -64,6 +64,7 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 import dns.exception
 import dns.resolver
+import regex
 import requests
 import requests_hardened
 from joserfc import jwt
@@ -91,11 +92,11 @@ _DEV_ONLY_TLDS = frozenset({"test"})
 
 # Handle spec "Handle Identifier Syntax": labels of [a-z0-9-], no hyphen at either end, at
 # least two labels, and a top-level label that does not start with a digit.
-_HANDLE_RE = re.compile(
+_HANDLE_RE = regex.compile(
     r"([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
 )
-_DID_RE = re.compile(r"did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]")
-_DID_PLC_RE = re.compile(r"did:plc:[a-z2-7]{24}")
+_DID_RE = regex.compile(r"did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]")
+_DID_PLC_RE = regex.compile(r"did:plc:[a-z2-7]{24}")
 _ERROR_CODE_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _NONCE_RE = re.compile(r"[\x21-\x7e]{1,1024}")
 _REQUEST_URI_RE = re.compile(r"[\x21-\x7e]{1,2048}")
@@ -597,7 +598,7 @@ def _did_document_url(did: str, plc_url: str, insecure_dev_network: bool) -> str
     if did.startswith("did:web:"):
         host = did[len("did:web:"):]
         # DID spec: only hostname-level did:web; a port (%3A) only for localhost in development.
-        if insecure_dev_network and re.fullmatch(r"localhost%3[aA][0-9]{1,5}", host):
+        if insecure_dev_network and regex.fullmatch(r"localhost%3[aA][0-9]{1,5}", host):
             return f"http://localhost:{host[len('localhost%3a'):]}/.well-known/did.json"
         if not is_valid_handle(host) or _tld_problem(host.lower(), insecure_dev_network):
             raise ResolutionError(f"{did} is not a supported did:web (only host names, no paths or ports).")
@@ -695,7 +696,7 @@ def classify_login_input(text: str, insecure_dev_network: bool = False) -> Login
         return LoginInput("server", _origin(value))
     handle = normalize_handle(value)
     if handle is None:
-        bare = re.fullmatch(r"@?[A-Za-z0-9-]+", value)
+        bare = regex.fullmatch(r"@?[A-Za-z0-9-]+", value)
         hint = f" Did you mean {value.lstrip('@').lower()}.bsky.social?" if bare else ""
         raise BadIdentifier(f"That is not a valid handle.{hint}")
     problem = _tld_problem(handle, insecure_dev_network)

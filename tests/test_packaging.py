@@ -113,12 +113,13 @@ def test_compiled_dependencies_load_from_the_pyz_alone(version, pyz, pyz_env, sh
     site-packages (-I -S leave those out), and they work."""
     tag = "cpython-" + version.replace(".", "")
     probe = (
-        "import _cffi_backend, charset_normalizer.md\n"
+        "import regex, _cffi_backend, charset_normalizer.md\n"
         "from cryptography.hazmat.bindings import _rust\n"
         "from cryptography.hazmat.primitives.asymmetric import ec\n"
         "ec.generate_private_key(ec.SECP256R1())\n"
+        "assert regex.fullmatch(r'\\p{L}+', 'w\\u00f6rld')\n"
         "import robotwtf, authlib, joserfc, dns.resolver, markdown_it, requests_hardened, waitress, bottle\n"
-        "for m in (_cffi_backend, charset_normalizer.md, _rust, robotwtf):\n"
+        "for m in (regex._regex, _cffi_backend, charset_normalizer.md, _rust, robotwtf):\n"
         "    print(m.__file__)\n"
     )
     env = dict(pyz_env, SHIV_INTERPRETER="1")
@@ -126,12 +127,12 @@ def test_compiled_dependencies_load_from_the_pyz_alone(version, pyz, pyz_env, sh
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     files = result.stdout.split()
-    assert len(files) == 4
+    assert len(files) == 5
     assert all(f.startswith(str(shiv_root)) for f in files), files
-    assert all(tag in Path(f).name for f in files[:2]), files
-    assert files[2].endswith(".abi3.so")
-    assert (Path(files[3]).parent / "schema.sql").is_file()
-    assert (Path(files[3]).parent / "views").is_dir()
+    assert all(tag in Path(f).name for f in files[:3]), files
+    assert files[3].endswith(".abi3.so")
+    assert (Path(files[4]).parent / "schema.sql").is_file()
+    assert (Path(files[4]).parent / "views").is_dir()
 
 
 @pytest.mark.parametrize("version", SUPPORTED)
