@@ -5,8 +5,8 @@ pages, and the assembly of the WSGI app that waitress serves. The other modules 
 concern and are wired in by `build_app`:
 
 - robotwtf_atproto: identity resolution and the ATProto OAuth client ("Login with atproto")
-- robotwtf_as: the OAuth 2.1 authorization server for MCP clients (its authlib-based endpoints
-  are in robotwtf_oauth, imported by the first OAuth request)
+- robotwtf_as: the OAuth 2.1 authorization server for MCP clients (imported by the first
+  request to one of its routes: AUTHORIZATION_SERVER_ROUTES)
 - robotwtf_mcp: the MCP Streamable HTTP endpoint and its tools
 """
 
@@ -3490,6 +3490,38 @@ class App(bottle.Bottle):
 PAGE_ROUTE = r"(?!-|mcp(?:/|$)).+"
 
 
+# The OAuth authorization server's routes: (method, path, handler in robotwtf_as, CSRF-checked).
+# robotwtf_as loads authlib and robotwtf_atproto (~0.25 s of imports), so the first request to one
+# of these imports it, not the server's start; MCP requests never need it (robotwtf_mcp checks
+# bearer tokens itself).
+OAUTH_CORS_PATHS = ("/.well-known/oauth-authorization-server", "/.well-known/oauth-protected-resource/w/<slug>/mcp",
+                    "/.well-known/jwks.json", "/oauth/token", "/oauth/register", "/oauth/revoke")
+AUTHORIZATION_SERVER_ROUTES = (
+    ("GET", "/.well-known/oauth-authorization-server", "authorization_server_metadata_document", True),
+    ("GET", "/.well-known/oauth-protected-resource/w/<slug>/mcp", "protected_resource_metadata_document", True),
+    ("GET", "/.well-known/jwks.json", "jwks_document", True),
+    ("GET", "/oauth/authorize", "authorize_page", True),
+    ("POST", "/oauth/authorize", "authorize_decision", True),
+    ("POST", "/oauth/token", "token_endpoint", False),
+    ("POST", "/oauth/register", "registration_endpoint", False),
+    ("POST", "/oauth/revoke", "revocation_endpoint", False),
+    *(("OPTIONS", path, "preflight", True) for path in OAUTH_CORS_PATHS),
+    ("GET", "/account/apps", "apps_page", True),
+    ("POST", "/account/apps/grants/<grant_id:int>/revoke", "apps_revoke_grant", True),
+    ("POST", "/account/apps/tokens", "apps_create_token", True),
+    ("POST", "/account/apps/tokens/<token_id:int>/revoke", "apps_revoke_token", True),
+)
+
+
+def _authorization_server(name: str):
+    """The route handler robotwtf_as.`name`, imported on the first request to it."""
+    def handler(*args, **kwargs):
+        import robotwtf_as  # here, not at the top: it imports this module, and authlib
+        return getattr(robotwtf_as, name)(*args, **kwargs)
+    handler.__name__ = handler.__qualname__ = name
+    return handler
+
+
 def build_app(inst: Instance) -> App:
     bottle.BaseRequest.MEMFILE_MAX = MAX_FORM_BYTES
     app = App(catchall=True)
@@ -3521,8 +3553,8 @@ def build_app(inst: Instance) -> App:
     app.route("/admin", "GET", admin_page)
     app.route("/admin/users/remove", "POST", admin_remove_user)
     app.route("/admin/invites", "POST", admin_create_invite)
-    import robotwtf_as  # imported here: it imports this module
-    robotwtf_as.install(app)
+    for method, path, name, csrf in AUTHORIZATION_SERVER_ROUTES:
+        app.route(path, method, _authorization_server(name), csrf=csrf)
 
     # A wiki in the browser (CONTRACT §3): its pages at /w/<slug>/<page path>, everything else
     # under /w/<slug>/-/. PAGE_ROUTE keeps page paths off `-…` and `mcp`, whatever the route order.

@@ -10,39 +10,61 @@ What it owns:
 - /oauth/authorize (sign-in, then the consent page: client, redirect host, wiki, scopes),
   /oauth/token (authorization_code with PKCE S256 for every client; refresh_token with rotation
   and reuse detection) and RFC 7009 /oauth/revoke;
-- RFC 9068 JWT access tokens whose audience is one wiki's MCP URL;
-- `authenticate_bearer`, the one answer to "who is this bearer, for which wiki, with which scopes";
+- RFC 9068 JWT access tokens whose audience is one wiki's MCP URL (robotwtf_mcp, the protected
+  resource, validates them);
 - the "Connected apps" page: grants and personal access tokens.
 
-This module holds the policy every request may need (resources, redirect-URI rules, bearer
-checks, discovery documents, the apps page) and the routes. The protocol endpoints live in
-robotwtf_oauth, on authlib; it is imported by the first request to one of them, so starting the
-server and serving the wiki and MCP never load authlib and robotwtf_atproto (~0.25 s of imports
-with requests, dnspython and cryptography, which that first OAuth request pays). This module and
-robotwtf_oauth hold no SQL: that is in robotwtf.py.
+The protocol machinery is authlib's (AuthorizationServer, AuthorizationCodeGrant,
+RefreshTokenGrant, CodeChallenge, ClientRegistrationEndpoint, RevocationEndpoint), adapted to
+Bottle and with its unsafe defaults overridden (PKCE `plain` and optional PKCE, lax redirect-URI
+validation). Single use of codes, refresh rotation, grant revocation and audience binding are
+ours, done atomically by storage functions in robotwtf.py; this module holds no SQL.
+
+robotwtf.py routes requests here and imports this module on the first one (it loads authlib and
+robotwtf_atproto: ~0.25 s of imports with requests, dnspython and cryptography), so starting the
+server and serving the wiki and MCP never load them.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import email.utils
+import functools
+import hmac
+import json
 import logging
 import re
+import threading
+import types
+import unicodedata
 import urllib.parse
-from typing import Any
+from typing import Any, NamedTuple
 
 import bottle
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2 import AuthorizationServer as AuthlibServer
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import (AuthorizationCodeMixin, ClientMixin, InvalidClientError, InvalidGrantError,
+                                    InvalidRequestError, JsonRequest, OAuth2Payload, OAuth2Request, TokenMixin,
+                                    grants, scope_to_list)
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from authlib.oauth2.rfc7009 import RevocationEndpoint as AuthlibRevocationEndpoint
+from authlib.oauth2.rfc7591 import ClientMetadataClaims, ClientRegistrationEndpoint
+from authlib.oauth2.rfc7591 import InvalidClientMetadataError, InvalidRedirectURIError
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 
 import robotwtf as rw
+import robotwtf_atproto as atproto
+from robotwtf_mcp import ACCESS_TOKEN_TYP, resource_url
 
 log = logging.getLogger("robotwtf.as")
 
-ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
 CODE_SECONDS = 300  # RFC 6749 §4.1.2: "a maximum authorization code lifetime of 10 minutes is RECOMMENDED"
 # A client that lost the response to a refresh may retry with the old token this long, as long
 # as it never used the new one; any later reuse revokes the grant (RFC 9700 §4.14.2).
 REFRESH_RETRY_SECONDS = 120
-TOUCH_SECONDS = 60  # last-used times are written at most this often (the MCP hot path reads only)
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 MAX_REDIRECT_URIS = 10
 MAX_CLIENT_NAME = 100
@@ -61,11 +83,6 @@ DOCUMENT_CACHE_MAX = 86400
 
 
 # --- resources: each wiki's MCP endpoint is one OAuth protected resource -----------------------
-
-def resource_url(cfg: rw.Config, slug: str) -> str:
-    """The wiki's MCP URL: its RFC 8707 resource identifier and the `aud` of its access tokens."""
-    return f"{cfg.public_url}/w/{slug}/mcp"
-
 
 def wiki_slug_of_resource(cfg: rw.Config, resource: str) -> str | None:
     """The slug a resource identifier names, by exact string comparison with our canonical form
@@ -165,113 +182,6 @@ def redirect_host(uri: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.netloc else f"{parts.scheme}:"
 
 
-# --- who is calling: bearer tokens on the MCP endpoint -------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class Caller:
-    """The person an MCP request acts for, the wiki, and the scopes it may use right now (granted
-    AND still allowed by the person's current role). `via` names the credential for revisions:
-    "mcp:<client name>" for OAuth clients, "token:<name>" for personal access tokens."""
-
-    user_did: str
-    wiki_id: int
-    wiki_slug: str
-    scopes: frozenset[str]
-    via: str
-    grant_id: int | None = None
-    token_id: int | None = None
-
-
-class BearerError(Exception):
-    """Why a bearer credential was refused. `status` is 401; `error` is RFC 6750 §3.1's
-    "invalid_token", or None when no Bearer credential was sent at all (§3.1: then no error code);
-    `description` is an ASCII sentence without quotes, safe inside a WWW-Authenticate header."""
-
-    def __init__(self, error: str | None, description: str):
-        super().__init__(description)
-        self.status = 401
-        self.error = error
-        self.description = description
-
-
-def authenticate_bearer(inst: rw.Instance, authorization: str | None, resource: str) -> Caller:
-    """Who the `Authorization` header value speaks for on the MCP endpoint whose resource URL is
-    `resource`, or BearerError. Access tokens must be our RS256 `at+jwt` for exactly this
-    resource, their grant must still exist, and the scopes are cut to what the person's role
-    allows today, so a revoked grant, a removed member, a lowered role, or a deleted user or wiki
-    stops the very next request. Personal access tokens get the same checks. One indexed query."""
-    token = _bearer_token(authorization)
-    if token.startswith(rw.PERSONAL_TOKEN_PREFIX):
-        return _personal_token_caller(inst, token, resource)
-    return _access_token_caller(inst, token, resource)
-
-
-def _bearer_token(authorization: str | None) -> str:
-    scheme, _, token = (authorization or "").strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise BearerError(None, "Send an access token as Authorization: Bearer <token>.")
-    return token.strip()
-
-
-def _invalid_token(description: str) -> BearerError:
-    return BearerError("invalid_token", description)
-
-
-def _access_token_caller(inst: rw.Instance, token: str, resource: str) -> Caller:
-    claims = _access_token_claims(inst, token)
-    if claims["exp"] <= rw.now():
-        raise _invalid_token("The access token has expired; refresh it or reconnect the app.")
-    if claims["aud"] != resource:
-        raise _invalid_token("The access token is for another wiki.")
-    grant = rw.grant_for_bearer(inst.db(), claims["grant_id"])
-    if grant is None or grant["user_did"] != claims["sub"] or grant["client_id"] != claims["client_id"] \
-            or resource_url(inst.cfg, grant["wiki_slug"]) != resource:
-        raise _invalid_token("The access token was revoked; reconnect the app.")
-    scopes = frozenset(claims["scope"].split()) & rw.role_scopes(grant["role"])
-    if not scopes:
-        raise _invalid_token("The person who connected this app no longer has access to the wiki.")
-    if _stale(grant["last_used_at"]):
-        rw.touch_grant(inst.db(), grant["id"])
-    return Caller(grant["user_did"], grant["wiki_id"], grant["wiki_slug"], scopes,
-                  "mcp:" + (grant["client_name"] or "unnamed app"), grant_id=grant["id"])
-
-
-def _access_token_claims(inst: rw.Instance, token: str) -> dict:
-    """The claims of an access token we issued (RFC 9068 §4: signature with RS256 only, typ,
-    iss), with every claim this module relies on present and of the right type."""
-    try:
-        claims = inst.keys.verify_rs256(token, ACCESS_TOKEN_TYP)
-    except rw.BadInput:
-        raise _invalid_token("The access token is malformed or its signature is not valid.") from None
-    expected = {"iss": str, "sub": str, "aud": str, "client_id": str, "scope": str, "exp": int, "grant_id": int}
-    if any(type(claims.get(name)) is not kind for name, kind in expected.items()) \
-            or claims["iss"] != inst.cfg.public_url:
-        raise _invalid_token("The access token was not issued by this server.")
-    return claims
-
-
-def _personal_token_caller(inst: rw.Instance, token: str, resource: str) -> Caller:
-    row = rw.personal_token_for_bearer(inst.db(), rw.hash_secret(token))
-    if row is None:
-        raise _invalid_token("The personal access token is unknown or was revoked.")
-    if row["expires_at"] is not None and row["expires_at"] <= rw.now():
-        raise _invalid_token("The personal access token has expired.")
-    if resource_url(inst.cfg, row["wiki_slug"]) != resource:
-        raise _invalid_token("The personal access token is for another wiki.")
-    scopes = frozenset(row["scope"].split()) & rw.role_scopes(row["role"])
-    if not scopes:
-        raise _invalid_token("The token's owner no longer has access to the wiki.")
-    if _stale(row["last_used_at"]):
-        rw.touch_personal_token(inst.db(), row["id"])
-    return Caller(row["user_did"], row["wiki_id"], row["wiki_slug"], scopes, "token:" + row["name"],
-                  token_id=row["id"])
-
-
-def _stale(last_used_at: int | None) -> bool:
-    return last_used_at is None or rw.now() - last_used_at >= TOUCH_SECONDS
-
-
-
 # --- Client ID Metadata Documents: how long one may be cached ------------------------------------
 
 def cache_lifetime(headers) -> int:
@@ -343,9 +253,6 @@ def protected_resource_metadata(cfg: rw.Config, slug: str) -> dict:
 
 # --- machine endpoints: JSON, CORS without credentials ---------------------------------------------
 
-CORS_PATHS = ("/.well-known/oauth-authorization-server", "/.well-known/oauth-protected-resource/w/<slug>/mcp",
-              "/.well-known/jwks.json", "/oauth/token", "/oauth/register", "/oauth/revoke")
-
 
 def preflight(**_):
     """CORS preflight for the machine endpoints (never the authorization endpoint, RFC 9700 §2.6)."""
@@ -409,31 +316,825 @@ def apps_revoke_token(token_id: int):
     return rw.redirect("/account/apps")
 
 
-# --- wiring ---------------------------------------------------------------------------------------------
+# --- authlib models over our rows ---------------------------------------------------------------
 
-def _oauth(name: str):
-    """The route handler robotwtf_oauth.`name`, imported on the first request to it."""
-    def handler(*args, **kwargs):
-        import robotwtf_oauth  # imported here: it imports this module, and authlib
-        return getattr(robotwtf_oauth, name)(*args, **kwargs)
-    handler.__name__ = handler.__qualname__ = name
-    return handler
+class Client(ClientMixin):
+    """A registered client or a cached Client ID Metadata Document."""
+
+    def __init__(self, row):
+        self.client_id = row["client_id"]
+        self.secret_hash = row["secret_hash"]
+        self.auth_method = row["auth_method"]
+        self.redirect_uris = json.loads(row["redirect_uris"])
+        self.grant_types = json.loads(row["grant_types"])
+        self.client_name = row["client_name"]
+        self.is_document = bool(row["is_document"])
+
+    @property
+    def display_name(self) -> str:
+        return self.client_name or (urllib.parse.urlsplit(self.client_id).netloc if self.is_document
+                                    else "An app that gave no name")
+
+    def get_client_id(self):
+        return self.client_id
+
+    def get_default_redirect_uri(self):
+        # OAuth 2.1 §4.1.1: redirect_uri may be left out only when exactly one is registered.
+        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope):
+        """Unknown scopes are dropped (RFC 6749 §3.3 lets the server ignore them); a request
+        naming none of ours asks for both, and the person narrows it (CONTRACT §4)."""
+        requested = set(scope_to_list(scope) or ()) & set(rw.SCOPES)
+        return rw.scope_string(requested or rw.SCOPES)
+
+    def check_redirect_uri(self, redirect_uri):
+        return any(redirect_uri_matches(registered, redirect_uri) for registered in self.redirect_uris)
+
+    def check_client_secret(self, client_secret):
+        return self.secret_hash is not None and hmac.compare_digest(self.secret_hash, rw.hash_secret(client_secret))
+
+    def check_endpoint_auth_method(self, method, endpoint):
+        # The registered method only: a client may not switch methods (RFC 7591 §2).
+        return method == self.auth_method
+
+    def check_response_type(self, response_type):
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type):
+        return grant_type in self.grant_types
 
 
-def install(app: bottle.Bottle) -> None:
-    """Add the authorization server's routes to robotwtf's app."""
-    app.route("/.well-known/oauth-authorization-server", "GET", _oauth("authorization_server_metadata_document"))
-    app.route("/.well-known/oauth-protected-resource/w/<slug>/mcp", "GET",
-              _oauth("protected_resource_metadata_document"))
-    app.route("/.well-known/jwks.json", "GET", _oauth("jwks_document"))
-    app.route("/oauth/authorize", "GET", _oauth("authorize_page"))
-    app.route("/oauth/authorize", "POST", _oauth("authorize_decision"))
-    app.route("/oauth/token", "POST", _oauth("token_endpoint"), csrf=False)
-    app.route("/oauth/register", "POST", _oauth("registration_endpoint"), csrf=False)
-    app.route("/oauth/revoke", "POST", _oauth("revocation_endpoint"), csrf=False)
-    for path in CORS_PATHS:
-        app.route(path, "OPTIONS", preflight)
-    app.route("/account/apps", "GET", apps_page)
-    app.route("/account/apps/grants/<grant_id:int>/revoke", "POST", apps_revoke_grant)
-    app.route("/account/apps/tokens", "POST", apps_create_token)
-    app.route("/account/apps/tokens/<token_id:int>/revoke", "POST", apps_revoke_token)
+class AuthorizationCode(AuthorizationCodeMixin):
+    def __init__(self, row):
+        self.row = row
+        self.code_challenge = row["code_challenge"]
+        self.code_challenge_method = "S256"
+
+    def get_redirect_uri(self):
+        # The token request must repeat redirect_uri iff the authorization request had it
+        # (RFC 6749 §4.1.3).
+        return self.row["redirect_uri"] if self.row["redirect_uri_in_request"] else None
+
+    def get_scope(self):
+        return self.row["scope"]
+
+
+class RefreshToken(TokenMixin):
+    def __init__(self, row):
+        self.row = row
+
+    def check_client(self, client):
+        return self.row["client_id"] == client.client_id
+
+    def get_scope(self):
+        return self.row["scope"]
+
+
+class RevocableToken(TokenMixin):
+    """An access or refresh token presented for revocation: both stand for their grant."""
+
+    def __init__(self, grant_id: int, client_id: str):
+        self.grant_id = grant_id
+        self.client_id = client_id
+
+    def check_client(self, client):
+        return self.client_id == client.client_id
+
+
+@dataclasses.dataclass(frozen=True)
+class Subject:
+    """What a token is issued for, passed to the token generator as authlib's `user`."""
+
+    did: str
+    grant_id: int
+    resource: str
+
+
+# --- authlib adapted to Bottle --------------------------------------------------------------------
+
+class OAuthResponse(NamedTuple):
+    status: int
+    body: Any
+    headers: list
+
+
+class _Params(OAuth2Payload):
+    """Request parameters from ONE place: the query at the authorization endpoint, the form body at
+    the token and revocation endpoints (OAuth 2.1 §3.2; RFC 6749 §2.3.1 keeps secrets out of URLs)."""
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        self._datalist = collections.defaultdict(list)
+        for name, value in pairs:
+            self._datalist[name].append(value)
+        self._data = {name: values[0] for name, values in self._datalist.items()}
+
+    @property
+    def data(self):
+        return self._data
+
+    @property
+    def datalist(self):
+        return self._datalist
+
+
+class _Request(OAuth2Request):
+    def __init__(self, path: str, pairs: list[tuple[str, str]]):
+        super().__init__(bottle.request.method, rw.instance().cfg.url(path), headers=bottle.request.headers)
+        self.payload = _Params(pairs)
+        self.resource = None   # the resource asked for (validated), then the consented wiki's URL
+        self.wiki = None       # the consented wiki's row, with the person's role
+
+    @property
+    def args(self):
+        return self.payload.data
+
+    @property
+    def form(self):
+        return self.payload.data
+
+
+class _JsonRequest(JsonRequest):
+    def __init__(self, path: str, document: dict):
+        super().__init__("POST", rw.instance().cfg.url(path), bottle.request.headers)
+        self.payload = types.SimpleNamespace(data=document)
+
+
+class InvalidTargetError(OAuth2Error):
+    """RFC 8707 §2: the resource is not one of ours, or not the one granted."""
+    error = "invalid_target"
+
+
+class UnsupportedTokenTypeError(OAuth2Error):
+    """RFC 7009 §2.2.1, with RFC 6749 §5.2's 400 (authlib's class answers 401)."""
+    error = "unsupported_token_type"
+
+
+class AuthorizationServer(AuthlibServer):
+    """authlib's server with our models, tokens and policy; one per running instance."""
+
+    def __init__(self, inst: rw.Instance):
+        super().__init__(scopes_supported=list(rw.SCOPES))
+        self.inst = inst
+        self.documents = DocumentFetcher(inst.cfg.insecure_dev_network)
+        self.register_token_generator("default", AccessTokenGenerator(inst))
+        self.register_grant(CodeGrant, [S256CodeChallenge()])
+        self.register_grant(RefreshGrant)
+        self.register_endpoint(RegistrationEndpoint(self))
+        self.register_endpoint(RevocationEndpoint)
+
+    def db(self):
+        return self.inst.db()
+
+    def get_authorization_grant(self, request):
+        """authlib's, but a response_type it would repeat in its error_description is refused first:
+        characters RFC 6749 §5.2 forbids there make authlib raise instead of answering."""
+        response_type = request.payload.response_type or ""
+        if _ascii(response_type) != response_type:
+            raise InvalidRequestError("response_type must be code.")
+        return super().get_authorization_grant(request)
+
+    def query_client(self, client_id):
+        if not isinstance(client_id, str) or not client_id:
+            return None
+        if _looks_like_document_url(client_id):
+            return metadata_document_client(self, client_id)
+        row = rw.get_oauth_client(self.db(), client_id)
+        return Client(row) if row is not None else None
+
+    def authenticate_client(self, request, methods, endpoint="token"):
+        """Every failed client authentication answers 401 invalid_client (RFC 6749 §5.2 permits it
+        for all methods; authlib gives 400 to some). Claude.ai registers afresh on a 401."""
+        try:
+            client = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError as error:
+            raise InvalidClientError(status_code=401, description=error.description) from None
+        except UnicodeDecodeError:
+            # authlib decodes HTTP Basic credentials as UTF-8 and lets the error escape (a 500).
+            raise InvalidClientError(status_code=401,
+                                     description="The HTTP Basic client credentials are not UTF-8.") from None
+        if endpoint == "token" and client.auth_method != "none":
+            # Per OAuth client, counted only once the client proved its secret: made-up client ids
+            # can't crowd the limiter, and nobody can spend a public client's budget (anyone may
+            # name a public client, e.g. a metadata-document URL all of its users share). The
+            # per-address limit ran before the request was parsed.
+            inst = rw.instance()
+            inst.limiter.hit("token:client:" + client.get_client_id(), inst.cfg.token_per_minute,
+                             "Too many token requests for this client; wait a minute.")
+        return client
+
+    def validate_requested_scope(self, scope):
+        """Scopes are narrowed, never refused, at the authorization endpoint (Client.get_allowed_scope)."""
+
+    def create_oauth2_request(self, request):
+        return request
+
+    def create_json_request(self, request):
+        return request
+
+    def handle_response(self, status, body, headers):
+        return OAuthResponse(status, body, headers)
+
+    def send_signal(self, name, *args, **kwargs):
+        """authlib's hook for framework signals; robotwtf has no listeners."""
+
+
+class AccessTokenGenerator(BearerTokenGenerator):
+    """RFC 9068 access tokens: RS256 JWTs with typ at+jwt naming the person (sub), the wiki's MCP
+    URL (aud), the client and the scopes, plus the grant they belong to, which every use checks."""
+
+    def __init__(self, inst: rw.Instance):
+        super().__init__(self.sign, expires_generator=self.lifetime)
+        self.inst = inst
+
+    def lifetime(self, client, grant_type) -> int:
+        return self.inst.cfg.access_token_minutes * 60
+
+    def sign(self, client, grant_type, user: Subject, scope: str) -> str:
+        issued = rw.now()
+        claims = {"iss": self.inst.cfg.public_url, "sub": user.did, "aud": user.resource,
+                  "client_id": client.client_id, "scope": scope, "jti": rw.new_secret(16), "iat": issued,
+                  "exp": issued + self.lifetime(client, grant_type), "grant_id": user.grant_id}
+        return self.inst.keys.sign_rs256(claims, ACCESS_TOKEN_TYP)
+
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE for every client, S256 only (OAuth 2.1 §4.1.1, RFC 9700 §2.1.1). authlib's defaults
+    allow `plain`, treat a missing method as `plain`, and let confidential clients skip PKCE."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    CODE_CHALLENGE_METHODS = {"S256": compare_s256_code_challenge}
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("code_challenge is required: every client must use PKCE with S256 "
+                                      "(OAuth 2.1 section 4.1.1).")
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256; plain, and a missing method "
+                                      "(which means plain, RFC 7636 section 4.3), are not accepted.")
+        super().validate_code_challenge(grant, redirect_uri)
+        if rw.code_challenge_used(grant.server.db(), data["code_challenge"]):
+            raise InvalidRequestError("This code_challenge was used before; make a new code_verifier for "
+                                      "every authorization request (RFC 9700 section 2.1.1).")
+
+
+class CodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request, client):
+        """authlib's check, with a message that does not repeat the URI: it may hold characters an
+        error_description cannot carry (RFC 6749 §5.2), and it is the attacker's text."""
+        redirect_uri = request.payload.redirect_uri
+        if redirect_uri and not client.check_redirect_uri(redirect_uri):
+            raise InvalidRequestError("redirect_uri is not one this client registered; it must match exactly.")
+        return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
+
+    def validate_authorization_request(self):
+        redirect_uri = super().validate_authorization_request()
+        try:
+            self.request.resource = _requested_resource(self.server.inst.cfg, self.request)
+        except OAuth2Error as error:
+            error.redirect_uri = redirect_uri
+            raise
+        return redirect_uri
+
+    def generate_authorization_code(self):
+        return rw.new_secret()
+
+    def save_authorization_code(self, code, request):
+        created = rw.now()
+        rw.save_authorization_code(self.server.db(), {
+            "code_hash": rw.hash_secret(code), "client_id": request.client.client_id,
+            "user_did": request.user["did"], "wiki_id": request.wiki["id"], "scope": request.scope,
+            "resource": request.resource, "redirect_uri": self.redirect_uri,
+            "redirect_uri_in_request": int(bool(request.payload.redirect_uri)),
+            "code_challenge": request.payload.data["code_challenge"], "created_at": created,
+            "expires_at": created + CODE_SECONDS})
+
+    def query_authorization_code(self, code, client):
+        row = rw.get_authorization_code(self.server.db(), rw.hash_secret(code))
+        return AuthorizationCode(row) if row is not None and row["client_id"] == client.client_id else None
+
+    def validate_token_request(self):
+        """authlib checks the client, the code, redirect_uri and (hook) the PKCE verifier; then
+        the resource may only name what was granted (RFC 8707 §2.2). Nothing is spent yet, so a
+        request failing here leaves the code and its grant alone (OAuth 2.1 §7.5.2)."""
+        super().validate_token_request()
+        _check_token_resource(self.request, self.request.authorization_code.row["resource"])
+
+    def create_token_response(self):
+        """Spend the code and create its grant atomically; a second redemption that passed every
+        check above revokes what the first one got (RFC 6749 §4.1.2)."""
+        client, code = self.request.client, self.request.authorization_code.row
+        refresh = rw.new_secret() if client.check_grant_type("refresh_token") else None
+        grant_id = rw.redeem_authorization_code(self.server.db(), code["code_hash"],
+                                                refresh and rw.hash_secret(refresh),
+                                                rw.now() + self.server.inst.cfg.refresh_token_days * 86400)
+        if grant_id is None:
+            raise InvalidGrantError("This authorization code was already used; the tokens issued for it "
+                                    "are revoked (RFC 6749 section 4.1.2).")
+        token = self.generate_token(user=Subject(code["user_did"], grant_id, code["resource"]),
+                                    scope=code["scope"], include_refresh_token=False)
+        if refresh:
+            token["refresh_token"] = refresh
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class RefreshGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+
+    def authenticate_refresh_token(self, refresh_token):
+        """The token's row even if already spent (rotation decides what a reuse means), but not if
+        its person is no longer a member of the wiki."""
+        row = rw.get_refresh_token(self.server.db(), rw.hash_secret(refresh_token))
+        return RefreshToken(row) if row is not None and row["role"] is not None else None
+
+    def validate_token_request(self):
+        super().validate_token_request()
+        row = self.request.refresh_token.row
+        _check_token_resource(self.request, resource_url(self.server.inst.cfg, row["wiki_slug"]))
+
+    def create_token_response(self):
+        """Rotate (OAuth 2.1 §4.3.1); the access token may carry fewer scopes than the grant, the
+        new refresh token keeps the grant's (RFC 6749 §6)."""
+        row = self.request.refresh_token.row
+        new = rw.new_secret()
+        outcome = rw.rotate_refresh_token(self.server.db(), row["token_hash"], rw.hash_secret(new),
+                                          REFRESH_RETRY_SECONDS)
+        if outcome == "reused":
+            raise InvalidGrantError("This refresh token was already used, so it may have leaked: every token "
+                                    "of this connection is revoked. Reconnect the app.")
+        if outcome != "rotated":
+            raise InvalidGrantError("The refresh token is not valid.")
+        subject = Subject(row["user_did"], row["grant_id"], resource_url(self.server.inst.cfg, row["wiki_slug"]))
+        token = self.generate_token(user=subject, scope=self.request.payload.scope or row["scope"],
+                                    include_refresh_token=False)
+        token["refresh_token"] = new
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+def _requested_resource(cfg: rw.Config, request: _Request) -> str | None:
+    """The wiki MCP URL the client asked for (MCP clients MUST send `resource`), or None: then the
+    person picks the wiki on the consent page."""
+    resource = request.payload.data.get("resource")
+    if resource is None:
+        return None
+    if wiki_slug_of_resource(cfg, resource) is None:
+        raise InvalidTargetError(f"resource must be a wiki's MCP URL on this server, such as "
+                                 f"{resource_url(cfg, 'example')} (RFC 8707 section 2).")
+    return resource
+
+
+def _check_token_resource(request: _Request, granted: str) -> None:
+    resource = request.payload.data.get("resource")
+    if resource is not None and resource != granted:
+        raise InvalidTargetError("resource must be the wiki this authorization was granted for "
+                                 "(RFC 8707 section 2.2).")
+
+
+def _reject_repeated(pairs: list[tuple[str, str]]) -> None:
+    """OAuth 2.1 §3.1 and §3.2: parameters MUST NOT be repeated. A repeated `resource` is allowed
+    by RFC 8707 but each of our tokens is for one wiki, so it gets invalid_target."""
+    counts = collections.Counter(name for name, _ in pairs)
+    for name, count in counts.items():
+        if count > 1 and name == "resource":
+            raise InvalidTargetError("Send one resource: a token is for one wiki.")
+        if count > 1:
+            raise InvalidRequestError(f"The parameter {_ascii(name)} is repeated.")
+
+
+def _ascii(text: str) -> str:
+    """Text safe inside an OAuth error_description (RFC 6749 §5.2's character set)."""
+    return "".join(c if 0x20 <= ord(c) <= 0x7E and c not in '"\\' else "?" for c in text[:200])
+
+
+# --- registration (RFC 7591) ---------------------------------------------------------------------
+
+class ClientMetadata(ClientMetadataClaims):
+    """What we accept and keep of a client's metadata, from a registration or a metadata document,
+    checked against the server metadata given as `params`. Only what robotwtf keeps is validated;
+    anything else is ignored (RFC 7591 §2) and not echoed back."""
+
+    REGISTERED_CLAIMS = ["redirect_uris", "token_endpoint_auth_method", "grant_types", "response_types",
+                         "client_name", "client_uri", "logo_uri"]
+
+    @classmethod
+    def get_claims_options(cls, metadata):
+        return {}
+
+    def validate(self, now=None, leeway=0):
+        self.validate_redirect_uris()
+        self.validate_token_endpoint_auth_method()
+        self.validate_grant_types()
+        self.validate_response_types()
+        self.validate_client_name()
+        self.validate_client_uri()
+        self.validate_logo_uri()
+
+    def validate_redirect_uris(self):
+        # RFC 7591 §2: clients using redirect-based flows MUST register their redirect URIs.
+        uris = self.get("redirect_uris")
+        if not isinstance(uris, list) or not 1 <= len(uris) <= MAX_REDIRECT_URIS:
+            raise InvalidRedirectURIError(f"redirect_uris must list 1 to {MAX_REDIRECT_URIS} URIs.")
+        for number, uri in enumerate(uris, 1):
+            problem = redirect_uri_problem(uri)
+            if problem:
+                raise InvalidRedirectURIError(f"Redirect URI number {number} {problem}.")
+
+    def validate_token_endpoint_auth_method(self):
+        method = self.setdefault("token_endpoint_auth_method", "client_secret_basic")  # RFC 7591 §2 default
+        supported = self.params["token_endpoint_auth_methods_supported"]
+        if method not in supported:
+            raise InvalidClientMetadataError(f"token_endpoint_auth_method must be one of {', '.join(supported)}.")
+
+    def validate_grant_types(self):
+        grant_types = self.setdefault("grant_types", ["authorization_code"])  # RFC 7591 §2 default
+        supported = self.params["grant_types_supported"]
+        if not isinstance(grant_types, list) or "authorization_code" not in grant_types \
+                or not all(grant_type in supported for grant_type in grant_types):
+            raise InvalidClientMetadataError(f"grant_types must include authorization_code and be among "
+                                             f"{', '.join(supported)}.")
+
+    def validate_response_types(self):
+        if self.setdefault("response_types", ["code"]) != ["code"]:
+            raise InvalidClientMetadataError("response_types may only be code.")
+
+    def validate_client_name(self):
+        name = self.get("client_name")
+        if name is not None and not _is_display_text(name):
+            raise InvalidClientMetadataError(f"client_name must be text of at most {MAX_CLIENT_NAME} "
+                                             "characters without control or formatting characters.")
+
+    def validate_client_uri(self):
+        self._validate_https_uri("client_uri")
+
+    def validate_logo_uri(self):
+        self._validate_https_uri("logo_uri")
+
+    def _validate_https_uri(self, key: str) -> None:
+        value = self.get(key)
+        if value is not None and not (isinstance(value, str) and value.startswith("https://") and len(value) <= 2000
+                                      and redirect_uri_problem(value) is None):
+            raise InvalidClientMetadataError(f"{key} must be an https URL.")
+
+
+def _is_display_text(value: Any) -> bool:
+    """Names shown to people must not hide or reorder text (controls, bidi overrides)."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_CLIENT_NAME \
+        and not any(unicodedata.category(c).startswith("C") for c in value)
+
+
+class RegistrationEndpoint(ClientRegistrationEndpoint):
+    """Open registration (RFC 7591 §3; the route rate-limits it per address). A confidential
+    client's secret is returned once and stored only as a hash; public clients get none."""
+
+    def __init__(self, server: AuthorizationServer):
+        super().__init__(server, claims_classes=[ClientMetadata])
+
+    def authenticate_token(self, request):
+        return True  # no initial access token: anyone may register
+
+    def get_server_metadata(self):
+        return authorization_server_metadata(self.server.inst.cfg)
+
+    def generate_client_info(self, request):
+        info = {"client_id": rw.new_secret(18), "client_id_issued_at": rw.now()}
+        if request.payload.data.get("token_endpoint_auth_method", "client_secret_basic") != "none":
+            info.update(client_secret=rw.new_secret(), client_secret_expires_at=0)
+        return info
+
+    def save_client(self, client_info, client_metadata, request):
+        secret = client_info.get("client_secret")
+        rw.register_oauth_client(self.server.db(), {
+            "client_id": client_info["client_id"], "secret_hash": secret and rw.hash_secret(secret),
+            **_stored_metadata(client_metadata)})
+        return client_info
+
+
+def _stored_metadata(metadata: dict) -> dict:
+    return {"auth_method": metadata["token_endpoint_auth_method"],
+            "redirect_uris": json.dumps(metadata["redirect_uris"]),
+            "grant_types": json.dumps(metadata["grant_types"]),
+            "client_name": metadata.get("client_name", ""), "client_uri": metadata.get("client_uri", ""),
+            "logo_uri": metadata.get("logo_uri", "")}
+
+
+# --- Client ID Metadata Documents ----------------------------------------------------------------
+
+def _looks_like_document_url(client_id: str) -> bool:
+    # Our own client ids never start with a scheme (draft-ietf-oauth-client-id-metadata-document §7.1).
+    return client_id.startswith(("https://", "http://"))
+
+
+def _document_url_problem(cfg: rw.Config, url: str) -> str | None:
+    """The draft's §3 rules for a Client Identifier URL. http is accepted only on loopback in
+    development network mode, where tests serve documents without TLS."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "https" and not (cfg.insecure_dev_network and parts.scheme == "http"
+                                        and parts.hostname in LOOPBACK_REDIRECT_HOSTS):
+        return "must use https"
+    if "@" in parts.netloc or "#" in url:
+        return "must not contain a user name, password or fragment"
+    segments = parts.path.split("/")
+    if not parts.path or "." in segments or ".." in segments:
+        return "must have a path without . or .. segments"
+    return None
+
+
+def metadata_document_client(server: AuthorizationServer, url: str) -> Client:
+    """The client a metadata document URL names: from the cache while it is fresh, else fetched
+    through the hardened fetcher (no redirects, private addresses refused, 5 KB, 5 s) and
+    validated. Failures raise invalid_client and are never cached (draft §5.1, §5.2)."""
+    row = rw.get_oauth_client(server.db(), url)
+    if row is not None and row["is_document"] and row["cache_until"] > rw.now():
+        return Client(row)
+    problem = _document_url_problem(server.inst.cfg, url)
+    if problem:
+        raise InvalidClientError(description=f"The client_id URL {problem} (Client ID Metadata Document).")
+    try:
+        document, lifetime = server.documents.get(url)
+    except atproto.AtprotoError as e:
+        log.info("client metadata document refused: %s", e)
+        raise InvalidClientError(description=_ascii(f"The app's client metadata could not be fetched: {e}")) \
+            from None
+    rw.cache_metadata_document_client(server.db(), {"client_id": url, **_document_metadata(url, document),
+                                                    "cache_until": rw.now() + lifetime})
+    return Client(rw.get_oauth_client(server.db(), url))
+
+
+def _document_metadata(url: str, document: dict) -> dict:
+    """A metadata document checked like a registration, plus the draft's rules: its client_id is
+    exactly its URL (§4), and it holds no shared secret (§4.1): robotwtf accepts public clients."""
+    if document.get("client_id") != url:
+        raise InvalidClientError(description="The app's metadata document names another client_id.")
+    if "client_secret" in document or document.get("token_endpoint_auth_method", "none") != "none":
+        raise InvalidClientError(description="The app's metadata document must describe a public client "
+                                             "(token_endpoint_auth_method none) without a secret.")
+    claims = ClientMetadata(dict(document, token_endpoint_auth_method="none"), {}, {}, DOCUMENT_CLIENT_METADATA)
+    try:
+        claims.validate()
+    except OAuth2Error as e:
+        raise InvalidClientError(description=f"The app's metadata document is invalid: {e.description}") from None
+    return _stored_metadata(claims.get_registered_claims())
+
+
+class DocumentFetcher(atproto.Fetcher):
+    """robotwtf_atproto's hardened fetcher (no redirects, private addresses refused), bounded for
+    metadata documents, which also says how long a document may be cached."""
+
+    def __init__(self, insecure_dev_network: bool):
+        super().__init__(insecure_dev_network, max_bytes=DOCUMENT_MAX_BYTES, deadline=5.0, read_timeout=3.0,
+                         user_agent="robotwtf (OAuth client metadata)")
+
+    def get(self, url: str) -> tuple[dict, int]:
+        # Fetcher.get_json would drop the headers the cache lifetime comes from.
+        reply = self._request("GET", url, headers={"Accept": "application/json"})
+        if reply.status != 200 or not isinstance(reply.json, dict):
+            raise atproto.UnexpectedResponse(f"it answered HTTP {reply.status} without a JSON object.")
+        return reply.json, cache_lifetime(reply.headers)
+
+
+# --- revocation (RFC 7009) -------------------------------------------------------------------------
+
+class RevocationEndpoint(AuthlibRevocationEndpoint):
+    """Revoking an access or a refresh token revokes its whole grant, which RFC 7009 §2.1 allows
+    ("the revocation of a particular token may cause the revocation of related tokens and the
+    underlying authorization grant"); a token of another client is refused (authlib's check)."""
+
+    CLIENT_AUTH_METHODS = AUTH_METHODS
+
+    def check_params(self, request, client):
+        if not request.form.get("token"):
+            raise InvalidRequestError("token is required (RFC 7009 section 2.1).")
+        if request.form.get("token_type_hint") not in (None, *self.SUPPORTED_TOKEN_TYPES):
+            raise UnsupportedTokenTypeError("token_type_hint may be access_token or refresh_token.")
+
+    def query_token(self, token_string, token_type_hint):
+        if token_type_hint == "access_token":
+            return self._access_token(token_string) or self._refresh_token(token_string)
+        return self._refresh_token(token_string) or self._access_token(token_string)
+
+    def _refresh_token(self, token: str) -> RevocableToken | None:
+        row = rw.get_refresh_token(self.server.db(), rw.hash_secret(token))
+        return RevocableToken(row["grant_id"], row["client_id"]) if row is not None else None
+
+    def _access_token(self, token: str) -> RevocableToken | None:
+        """Expiry does not matter here: revoking through an expired token still ends its grant."""
+        try:
+            claims = self.server.inst.keys.verify_rs256(token, ACCESS_TOKEN_TYP)
+        except rw.BadInput:
+            return None
+        if claims.get("iss") != self.server.inst.cfg.public_url or type(claims.get("grant_id")) is not int:
+            return None
+        return RevocableToken(claims["grant_id"], claims.get("client_id"))
+
+    def revoke_token(self, token, request):
+        rw.revoke_grant(self.server.db(), token.grant_id)
+
+
+# --- machine endpoints: JSON, CORS without credentials ---------------------------------------------
+
+DOCUMENT_CACHE = "public, max-age=300"
+
+
+_server_lock = threading.Lock()
+
+
+def _server() -> AuthorizationServer:
+    """The app's authorization server, made by the first request that needs it."""
+    config = bottle.request.app.config
+    with _server_lock:
+        if "robotwtf.as" not in config:
+            config["robotwtf.as"] = AuthorizationServer(config["robotwtf.instance"])
+    return config["robotwtf.as"]
+
+
+def machine_endpoint(handler):
+    """JSON endpoints that scripts in any web page may call: `Access-Control-Allow-Origin: *` and
+    never credentials (no cookie is read). Every failure is an OAuth-shaped JSON error (RFC 6749
+    §5.2), also rate limiting."""
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            response = handler(*args, **kwargs)
+        except OAuth2Error as error:
+            response = OAuthResponse(*error())
+        except rw.RateLimited as e:
+            response = OAuthResponse(429, {"error": "rate_limited", "error_description": e.message},
+                                     [("Retry-After", str(e.retry_after)), ("Cache-Control", "no-store")])
+        bottle.response.status = response.status
+        for name, value in response.headers:
+            bottle.response.set_header(name, value)
+        bottle.response.set_header("Access-Control-Allow-Origin", "*")
+        bottle.response.content_type = "application/json"
+        return json.dumps(response.body)
+    return wrapper
+
+
+@machine_endpoint
+def authorization_server_metadata_document():
+    return OAuthResponse(200, authorization_server_metadata(rw.instance().cfg), [("Cache-Control", DOCUMENT_CACHE)])
+
+
+@machine_endpoint
+def protected_resource_metadata_document(slug):
+    if not is_slug(slug):
+        return OAuthResponse(404, {"error": "not_found", "error_description": "No wiki can have this name."},
+                             [("Cache-Control", DOCUMENT_CACHE)])
+    return OAuthResponse(200, protected_resource_metadata(rw.instance().cfg, slug), [("Cache-Control", DOCUMENT_CACHE)])
+
+
+@machine_endpoint
+def jwks_document():
+    return OAuthResponse(200, rw.instance().keys.public_jwks(), [("Cache-Control", DOCUMENT_CACHE)])
+
+
+@machine_endpoint
+def token_endpoint():
+    inst = rw.instance()
+    inst.limiter.hit("token:ip:" + rw.client_ip(), inst.cfg.token_per_minute,
+                     "Too many token requests from your address; wait a minute.")
+    return _server().create_token_response(_form_request("/oauth/token"))
+
+
+@machine_endpoint
+def revocation_endpoint():
+    return _server().create_endpoint_response("revocation", _form_request("/oauth/revoke"))
+
+
+@machine_endpoint
+def registration_endpoint():
+    inst = rw.instance()
+    inst.limiter.hit("register:" + rw.client_ip(), inst.cfg.registrations_per_minute,
+                     "Too many client registrations from your address; wait a minute.")
+    request = _JsonRequest("/oauth/register", _json_body())
+    rw.prune_oauth(inst.db())
+    return _server().create_endpoint_response("client_registration", request)
+
+
+def _form_request(path: str) -> _Request:
+    """A token or revocation request: form-encoded body only (RFC 6749 §4.1.3, RFC 7009 §2.1)."""
+    if bottle.request.content_type.split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        raise InvalidRequestError("Send the parameters as application/x-www-form-urlencoded.")
+    try:
+        pairs = urllib.parse.parse_qsl(bottle.request.body.read().decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        raise InvalidRequestError("The request body is not UTF-8.") from None
+    _reject_repeated(pairs)
+    return _Request(path, pairs)
+
+
+def _json_body() -> dict:
+    try:
+        document = json.loads(bottle.request.body.read())
+    except ValueError:
+        document = None
+    if not isinstance(document, dict) or not document:
+        raise InvalidClientMetadataError("Send the client metadata as a JSON object (RFC 7591 section 3.1).")
+    return document
+
+
+# --- the authorization endpoint and the consent page -----------------------------------------------
+
+def _consent_grant() -> CodeGrant:
+    """The validated authorization request (read from the query string, on the GET and on the
+    consent POST, whose form action keeps it), or OAuth2Error. The POST validates everything
+    again: nothing is trusted to have survived from the GET."""
+    pairs = urllib.parse.parse_qsl(bottle.request.query_string, keep_blank_values=True)
+    _reject_repeated(pairs)
+    return _server().get_consent_grant(_Request("/oauth/authorize", pairs))
+
+
+@rw.login_required
+def authorize_page():
+    """GET /oauth/authorize: the person signs in first (login_required carries the whole request
+    through the detour), then sees what the client asks for."""
+    try:
+        grant = _consent_grant()
+    except OAuth2Error as error:
+        return _authorization_error_page(error)
+    return _consent_page(grant, rw.current_user())
+
+
+@rw.login_required
+def authorize_decision():
+    """POST /oauth/authorize (CSRF-checked by the app's plugin): deny, or issue a code for the
+    wiki and scopes the person chose."""
+    try:
+        grant = _consent_grant()
+    except OAuth2Error as error:
+        return _authorization_error_page(error)
+    request, user = grant.request, rw.current_user()
+    if bottle.request.forms.get("decision") != "approve":
+        return _redirect_to_client(grant.redirect_uri, [("error", "access_denied"), ("state", request.payload.state)])
+    try:
+        _bind_consent(request, user)
+    except rw.RobotError as e:
+        bottle.response.status = e.status
+        return _consent_page(grant, user, problem=e.message)
+    _, _, headers = grant.create_authorization_response(grant.redirect_uri, user)
+    return _redirect_to_client(dict(headers)["Location"], [])
+
+
+def _bind_consent(request: _Request, user) -> None:
+    """Put the person's choices on the request: the wiki (the one `resource` named, or the one
+    picked) and the scopes ticked, which may only narrow what the client asked for and what the
+    person's role allows (a viewer cannot grant wiki:write)."""
+    cfg = rw.instance().cfg
+    slug = wiki_slug_of_resource(cfg, request.resource) if request.resource else bottle.request.forms.getunicode("wiki", "")
+    wiki = _membership(user, slug)
+    if wiki is None:
+        raise rw.Forbidden("You are not a member of that wiki, so you cannot connect an app to it.")
+    chosen = set(bottle.request.forms.getall("grant_scope"))
+    if not chosen <= set(request.scope.split()):
+        raise rw.BadInput("You can only narrow what the app asked for.")
+    if not chosen <= rw.role_scopes(wiki["role"]):
+        raise rw.Forbidden(f"As {wiki['role']} of {wiki['slug']} you can grant only "
+                           f"{rw.scope_string(rw.role_scopes(wiki['role']))}.")
+    if not chosen:
+        raise rw.BadInput("Tick at least one permission to allow, or deny.")
+    request.wiki = wiki
+    request.resource = resource_url(cfg, wiki["slug"])
+    request.scope = rw.scope_string(chosen)
+
+
+def _membership(user, slug: str):
+    """The wiki row with the person's role, if they have one; nothing says whether a wiki they
+    are not in exists."""
+    return next((w for w in rw.user_wikis(rw.instance().db(), user["did"]) if w["slug"] == slug), None)
+
+
+def _redirect_to_client(uri: str, params: list[tuple[str, str | None]]) -> str:
+    """303 to the client (RFC 9700 §4.12: never 307), with `iss` in every authorization response,
+    success or error (RFC 9207 §2)."""
+    present = [(name, value) for name, value in params if value is not None]
+    return rw.redirect(add_params_to_uri(uri, present + [("iss", rw.instance().cfg.public_url)]))
+
+
+def _authorization_error_page(error: OAuth2Error) -> str:
+    """An error page, never an automatic redirect. With an invalid client_id or redirect_uri there
+    is nowhere safe to send the person (RFC 6749 §4.1.2.1); otherwise the page offers a link back
+    to the app with the error, state and iss, because anyone can register a client and an
+    automatic redirect would make us an open redirector (RFC 9700 §4.11.2)."""
+    return_url = None
+    if error.redirect_uri:
+        params = error.get_body() + [("iss", rw.instance().cfg.public_url)]
+        return_url = add_params_to_uri(error.redirect_uri, params)
+    bottle.response.status = 400
+    return rw.render("oauth_error", message=error.description or error.error, return_url=return_url,
+                     return_host=redirect_host(error.redirect_uri) if error.redirect_uri else None)
+
+
+def _consent_page(grant: CodeGrant, user, problem: str | None = None) -> str:
+    request, client = grant.request, grant.request.client
+    slug = wiki_slug_of_resource(rw.instance().cfg, request.resource) if request.resource else None
+    return rw.render(
+        "consent", client_name=client.display_name,
+        client_host=urllib.parse.urlsplit(client.client_id).netloc if client.is_document else None,
+        redirect_host=redirect_host(grant.redirect_uri), loopback=is_loopback_http(grant.redirect_uri),
+        requested=scope_to_list(request.scope), labels=SCOPE_LABELS, resource_slug=slug,
+        target=_membership(user, slug) if slug else None,
+        wikis=[] if slug else rw.user_wikis(rw.instance().db(), user["did"]),
+        role_scopes=rw.role_scopes, action="/oauth/authorize?" + bottle.request.query_string, problem=problem)

@@ -12,10 +12,12 @@ This module owns the transport-independent JSON-RPC layer of the MCP endpoint:
 * mapping every failure to its JSON-RPC error code and HTTP status, including the 403
   ``insufficient_scope`` challenge when the caller's token lacks a tool's scope.
 
-It does not own HTTP routing, bearer authentication, body-size limits or the wiki tools: the
-caller authenticates the request, builds a :class:`RequestContext`, and passes the raw body and
-headers to :func:`handle_http`, which returns a :class:`Reply` (status, headers, JSON body or
-``None``). Spec references below are to docs/specification/<revision>/ in
+The core is transport-independent: the caller authenticates the request, builds a
+:class:`RequestContext`, and passes the raw body and headers to :func:`handle_http`, which returns
+a :class:`Reply` (status, headers, JSON body or ``None``). Around it this module holds the wiki
+tools (on robotwtf's storage API only), the endpoint's route, and the OAuth protected resource's
+side: :func:`authenticate_bearer` checks every request's access token (issued by robotwtf_as) or
+personal access token, without loading the authorization server. Spec references below are to docs/specification/<revision>/ in
 modelcontextprotocol/modelcontextprotocol; /work/notes/MCP.md digests them.
 """
 
@@ -35,7 +37,6 @@ from typing import Any, NamedTuple
 import bottle
 
 import robotwtf as rw
-import robotwtf_as
 
 log = logging.getLogger("robotwtf.mcp")
 
@@ -1620,6 +1621,121 @@ def install(app) -> None:
     app.route("/w/<slug>/mcp", ENDPOINT_METHODS, mcp_endpoint, csrf=False)
 
 
+# --- who is calling: bearer tokens (this endpoint is the OAuth protected resource) -------------------------------------------
+
+ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
+TOUCH_SECONDS = 60  # last-used times are written at most this often (the MCP hot path reads only)
+
+
+def resource_url(cfg: rw.Config, slug: str) -> str:
+    """The wiki's MCP URL: its RFC 8707 resource identifier and the `aud` of its access tokens."""
+    return f"{cfg.public_url}/w/{slug}/mcp"
+
+
+@dataclasses.dataclass(frozen=True)
+class Caller:
+    """The person an MCP request acts for, the wiki, and the scopes it may use right now (granted
+    AND still allowed by the person's current role). `via` names the credential for revisions:
+    "mcp:<client name>" for OAuth clients, "token:<name>" for personal access tokens."""
+
+    user_did: str
+    wiki_id: int
+    wiki_slug: str
+    scopes: frozenset[str]
+    via: str
+    grant_id: int | None = None
+    token_id: int | None = None
+
+
+class BearerError(Exception):
+    """Why a bearer credential was refused. `status` is 401; `error` is RFC 6750 §3.1's
+    "invalid_token", or None when no Bearer credential was sent at all (§3.1: then no error code);
+    `description` is an ASCII sentence without quotes, safe inside a WWW-Authenticate header."""
+
+    def __init__(self, error: str | None, description: str):
+        super().__init__(description)
+        self.status = 401
+        self.error = error
+        self.description = description
+
+
+def authenticate_bearer(inst: rw.Instance, authorization: str | None, resource: str) -> Caller:
+    """Who the `Authorization` header value speaks for on the MCP endpoint whose resource URL is
+    `resource`, or BearerError. Access tokens must be our RS256 `at+jwt` for exactly this
+    resource, their grant must still exist, and the scopes are cut to what the person's role
+    allows today, so a revoked grant, a removed member, a lowered role, or a deleted user or wiki
+    stops the very next request. Personal access tokens get the same checks. One indexed query."""
+    token = _bearer_token(authorization)
+    if token.startswith(rw.PERSONAL_TOKEN_PREFIX):
+        return _personal_token_caller(inst, token, resource)
+    return _access_token_caller(inst, token, resource)
+
+
+def _bearer_token(authorization: str | None) -> str:
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise BearerError(None, "Send an access token as Authorization: Bearer <token>.")
+    return token.strip()
+
+
+def _invalid_token(description: str) -> BearerError:
+    return BearerError("invalid_token", description)
+
+
+def _access_token_caller(inst: rw.Instance, token: str, resource: str) -> Caller:
+    claims = _access_token_claims(inst, token)
+    if claims["exp"] <= rw.now():
+        raise _invalid_token("The access token has expired; refresh it or reconnect the app.")
+    if claims["aud"] != resource:
+        raise _invalid_token("The access token is for another wiki.")
+    grant = rw.grant_for_bearer(inst.db(), claims["grant_id"])
+    if grant is None or grant["user_did"] != claims["sub"] or grant["client_id"] != claims["client_id"] \
+            or resource_url(inst.cfg, grant["wiki_slug"]) != resource:
+        raise _invalid_token("The access token was revoked; reconnect the app.")
+    scopes = frozenset(claims["scope"].split()) & rw.role_scopes(grant["role"])
+    if not scopes:
+        raise _invalid_token("The person who connected this app no longer has access to the wiki.")
+    if _stale(grant["last_used_at"]):
+        rw.touch_grant(inst.db(), grant["id"])
+    return Caller(grant["user_did"], grant["wiki_id"], grant["wiki_slug"], scopes,
+                  "mcp:" + (grant["client_name"] or "unnamed app"), grant_id=grant["id"])
+
+
+def _access_token_claims(inst: rw.Instance, token: str) -> dict:
+    """The claims of an access token we issued (RFC 9068 §4: signature with RS256 only, typ,
+    iss), with every claim this module relies on present and of the right type."""
+    try:
+        claims = inst.keys.verify_rs256(token, ACCESS_TOKEN_TYP)
+    except rw.BadInput:
+        raise _invalid_token("The access token is malformed or its signature is not valid.") from None
+    expected = {"iss": str, "sub": str, "aud": str, "client_id": str, "scope": str, "exp": int, "grant_id": int}
+    if any(type(claims.get(name)) is not kind for name, kind in expected.items()) \
+            or claims["iss"] != inst.cfg.public_url:
+        raise _invalid_token("The access token was not issued by this server.")
+    return claims
+
+
+def _personal_token_caller(inst: rw.Instance, token: str, resource: str) -> Caller:
+    row = rw.personal_token_for_bearer(inst.db(), rw.hash_secret(token))
+    if row is None:
+        raise _invalid_token("The personal access token is unknown or was revoked.")
+    if row["expires_at"] is not None and row["expires_at"] <= rw.now():
+        raise _invalid_token("The personal access token has expired.")
+    if resource_url(inst.cfg, row["wiki_slug"]) != resource:
+        raise _invalid_token("The personal access token is for another wiki.")
+    scopes = frozenset(row["scope"].split()) & rw.role_scopes(row["role"])
+    if not scopes:
+        raise _invalid_token("The token's owner no longer has access to the wiki.")
+    if _stale(row["last_used_at"]):
+        rw.touch_personal_token(inst.db(), row["id"])
+    return Caller(row["user_did"], row["wiki_id"], row["wiki_slug"], scopes, "token:" + row["name"],
+                  token_id=row["id"])
+
+
+def _stale(last_used_at: int | None) -> bool:
+    return last_used_at is None or rw.now() - last_used_at >= TOUCH_SECONDS
+
+
 def serve_request(inst, server: Server, slug: str) -> Reply:
     """Authenticate one HTTP request to a wiki's endpoint and answer it through handle_http."""
     request = bottle.request
@@ -1630,8 +1746,8 @@ def serve_request(inst, server: Server, slug: str) -> Reply:
     cfg = inst.cfg
     metadata_url = cfg.url(f"/.well-known/oauth-protected-resource/w/{slug}/mcp")
     try:
-        caller = robotwtf_as.authenticate_bearer(inst, request.get_header("Authorization"), cfg.url(f"/w/{slug}/mcp"))
-    except robotwtf_as.BearerError as refusal:
+        caller = authenticate_bearer(inst, request.get_header("Authorization"), cfg.url(f"/w/{slug}/mcp"))
+    except BearerError as refusal:
         return _unauthorized_reply(refusal, metadata_url)
     try:
         inst.limiter.hit(_rate_key(caller), cfg.mcp_per_minute, "Too many MCP requests; wait a moment.")

@@ -1,7 +1,7 @@
 """The OAuth 2.1 authorization server over real HTTP: discovery, registration, the authorization
 endpoint and consent, the token endpoint, refresh rotation and revocation. One server serves the
 module; every test makes its own people, wiki and client, so tests stay independent. Access tokens
-are checked with robotwtf_as.authenticate_bearer in-process, on the server's own data folder."""
+are checked with robotwtf_mcp.authenticate_bearer in-process, on the server's own data folder."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 import robotwtf as rw
-import robotwtf_as
+import robotwtf_mcp
 from conftest import start_server
 from oauth_flow import (CLAUDE_CALLBACK, CLAUDE_REGISTRATION, Flow, World, csrf_of, pkce, query_of, register,
                         registered)
@@ -53,12 +53,12 @@ def inst(world) -> rw.Instance:
     return world.inst
 
 
-def bearer(inst, token: str, resource: str) -> robotwtf_as.Caller:
-    return robotwtf_as.authenticate_bearer(inst, f"Bearer {token}", resource)
+def bearer(inst, token: str, resource: str) -> robotwtf_mcp.Caller:
+    return robotwtf_mcp.authenticate_bearer(inst, f"Bearer {token}", resource)
 
 
-def refused(inst, token: str, resource: str) -> robotwtf_as.BearerError:
-    with pytest.raises(robotwtf_as.BearerError) as caught:
+def refused(inst, token: str, resource: str) -> robotwtf_mcp.BearerError:
+    with pytest.raises(robotwtf_mcp.BearerError) as caught:
         bearer(inst, token, resource)
     return caught.value
 

@@ -14,7 +14,7 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 import robotwtf as rw
-import robotwtf_as
+import robotwtf_mcp
 from conftest import start_server
 from oauth_flow import Flow, World, csrf_of
 
@@ -46,13 +46,13 @@ def resource(world, slug: str) -> str:
     return f"{world.server.url}/w/{slug}/mcp"
 
 
-def bearer(world, token: str, slug: str) -> robotwtf_as.Caller:
-    return robotwtf_as.authenticate_bearer(world.inst, f"Bearer {token}", resource(world, slug))
+def bearer(world, token: str, slug: str) -> robotwtf_mcp.Caller:
+    return robotwtf_mcp.authenticate_bearer(world.inst, f"Bearer {token}", resource(world, slug))
 
 
-def refused(world, header: str | None, slug: str) -> robotwtf_as.BearerError:
-    with pytest.raises(robotwtf_as.BearerError) as caught:
-        robotwtf_as.authenticate_bearer(world.inst, header, resource(world, slug))
+def refused(world, header: str | None, slug: str) -> robotwtf_mcp.BearerError:
+    with pytest.raises(robotwtf_mcp.BearerError) as caught:
+        robotwtf_mcp.authenticate_bearer(world.inst, header, resource(world, slug))
     assert caught.value.status == 401
     return caught.value
 
@@ -73,7 +73,7 @@ def cli_token(world, slug: str, did: str, *args: str) -> str:
 
 def test_a_valid_access_token_names_person_wiki_scopes_and_client(world, editor_flow):
     caller = bearer(world, editor_flow.tokens()["access_token"], editor_flow.slug)
-    assert caller == robotwtf_as.Caller(editor_flow.did, caller.wiki_id, editor_flow.slug,
+    assert caller == robotwtf_mcp.Caller(editor_flow.did, caller.wiki_id, editor_flow.slug,
                                         frozenset({"wiki:read", "wiki:write"}), "mcp:Claude", grant_id=caller.grant_id)
     assert caller.wiki_id == rw.get_wiki(world.db, editor_flow.slug)["id"]
 

@@ -13,6 +13,7 @@ import pytest
 import requests
 
 import robotwtf_as
+import robotwtf_mcp
 from conftest import start_server
 from oauth_flow import Flow, World
 
@@ -93,7 +94,7 @@ def test_a_metadata_document_client_connects_and_is_fetched_once(dev, host):
     assert page.status_code == 200
     assert "Doc App" in page.text and f"127.0.0.1:{host.httpd.server_port}" in page.text and "app.example" in page.text
     tokens = flow.tokens()
-    caller = robotwtf_as.authenticate_bearer(dev.inst, "Bearer " + tokens["access_token"], flow.resource())
+    caller = robotwtf_mcp.authenticate_bearer(dev.inst, "Bearer " + tokens["access_token"], flow.resource())
     assert caller.via == "mcp:Doc App" and caller.user_did == flow.did
     assert flow.refresh(tokens["refresh_token"]).status_code == 200
     assert host.hits["/client.json"] == 1  # consent GET, POST, token and refresh used the cache
