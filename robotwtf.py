@@ -713,6 +713,10 @@ class Keys:
         self._data = data
         self._pems = pems
         self.csrf_key = hashlib.sha256(b"robotwtf csrf\0" + pems[RS256_KEY_FILE]).digest()
+        # A client sends one access token (or a browser one session cookie) with every request for
+        # up to an hour; its signature (~110 us to check) is checked once. Only good tokens are
+        # remembered (lru_cache keeps no exceptions), and callers still check exp, aud and the grant.
+        self._verified = functools.lru_cache(maxsize=256)(self._verify_rs256)
 
     @classmethod
     def load(cls, data: Path) -> "Keys":
@@ -791,6 +795,9 @@ class Keys:
     def verify_rs256(self, token: str, typ: str) -> dict:
         """Claims of a JWT we signed with `typ` (RFC 8725 §3.11 explicit typing); BadInput otherwise.
         The caller validates the claims (exp, aud...) it relies on."""
+        return dict(self._verified(token, typ))
+
+    def _verify_rs256(self, token: str, typ: str) -> dict:
         from joserfc import jwt
         from joserfc.errors import JoseError
         try:

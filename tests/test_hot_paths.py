@@ -6,6 +6,8 @@ reads a page with its links in one statement."""
 
 from __future__ import annotations
 
+import base64
+import json
 import sqlite3
 
 import pytest
@@ -201,3 +203,21 @@ def test_migration_6_counts_what_a_version_5_wiki_already_holds(tmp_path):
     rw._migrate(db, 5)
     assert rw.wiki_usage(db, 7) == recount(db, 7) == rw.Usage(2, 390)
     assert rw.wiki_usage(db, 8) == rw.Usage(0, 0)
+
+
+# --- access tokens: a signature is checked once per token ----------------------------------------------
+
+def test_remembered_signatures_never_let_a_changed_token_or_another_type_through(tmp_path):
+    rw.prepare_data_folder(rw.load_config({"data": str(tmp_path / "data")}, environ={}), create=True)
+    keys = rw.Keys.load(tmp_path / "data")
+    token = keys.sign_rs256({"sub": "did:plc:alice", "exp": rw.now() + 60}, "at+jwt")
+    first = keys.verify_rs256(token, "at+jwt")
+    first["sub"] = "did:plc:mallory"  # callers get a copy: the remembered claims stay as signed
+    assert keys.verify_rs256(token, "at+jwt")["sub"] == "did:plc:alice"
+    header, payload, signature = token.split(".")
+    forged = base64.urlsafe_b64encode(json.dumps({"sub": "did:plc:mallory", "exp": rw.now() + 60}).encode())
+    for changed in (f"{header}.{payload}.{signature[:-4]}AAAA", f"{header}.{forged.decode().rstrip('=')}.{signature}"):
+        with pytest.raises(rw.BadInput):
+            keys.verify_rs256(changed, "at+jwt")
+    with pytest.raises(rw.BadInput):
+        keys.verify_rs256(token, "robotwtf-session+jwt")
