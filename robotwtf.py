@@ -731,7 +731,7 @@ class Keys:
             if path.stat().st_mode & 0o077:
                 raise ConfigError(f"{path} is readable by other users; run `chmod 600 {path}`.")
             pems[name] = path.read_bytes()
-            if not is_whole_pem_key(pems[name]):
+            if not is_whole_pem_key(pems[name], name):
                 raise ConfigError(_damaged_key_message(path))
         return cls(data, pems)
 
@@ -813,9 +813,18 @@ PEM_PRIVATE_KEY_RE = re.compile(rb"\s*-----BEGIN ([A-Z ]*)PRIVATE KEY-----\r?\n(
                                 rb"-----END \1PRIVATE KEY-----\s*")
 
 
-def is_whole_pem_key(pem: bytes) -> bool:
-    """Whether `pem` is one PEM private key whose DER is complete: what an emptied, truncated or
-    swapped key file fails, found without parsing the key (Keys parses it on first use)."""
+# The algorithm identifiers (DER) at the head of each key file's PKCS #8 key: id-ecPublicKey and
+# P-256 (RFC 5480 §2.1.1), rsaEncryption (RFC 8017 appendix A.1).
+PKCS8_KEY_OIDS = {
+    ES256_KEY_FILE: (bytes.fromhex("06072a8648ce3d0201"), bytes.fromhex("06082a8648ce3d030107")),
+    RS256_KEY_FILE: (bytes.fromhex("06092a864886f70d010101"),),
+}
+
+
+def is_whole_pem_key(pem: bytes, name: str) -> bool:
+    """Whether `pem` is one PEM private key whose DER is complete and, in the PKCS #8 form robotwtf
+    writes, of the kind key file `name` holds: what an emptied, truncated or swapped key file
+    fails, found without parsing the key (Keys parses it on first use)."""
     match = PEM_PRIVATE_KEY_RE.fullmatch(pem)
     if not match:
         return False
@@ -824,6 +833,8 @@ def is_whole_pem_key(pem: bytes) -> bool:
     except ValueError:  # binascii.Error: bad padding
         return False
     if len(der) < 2 or der[0] != 0x30:  # one DER SEQUENCE...
+        return False
+    if match[1] == b"" and not all(oid in der[:40] for oid in PKCS8_KEY_OIDS[name]):
         return False
     if der[1] < 0x80:
         return 2 + der[1] == len(der)  # ...whose length is the file's

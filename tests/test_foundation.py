@@ -78,6 +78,15 @@ def test_refuses_damaged_key(cli):
     assert "init --rotate-keys" in result.stderr
 
 
+@pytest.mark.parametrize("swapped, other", [("es256-key.pem", "rs256-key.pem"), ("rs256-key.pem", "es256-key.pem")])
+def test_refuses_a_key_swapped_for_the_other_kind_at_start(cli, swapped, other):
+    cli("init")
+    (cli.data / swapped).write_bytes((cli.data / other).read_bytes())
+    result = cli("serve", check=False)
+    assert result.returncode == 1
+    assert f"{swapped} is not a usable private key" in result.stderr
+
+
 def test_check_parses_the_keys(cli):
     cli("init")
     es256, rs256 = cli.data / "es256-key.pem", cli.data / "rs256-key.pem"
