@@ -1649,7 +1649,7 @@ def parse_time(value: int | str | None) -> int | None:
 FRONT_MATTER_RE = re.compile(r"---[ \t]*\n(.*?\n)?(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.S)
 FRONT_MATTER_LINE_RE = re.compile(r"([A-Za-z_][\w-]*)[ \t]*:[ \t]*(.*)")
 FENCE_RE = re.compile(r" {0,3}(`{3,}|~{3,})")
-FENCE_LINE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$", re.MULTILINE)  # FENCE_RE over a whole text
+FENCE_LINE_RE = re.compile("^" + FENCE_RE.pattern + "(.*)$", re.MULTILINE)  # FENCE_RE over a whole text
 HEADING_RE = re.compile(r" {0,3}(#{1,6})(?:[ \t]+(.*?))??(?:[ \t]+#+)?[ \t]*")
 WIKILINK_RE = re.compile(r"\[\[([^\[\]|\n]+?)(?:\|([^\[\]\n]*))?\]\]")
 # An inline code span: matching backtick runs, not across a blank line (CommonMark §6.1).

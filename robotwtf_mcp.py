@@ -675,15 +675,26 @@ SCHEMA_KEYWORDS = frozenset(
         "minLength", "maxLength", "minimum", "maximum", "description", "title", "default",
     }
 )
-_TYPE_CHECKS: dict[str, Callable[[Any], bool]] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
+_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
+    "object": (dict,), "array": (list,), "string": (str,), "integer": (int,), "number": (int, float),
+    "boolean": (bool,), "null": (type(None),),
 }
+
+
+def _allowed_types(types: Any) -> tuple[tuple[type, ...] | None, bool]:
+    """The Python types a JSON Schema "type" admits, and whether booleans are among them (bool is
+    an int in Python, never an integer or number in JSON)."""
+    if types is None:
+        return None, True
+    names = types if isinstance(types, list) else [types]
+    return tuple(kind for name in names for kind in _PYTHON_TYPES[name]), "boolean" in names
+
+
+def _has_type(value: Any, types: Any) -> bool:
+    allowed, bools = _allowed_types(types)
+    return allowed is None or isinstance(value, allowed) and (bools or not isinstance(value, bool))
+
+
 _ARTICLES = {"object": "an object", "array": "an array", "integer": "an integer"}
 
 
@@ -696,7 +707,7 @@ def check_schema(schema: Any, where: str = "schema") -> None:
         raise ValueError(f"{where} uses unsupported keywords: {', '.join(sorted(unknown))}")
     types = schema.get("type", [])
     for name in types if isinstance(types, list) else [types]:
-        if name not in _TYPE_CHECKS:
+        if name not in _PYTHON_TYPES:
             raise ValueError(f"{where} has unknown type {name!r}")
     for name, sub in schema.get("properties", {}).items():
         check_schema(sub, f"{where}.properties.{name}")
@@ -728,21 +739,6 @@ def compile_schema(schema: dict[str, Any]) -> Callable[[Any], bool]:
         return value_check is None or value_check(value)
 
     return check
-
-
-_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
-    "object": (dict,), "array": (list,), "string": (str,), "integer": (int,), "number": (int, float),
-    "boolean": (bool,), "null": (type(None),),
-}
-
-
-def _allowed_types(types: Any) -> tuple[tuple[type, ...] | None, bool]:
-    """The Python types a JSON Schema "type" admits, and whether booleans are among them (bool is
-    an int in Python, never an integer or number in JSON)."""
-    if types is None:
-        return None, True
-    names = types if isinstance(types, list) else [types]
-    return tuple(kind for name in names for kind in _PYTHON_TYPES[name]), "boolean" in names
 
 
 def _value_check(schema: dict[str, Any]) -> Callable[[Any], bool] | None:
@@ -798,8 +794,8 @@ def problems(value: Any, schema: dict[str, Any], where: str = "") -> list[str]:
     label = f"'{where}'" if where else "the arguments"
     types = schema.get("type")
     if types is not None:
-        allowed = types if isinstance(types, list) else [types]
-        if not any(_TYPE_CHECKS[name](value) for name in allowed):
+        if not _has_type(value, types):
+            allowed = types if isinstance(types, list) else [types]
             wanted = " or ".join(_ARTICLES.get(name, f"a {name}") for name in allowed)
             return [f"{label} must be {wanted}"]
     if "enum" in schema and value not in schema["enum"]:
@@ -809,7 +805,7 @@ def problems(value: Any, schema: dict[str, Any], where: str = "") -> list[str]:
             return [f"{label} must be at least {schema['minLength']} characters long"]
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             return [f"{label} must be at most {schema['maxLength']} characters long"]
-    if _TYPE_CHECKS["number"](value):
+    if _has_type(value, "number"):
         if "minimum" in schema and value < schema["minimum"]:
             return [f"{label} must be at least {schema['minimum']}"]
         if "maximum" in schema and value > schema["maximum"]:
