@@ -8,22 +8,12 @@ always collected, so `make soak` cannot pass by collecting nothing."""
 
 from __future__ import annotations
 
-import pytest
-
-import reliability_load as load_kit
 import test_reliability as quick
 from conftest import start_server
 from mcp_client import Endpoint
 
 
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory):
-    """One server for the load tests, without rate limits in the way."""
-    srv = start_server(tmp_path_factory.mktemp("soak") / "data", env_extra=load_kit.UNLIMITED)
-    try:
-        yield srv
-    finally:
-        srv.stop()
+loaded = quick.loaded  # the same one-server-per-module fixture, without rate limits in the way
 
 
 def test_soak_racing_writers(loaded):
