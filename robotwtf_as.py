@@ -55,7 +55,8 @@ from authlib.oauth2.rfc7591 import InvalidClientMetadataError, InvalidRedirectUR
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 
-import robotwtf as rw
+import robotwtf_store as store
+import robotwtf_web as web
 import robotwtf_atproto as atproto
 from robotwtf_mcp import ACCESS_TOKEN_TYP, resource_url
 
@@ -84,7 +85,7 @@ DOCUMENT_CACHE_MAX = 86400
 
 # --- resources: each wiki's MCP endpoint is one OAuth protected resource -----------------------
 
-def wiki_slug_of_resource(cfg: rw.Config, resource: str) -> str | None:
+def wiki_slug_of_resource(cfg: store.Config, resource: str) -> str | None:
     """The slug a resource identifier names, by exact string comparison with our canonical form
     (RFC 8707 §2: no fragment; anything else, such as a trailing slash, is another resource)."""
     prefix, suffix = f"{cfg.public_url}/w/", "/mcp"
@@ -96,8 +97,8 @@ def wiki_slug_of_resource(cfg: rw.Config, resource: str) -> str | None:
 
 def is_slug(slug: str) -> bool:
     try:
-        rw.validate_slug(slug)
-    except rw.BadInput:
+        store.validate_slug(slug)
+    except store.BadInput:
         return False
     return True
 
@@ -194,7 +195,7 @@ def cache_lifetime(headers) -> int:
     max_age = directives.get("max-age", "")
     if "no-store" in directives or "no-cache" in directives:
         seconds = 0
-    elif rw.ASCII_DIGITS_RE.fullmatch(max_age):   # not str.isdigit(): it accepts '²', which int() refuses
+    elif store.ASCII_DIGITS_RE.fullmatch(max_age):   # not str.isdigit(): it accepts '²', which int() refuses
         # RFC 9111 §1.2.2: a delta-seconds too large to represent counts as 2^31.
         seconds = int(max_age) if len(max_age) <= 10 else 2**31
     else:
@@ -206,14 +207,14 @@ def _expires_in(expires: str | None) -> int:
     if not expires:
         return DOCUMENT_CACHE_DEFAULT
     try:
-        return int(email.utils.parsedate_to_datetime(expires).timestamp()) - rw.now()
+        return int(email.utils.parsedate_to_datetime(expires).timestamp()) - store.now()
     except (TypeError, ValueError):
         return 0  # RFC 9111 §5.3: an invalid Expires means already expired
 
 
 # --- discovery documents ---------------------------------------------------------------------------
 
-def authorization_server_metadata(cfg: rw.Config) -> dict:
+def authorization_server_metadata(cfg: store.Config) -> dict:
     """RFC 8414 §2 metadata; the issuer is the public URL exactly (§3.3)."""
     return {
         "issuer": cfg.public_url,
@@ -222,7 +223,7 @@ def authorization_server_metadata(cfg: rw.Config) -> dict:
         "registration_endpoint": cfg.url("/oauth/register"),
         "revocation_endpoint": cfg.url("/oauth/revoke"),
         "jwks_uri": cfg.url("/.well-known/jwks.json"),
-        "scopes_supported": list(rw.SCOPES),
+        "scopes_supported": list(store.SCOPES),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token"],
@@ -239,13 +240,13 @@ DOCUMENT_CLIENT_METADATA = {"grant_types_supported": ["authorization_code", "ref
                             "token_endpoint_auth_methods_supported": ["none"]}
 
 
-def protected_resource_metadata(cfg: rw.Config, slug: str) -> dict:
+def protected_resource_metadata(cfg: store.Config, slug: str) -> dict:
     """RFC 9728 §2 metadata of a wiki's MCP endpoint; `resource` equals its identifier (§3.3). It
     names only the slug, so it says nothing about whether such a wiki exists (CONTRACT §3)."""
     return {
         "resource": resource_url(cfg, slug),
         "authorization_servers": [cfg.public_url],
-        "scopes_supported": list(rw.SCOPES),
+        "scopes_supported": list(store.SCOPES),
         "bearer_methods_supported": ["header"],
         "resource_name": f"Wiki {slug} on {cfg.public_host}",
     }
@@ -265,35 +266,35 @@ def preflight(**_):
 
 # --- connected apps and personal access tokens -------------------------------------------------------
 
-@rw.login_required
+@web.login_required
 def apps_page():
-    return _apps_page(rw.current_user())
+    return _apps_page(web.current_user())
 
 
 def _apps_page(user, created: dict | None = None, problem: str | None = None) -> str:
-    db = rw.instance().db()
+    db = web.instance().db()
     bottle.response.set_header("Cache-Control", "no-store")
-    return rw.render("apps", grants=rw.list_grants(db, user["did"]), tokens=rw.list_personal_tokens(db, user["did"]),
-                     wikis=rw.user_wikis(db, user["did"]), created=created, problem=problem, labels=SCOPE_LABELS,
+    return web.render("apps", grants=store.list_grants(db, user["did"]), tokens=store.list_personal_tokens(db, user["did"]),
+                     wikis=store.user_wikis(db, user["did"]), created=created, problem=problem, labels=SCOPE_LABELS,
                      redirect_host=redirect_host)
 
 
-@rw.login_required
+@web.login_required
 def apps_revoke_grant(grant_id: int):
-    if not rw.revoke_grant(rw.instance().db(), grant_id, rw.current_user()["did"]):
-        raise rw.NotFound("You have no such connected app.")
-    return rw.redirect("/account/apps")
+    if not store.revoke_grant(web.instance().db(), grant_id, web.current_user()["did"]):
+        raise store.NotFound("You have no such connected app.")
+    return web.redirect("/account/apps")
 
 
-@rw.login_required
+@web.login_required
 def apps_create_token():
     """Create a personal access token and show it once, on this response only."""
-    user, form = rw.current_user(), bottle.request.forms
+    user, form = web.current_user(), bottle.request.forms
     try:
-        scopes = rw.parse_scopes(" ".join(form.getall("scope")))
-        token = rw.create_personal_token(rw.instance().db(), user["did"], form.getunicode("wiki", ""), scopes,
+        scopes = store.parse_scopes(" ".join(form.getall("scope")))
+        token = store.create_personal_token(web.instance().db(), user["did"], form.getunicode("wiki", ""), scopes,
                                          form.getunicode("name", ""), _expiry(form.get("expires_days", "")))
-    except rw.RobotError as e:
+    except store.RobotError as e:
         bottle.response.status = e.status
         return _apps_page(user, problem=e.message)
     return _apps_page(user, created={"token": token, "name": form.getunicode("name", "").strip(),
@@ -304,16 +305,16 @@ def _expiry(days: str) -> int | None:
     if not days.strip():
         return None
     text = days.strip()
-    if not rw.ASCII_DIGITS_RE.fullmatch(text) or len(text) > 4 or not 1 <= int(text) <= 3650:
-        raise rw.BadInput("Expiry is a number of days from 1 to 3650, or empty for none.")
-    return rw.now() + int(text) * 86400
+    if not store.ASCII_DIGITS_RE.fullmatch(text) or len(text) > 4 or not 1 <= int(text) <= 3650:
+        raise store.BadInput("Expiry is a number of days from 1 to 3650, or empty for none.")
+    return store.now() + int(text) * 86400
 
 
-@rw.login_required
+@web.login_required
 def apps_revoke_token(token_id: int):
-    if not rw.revoke_personal_token(rw.instance().db(), token_id, rw.current_user()["did"]):
-        raise rw.NotFound("You have no such token.")
-    return rw.redirect("/account/apps")
+    if not store.revoke_personal_token(web.instance().db(), token_id, web.current_user()["did"]):
+        raise store.NotFound("You have no such token.")
+    return web.redirect("/account/apps")
 
 
 # --- authlib models over our rows ---------------------------------------------------------------
@@ -345,14 +346,14 @@ class Client(ClientMixin):
     def get_allowed_scope(self, scope):
         """Unknown scopes are dropped (RFC 6749 §3.3 lets the server ignore them); a request
         naming none of ours asks for both, and the person narrows it (CONTRACT §4)."""
-        requested = set(scope_to_list(scope) or ()) & set(rw.SCOPES)
-        return rw.scope_string(requested or rw.SCOPES)
+        requested = set(scope_to_list(scope) or ()) & set(store.SCOPES)
+        return store.scope_string(requested or store.SCOPES)
 
     def check_redirect_uri(self, redirect_uri):
         return any(redirect_uri_matches(registered, redirect_uri) for registered in self.redirect_uris)
 
     def check_client_secret(self, client_secret):
-        return self.secret_hash is not None and hmac.compare_digest(self.secret_hash, rw.hash_secret(client_secret))
+        return self.secret_hash is not None and hmac.compare_digest(self.secret_hash, store.hash_secret(client_secret))
 
     def check_endpoint_auth_method(self, method, endpoint):
         # The registered method only: a client may not switch methods (RFC 7591 §2).
@@ -440,7 +441,7 @@ class _Params(OAuth2Payload):
 
 class _Request(OAuth2Request):
     def __init__(self, path: str, pairs: list[tuple[str, str]]):
-        super().__init__(bottle.request.method, rw.instance().cfg.url(path), headers=bottle.request.headers)
+        super().__init__(bottle.request.method, web.instance().cfg.url(path), headers=bottle.request.headers)
         self.payload = _Params(pairs)
         self.resource = None   # the resource asked for (validated), then the consented wiki's URL
         self.wiki = None       # the consented wiki's row, with the person's role
@@ -456,7 +457,7 @@ class _Request(OAuth2Request):
 
 class _JsonRequest(JsonRequest):
     def __init__(self, path: str, document: dict):
-        super().__init__("POST", rw.instance().cfg.url(path), bottle.request.headers)
+        super().__init__("POST", web.instance().cfg.url(path), bottle.request.headers)
         self.payload = types.SimpleNamespace(data=document)
 
 
@@ -473,8 +474,8 @@ class UnsupportedTokenTypeError(OAuth2Error):
 class AuthorizationServer(AuthlibServer):
     """authlib's server with our models, tokens and policy; one per running instance."""
 
-    def __init__(self, inst: rw.Instance):
-        super().__init__(scopes_supported=list(rw.SCOPES))
+    def __init__(self, inst: store.Instance):
+        super().__init__(scopes_supported=list(store.SCOPES))
         self.inst = inst
         self.documents = DocumentFetcher(inst.cfg.insecure_dev_network)
         self.register_token_generator("default", AccessTokenGenerator(inst))
@@ -499,7 +500,7 @@ class AuthorizationServer(AuthlibServer):
             return None
         if _looks_like_document_url(client_id):
             return metadata_document_client(self, client_id)
-        row = rw.get_oauth_client(self.db(), client_id)
+        row = store.get_oauth_client(self.db(), client_id)
         return Client(row) if row is not None else None
 
     def authenticate_client(self, request, methods, endpoint="token"):
@@ -518,7 +519,7 @@ class AuthorizationServer(AuthlibServer):
             # can't crowd the limiter, and nobody can spend a public client's budget (anyone may
             # name a public client, e.g. a metadata-document URL all of its users share). The
             # per-address limit ran before the request was parsed.
-            inst = rw.instance()
+            inst = web.instance()
             inst.limiter.hit("token:client:" + client.get_client_id(), inst.cfg.token_per_minute,
                              "Too many token requests for this client; wait a minute.")
         return client
@@ -543,7 +544,7 @@ class AccessTokenGenerator(BearerTokenGenerator):
     """RFC 9068 access tokens: RS256 JWTs with typ at+jwt naming the person (sub), the wiki's MCP
     URL (aud), the client and the scopes, plus the grant they belong to, which every use checks."""
 
-    def __init__(self, inst: rw.Instance):
+    def __init__(self, inst: store.Instance):
         super().__init__(self.sign, expires_generator=self.lifetime)
         self.inst = inst
 
@@ -551,9 +552,9 @@ class AccessTokenGenerator(BearerTokenGenerator):
         return self.inst.cfg.access_token_minutes * 60
 
     def sign(self, client, grant_type, user: Subject, scope: str) -> str:
-        issued = rw.now()
+        issued = store.now()
         claims = {"iss": self.inst.cfg.public_url, "sub": user.did, "aud": user.resource,
-                  "client_id": client.client_id, "scope": scope, "jti": rw.new_secret(16), "iat": issued,
+                  "client_id": client.client_id, "scope": scope, "jti": store.new_secret(16), "iat": issued,
                   "exp": issued + self.lifetime(client, grant_type), "grant_id": user.grant_id}
         return self.inst.keys.sign_rs256(claims, ACCESS_TOKEN_TYP)
 
@@ -574,7 +575,7 @@ class S256CodeChallenge(CodeChallenge):
             raise InvalidRequestError("code_challenge_method must be S256; plain, and a missing method "
                                       "(which means plain, RFC 7636 section 4.3), are not accepted.")
         super().validate_code_challenge(grant, redirect_uri)
-        if rw.code_challenge_used(grant.server.db(), data["code_challenge"]):
+        if store.code_challenge_used(grant.server.db(), data["code_challenge"]):
             raise InvalidRequestError("This code_challenge was used before; make a new code_verifier for "
                                       "every authorization request (RFC 9700 section 2.1.1).")
 
@@ -601,12 +602,12 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         return redirect_uri
 
     def generate_authorization_code(self):
-        return rw.new_secret()
+        return store.new_secret()
 
     def save_authorization_code(self, code, request):
-        created = rw.now()
-        rw.save_authorization_code(self.server.db(), {
-            "code_hash": rw.hash_secret(code), "client_id": request.client.client_id,
+        created = store.now()
+        store.save_authorization_code(self.server.db(), {
+            "code_hash": store.hash_secret(code), "client_id": request.client.client_id,
             "user_did": request.user["did"], "wiki_id": request.wiki["id"], "scope": request.scope,
             "resource": request.resource, "redirect_uri": self.redirect_uri,
             "redirect_uri_in_request": int(bool(request.payload.redirect_uri)),
@@ -614,7 +615,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):
             "expires_at": created + CODE_SECONDS})
 
     def query_authorization_code(self, code, client):
-        row = rw.get_authorization_code(self.server.db(), rw.hash_secret(code))
+        row = store.get_authorization_code(self.server.db(), store.hash_secret(code))
         return AuthorizationCode(row) if row is not None and row["client_id"] == client.client_id else None
 
     def validate_token_request(self):
@@ -628,10 +629,10 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         """Spend the code and create its grant atomically; a second redemption that passed every
         check above revokes what the first one got (RFC 6749 §4.1.2)."""
         client, code = self.request.client, self.request.authorization_code.row
-        refresh = rw.new_secret() if client.check_grant_type("refresh_token") else None
-        grant_id = rw.redeem_authorization_code(self.server.db(), code["code_hash"],
-                                                refresh and rw.hash_secret(refresh),
-                                                rw.now() + self.server.inst.cfg.refresh_token_days * 86400)
+        refresh = store.new_secret() if client.check_grant_type("refresh_token") else None
+        grant_id = store.redeem_authorization_code(self.server.db(), code["code_hash"],
+                                                refresh and store.hash_secret(refresh),
+                                                store.now() + self.server.inst.cfg.refresh_token_days * 86400)
         if grant_id is None:
             raise InvalidGrantError("This authorization code was already used; the tokens issued for it "
                                     "are revoked (RFC 6749 section 4.1.2).")
@@ -648,7 +649,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token):
         """The token's row even if already spent (rotation decides what a reuse means), but not if
         its person is no longer a member of the wiki."""
-        row = rw.get_refresh_token(self.server.db(), rw.hash_secret(refresh_token))
+        row = store.get_refresh_token(self.server.db(), store.hash_secret(refresh_token))
         return RefreshToken(row) if row is not None and row["role"] is not None else None
 
     def validate_token_request(self):
@@ -660,8 +661,8 @@ class RefreshGrant(grants.RefreshTokenGrant):
         """Rotate (OAuth 2.1 §4.3.1); the access token may carry fewer scopes than the grant, the
         new refresh token keeps the grant's (RFC 6749 §6)."""
         row = self.request.refresh_token.row
-        new = rw.new_secret()
-        outcome = rw.rotate_refresh_token(self.server.db(), row["token_hash"], rw.hash_secret(new),
+        new = store.new_secret()
+        outcome = store.rotate_refresh_token(self.server.db(), row["token_hash"], store.hash_secret(new),
                                           REFRESH_RETRY_SECONDS)
         if outcome == "reused":
             raise InvalidGrantError("This refresh token was already used, so it may have leaked: every token "
@@ -675,7 +676,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
-def _requested_resource(cfg: rw.Config, request: _Request) -> str | None:
+def _requested_resource(cfg: store.Config, request: _Request) -> str | None:
     """The wiki MCP URL the client asked for (MCP clients MUST send `resource`), or None: then the
     person picks the wiki on the consent page."""
     resource = request.payload.data.get("resource")
@@ -800,15 +801,15 @@ class RegistrationEndpoint(ClientRegistrationEndpoint):
         return authorization_server_metadata(self.server.inst.cfg)
 
     def generate_client_info(self, request):
-        info = {"client_id": rw.new_secret(18), "client_id_issued_at": rw.now()}
+        info = {"client_id": store.new_secret(18), "client_id_issued_at": store.now()}
         if request.payload.data.get("token_endpoint_auth_method", "client_secret_basic") != "none":
-            info.update(client_secret=rw.new_secret(), client_secret_expires_at=0)
+            info.update(client_secret=store.new_secret(), client_secret_expires_at=0)
         return info
 
     def save_client(self, client_info, client_metadata, request):
         secret = client_info.get("client_secret")
-        rw.register_oauth_client(self.server.db(), {
-            "client_id": client_info["client_id"], "secret_hash": secret and rw.hash_secret(secret),
+        store.register_oauth_client(self.server.db(), {
+            "client_id": client_info["client_id"], "secret_hash": secret and store.hash_secret(secret),
             **_stored_metadata(client_metadata)})
         return client_info
 
@@ -828,7 +829,7 @@ def _looks_like_document_url(client_id: str) -> bool:
     return client_id.startswith(("https://", "http://"))
 
 
-def _document_url_problem(cfg: rw.Config, url: str) -> str | None:
+def _document_url_problem(cfg: store.Config, url: str) -> str | None:
     """The draft's §3 rules for a Client Identifier URL. http is accepted only on loopback in
     development network mode, where tests serve documents without TLS."""
     parts = urllib.parse.urlsplit(url)
@@ -847,8 +848,8 @@ def metadata_document_client(server: AuthorizationServer, url: str) -> Client:
     """The client a metadata document URL names: from the cache while it is fresh, else fetched
     through the hardened fetcher (no redirects, private addresses refused, 5 KB, 5 s) and
     validated. Failures raise invalid_client and are never cached (draft §5.1, §5.2)."""
-    row = rw.get_oauth_client(server.db(), url)
-    if row is not None and row["is_document"] and row["cache_until"] > rw.now():
+    row = store.get_oauth_client(server.db(), url)
+    if row is not None and row["is_document"] and row["cache_until"] > store.now():
         return Client(row)
     problem = _document_url_problem(server.inst.cfg, url)
     if problem:
@@ -859,9 +860,9 @@ def metadata_document_client(server: AuthorizationServer, url: str) -> Client:
         log.info("client metadata document refused: %s", e)
         raise InvalidClientError(description=_ascii(f"The app's client metadata could not be fetched: {e}")) \
             from None
-    rw.cache_metadata_document_client(server.db(), {"client_id": url, **_document_metadata(url, document),
-                                                    "cache_until": rw.now() + lifetime})
-    return Client(rw.get_oauth_client(server.db(), url))
+    store.cache_metadata_document_client(server.db(), {"client_id": url, **_document_metadata(url, document),
+                                                    "cache_until": store.now() + lifetime})
+    return Client(store.get_oauth_client(server.db(), url))
 
 
 def _document_metadata(url: str, document: dict) -> dict:
@@ -917,21 +918,21 @@ class RevocationEndpoint(AuthlibRevocationEndpoint):
         return self._refresh_token(token_string) or self._access_token(token_string)
 
     def _refresh_token(self, token: str) -> RevocableToken | None:
-        row = rw.get_refresh_token(self.server.db(), rw.hash_secret(token))
+        row = store.get_refresh_token(self.server.db(), store.hash_secret(token))
         return RevocableToken(row["grant_id"], row["client_id"]) if row is not None else None
 
     def _access_token(self, token: str) -> RevocableToken | None:
         """Expiry does not matter here: revoking through an expired token still ends its grant."""
         try:
             claims = self.server.inst.keys.verify_rs256(token, ACCESS_TOKEN_TYP)
-        except rw.BadInput:
+        except store.BadInput:
             return None
         if claims.get("iss") != self.server.inst.cfg.public_url or type(claims.get("grant_id")) is not int:
             return None
         return RevocableToken(claims["grant_id"], claims.get("client_id"))
 
     def revoke_token(self, token, request):
-        rw.revoke_grant(self.server.db(), token.grant_id)
+        store.revoke_grant(self.server.db(), token.grant_id)
 
 
 # --- machine endpoints: JSON, CORS without credentials ---------------------------------------------
@@ -961,7 +962,7 @@ def machine_endpoint(handler):
             response = handler(*args, **kwargs)
         except OAuth2Error as error:
             response = OAuthResponse(*error())
-        except rw.RateLimited as e:
+        except store.RateLimited as e:
             response = OAuthResponse(429, {"error": "rate_limited", "error_description": e.message},
                                      [("Retry-After", str(e.retry_after)), ("Cache-Control", "no-store")])
         bottle.response.status = response.status
@@ -975,7 +976,7 @@ def machine_endpoint(handler):
 
 @machine_endpoint
 def authorization_server_metadata_document():
-    return OAuthResponse(200, authorization_server_metadata(rw.instance().cfg), [("Cache-Control", DOCUMENT_CACHE)])
+    return OAuthResponse(200, authorization_server_metadata(web.instance().cfg), [("Cache-Control", DOCUMENT_CACHE)])
 
 
 @machine_endpoint
@@ -983,18 +984,18 @@ def protected_resource_metadata_document(slug):
     if not is_slug(slug):
         return OAuthResponse(404, {"error": "not_found", "error_description": "No wiki can have this name."},
                              [("Cache-Control", DOCUMENT_CACHE)])
-    return OAuthResponse(200, protected_resource_metadata(rw.instance().cfg, slug), [("Cache-Control", DOCUMENT_CACHE)])
+    return OAuthResponse(200, protected_resource_metadata(web.instance().cfg, slug), [("Cache-Control", DOCUMENT_CACHE)])
 
 
 @machine_endpoint
 def jwks_document():
-    return OAuthResponse(200, rw.instance().keys.public_jwks(), [("Cache-Control", DOCUMENT_CACHE)])
+    return OAuthResponse(200, web.instance().keys.public_jwks(), [("Cache-Control", DOCUMENT_CACHE)])
 
 
 @machine_endpoint
 def token_endpoint():
-    inst = rw.instance()
-    inst.limiter.hit("token:ip:" + rw.client_ip(), inst.cfg.token_per_minute,
+    inst = web.instance()
+    inst.limiter.hit("token:ip:" + web.client_ip(), inst.cfg.token_per_minute,
                      "Too many token requests from your address; wait a minute.")
     return _server().create_token_response(_form_request("/oauth/token"))
 
@@ -1006,11 +1007,11 @@ def revocation_endpoint():
 
 @machine_endpoint
 def registration_endpoint():
-    inst = rw.instance()
-    inst.limiter.hit("register:" + rw.client_ip(), inst.cfg.registrations_per_minute,
+    inst = web.instance()
+    inst.limiter.hit("register:" + web.client_ip(), inst.cfg.registrations_per_minute,
                      "Too many client registrations from your address; wait a minute.")
     request = _JsonRequest("/oauth/register", _json_body())
-    rw.prune_oauth(inst.db())
+    store.prune_oauth(inst.db())
     return _server().create_endpoint_response("client_registration", request)
 
 
@@ -1047,7 +1048,7 @@ def _consent_grant() -> CodeGrant:
     return _server().get_consent_grant(_Request("/oauth/authorize", pairs))
 
 
-@rw.login_required
+@web.login_required
 def authorize_page():
     """GET /oauth/authorize: the person signs in first (login_required carries the whole request
     through the detour), then sees what the client asks for."""
@@ -1055,10 +1056,10 @@ def authorize_page():
         grant = _consent_grant()
     except OAuth2Error as error:
         return _authorization_error_page(error)
-    return _consent_page(grant, rw.current_user())
+    return _consent_page(grant, web.current_user())
 
 
-@rw.login_required
+@web.login_required
 def authorize_decision():
     """POST /oauth/authorize (CSRF-checked by the app's plugin): deny, or issue a code for the
     wiki and scopes the person chose."""
@@ -1066,12 +1067,12 @@ def authorize_decision():
         grant = _consent_grant()
     except OAuth2Error as error:
         return _authorization_error_page(error)
-    request, user = grant.request, rw.current_user()
+    request, user = grant.request, web.current_user()
     if bottle.request.forms.get("decision") != "approve":
         return _redirect_to_client(grant.redirect_uri, [("error", "access_denied"), ("state", request.payload.state)])
     try:
         _bind_consent(request, user)
-    except rw.RobotError as e:
+    except store.RobotError as e:
         bottle.response.status = e.status
         return _consent_page(grant, user, problem=e.message)
     _, _, headers = grant.create_authorization_response(grant.redirect_uri, user)
@@ -1082,35 +1083,35 @@ def _bind_consent(request: _Request, user) -> None:
     """Put the person's choices on the request: the wiki (the one `resource` named, or the one
     picked) and the scopes ticked, which may only narrow what the client asked for and what the
     person's role allows (a viewer cannot grant wiki:write)."""
-    cfg = rw.instance().cfg
+    cfg = web.instance().cfg
     slug = wiki_slug_of_resource(cfg, request.resource) if request.resource else bottle.request.forms.getunicode("wiki", "")
     wiki = _membership(user, slug)
     if wiki is None:
-        raise rw.Forbidden("You are not a member of that wiki, so you cannot connect an app to it.")
+        raise store.Forbidden("You are not a member of that wiki, so you cannot connect an app to it.")
     chosen = set(bottle.request.forms.getall("grant_scope"))
     if not chosen <= set(request.scope.split()):
-        raise rw.BadInput("You can only narrow what the app asked for.")
-    if not chosen <= rw.role_scopes(wiki["role"]):
-        raise rw.Forbidden(f"As {wiki['role']} of {wiki['slug']} you can grant only "
-                           f"{rw.scope_string(rw.role_scopes(wiki['role']))}.")
+        raise store.BadInput("You can only narrow what the app asked for.")
+    if not chosen <= store.role_scopes(wiki["role"]):
+        raise store.Forbidden(f"As {wiki['role']} of {wiki['slug']} you can grant only "
+                           f"{store.scope_string(store.role_scopes(wiki['role']))}.")
     if not chosen:
-        raise rw.BadInput("Tick at least one permission to allow, or deny.")
+        raise store.BadInput("Tick at least one permission to allow, or deny.")
     request.wiki = wiki
     request.resource = resource_url(cfg, wiki["slug"])
-    request.scope = rw.scope_string(chosen)
+    request.scope = store.scope_string(chosen)
 
 
 def _membership(user, slug: str):
     """The wiki row with the person's role, if they have one; nothing says whether a wiki they
     are not in exists."""
-    return next((w for w in rw.user_wikis(rw.instance().db(), user["did"]) if w["slug"] == slug), None)
+    return next((w for w in store.user_wikis(web.instance().db(), user["did"]) if w["slug"] == slug), None)
 
 
 def _redirect_to_client(uri: str, params: list[tuple[str, str | None]]) -> str:
     """303 to the client (RFC 9700 §4.12: never 307), with `iss` in every authorization response,
     success or error (RFC 9207 §2)."""
     present = [(name, value) for name, value in params if value is not None]
-    return rw.redirect(add_params_to_uri(uri, present + [("iss", rw.instance().cfg.public_url)]))
+    return web.redirect(add_params_to_uri(uri, present + [("iss", web.instance().cfg.public_url)]))
 
 
 def _authorization_error_page(error: OAuth2Error) -> str:
@@ -1120,21 +1121,21 @@ def _authorization_error_page(error: OAuth2Error) -> str:
     automatic redirect would make us an open redirector (RFC 9700 §4.11.2)."""
     return_url = None
     if error.redirect_uri:
-        params = error.get_body() + [("iss", rw.instance().cfg.public_url)]
+        params = error.get_body() + [("iss", web.instance().cfg.public_url)]
         return_url = add_params_to_uri(error.redirect_uri, params)
     bottle.response.status = 400
-    return rw.render("oauth_error", message=error.description or error.error, return_url=return_url,
+    return web.render("oauth_error", message=error.description or error.error, return_url=return_url,
                      return_host=redirect_host(error.redirect_uri) if error.redirect_uri else None)
 
 
 def _consent_page(grant: CodeGrant, user, problem: str | None = None) -> str:
     request, client = grant.request, grant.request.client
-    slug = wiki_slug_of_resource(rw.instance().cfg, request.resource) if request.resource else None
-    return rw.render(
+    slug = wiki_slug_of_resource(web.instance().cfg, request.resource) if request.resource else None
+    return web.render(
         "consent", client_name=client.display_name,
         client_host=urllib.parse.urlsplit(client.client_id).netloc if client.is_document else None,
         redirect_host=redirect_host(grant.redirect_uri), loopback=is_loopback_http(grant.redirect_uri),
         requested=scope_to_list(request.scope), labels=SCOPE_LABELS, resource_slug=slug,
         target=_membership(user, slug) if slug else None,
-        wikis=[] if slug else rw.user_wikis(rw.instance().db(), user["did"]),
-        role_scopes=rw.role_scopes, action="/oauth/authorize?" + bottle.request.query_string, problem=problem)
+        wikis=[] if slug else store.user_wikis(web.instance().db(), user["did"]),
+        role_scopes=store.role_scopes, action="/oauth/authorize?" + bottle.request.query_string, problem=problem)

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 
 import bottle
 
-import robotwtf as rw
+import robotwtf_store as store
 
 log = logging.getLogger("robotwtf.mcp")
 
@@ -104,7 +104,7 @@ class RequestContext:
     resource_metadata_url: str
     caller: Any = None
     # Called with the number of state-changing tool calls a request carries, before any of them
-    # runs; raises rw.RateLimited (answered 429 + Retry-After) when the caller has written too much.
+    # runs; raises store.RateLimited (answered 429 + Retry-After) when the caller has written too much.
     admit_writes: Callable[[int], None] | None = None
 
 
@@ -280,11 +280,11 @@ def handle_http(
         return _handle_single(server, payload, lowered, context)
     except InsufficientScope as missing:
         return _insufficient_scope_reply(missing.scopes, context)
-    except rw.RateLimited as limited:
+    except store.RateLimited as limited:
         return rate_limited_reply(limited)
 
 
-def rate_limited_reply(limited: rw.RateLimited) -> Reply:
+def rate_limited_reply(limited: store.RateLimited) -> Reply:
     # CONTRACT §5: a limited request gets HTTP 429 with Retry-After (RFC 6585 §4), as a whole.
     body = {"error": "rate_limited", "error_description": limited.message}
     return Reply(429, {**JSON_HEADERS, "Retry-After": str(limited.retry_after)}, body)
@@ -946,9 +946,9 @@ def _author(caller, client_info: Mapping[str, Any] | None):
     else the name the client registered (the handshake era sends clientInfo only on initialize)."""
     kind, _, name = caller.via.partition(":")
     if kind == "token":
-        return rw.Author.token(caller.user_did, name)
+        return store.Author.token(caller.user_did, name)
     announced = client_info.get("name") if client_info else None
-    return rw.Author.mcp(caller.user_did, announced if isinstance(announced, str) and announced.strip() else name)
+    return store.Author.mcp(caller.user_did, announced if isinstance(announced, str) and announced.strip() else name)
 
 
 def _iso_time(seconds: int) -> str:
@@ -1003,7 +1003,7 @@ def _link_list(links) -> str:
     ) or "(none)"
 
 
-# Each handler: (call) -> ToolResult. Storage errors (rw.RobotError) are turned into isError
+# Each handler: (call) -> ToolResult. Storage errors (store.RobotError) are turned into isError
 # results by _guarded; a missing thing also gets the names of the tools that find things.
 
 NOT_FOUND_HINT = ("Use list_notes or search_notes to find pages, get_history for a page's revisions and "
@@ -1013,7 +1013,7 @@ NOT_FOUND_HINT = ("Use list_notes or search_notes to find pages, get_history for
 def read_note(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     args = call.arguments
-    page, links = rw.read_page_with_links(wiki.db, wiki.wiki_id, args["path"], args.get("revision", ""),
+    page, links = store.read_page_with_links(wiki.db, wiki.wiki_id, args["path"], args.get("revision", ""),
                                           args.get("section", ""))
     lines = [f"# {page.display_title}", f"Path: {page.path}", f"Revision: {page.revision}"]
     if not page.is_current:
@@ -1048,7 +1048,7 @@ def read_note(call: ToolCall) -> ToolResult:
 def write_note(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     args = call.arguments
-    change = rw.write_page(
+    change = store.write_page(
         wiki.db, wiki.wiki_id, args["path"], args["content"], args.get("revision", ""),
         author=wiki.author, quotas=wiki.quotas, message=args.get("commit_message", ""),
     )
@@ -1059,7 +1059,7 @@ def write_note(call: ToolCall) -> ToolResult:
 def edit_note(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     args = call.arguments
-    change = rw.edit_page(
+    change = store.edit_page(
         wiki.db, wiki.wiki_id, args["path"], args["revision"], args["old_string"], args["new_string"],
         author=wiki.author, quotas=wiki.quotas, message=args.get("commit_message", ""),
     )
@@ -1075,7 +1075,7 @@ def _page_change(headline: str, change, **extra: Any) -> ToolResult:
 def list_notes(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     filters = {name: call.arguments.get(name, "") for name in ("prefix", "category", "tag", "updated_since")}
-    pages = rw.list_pages(wiki.db, wiki.wiki_id, **filters)
+    pages = store.list_pages(wiki.db, wiki.wiki_id, **filters)
     described = ", ".join(f"{name}={value!r}" for name, value in filters.items() if value)
     header = f"Found {len(pages)} notes{' matching ' + described if described else ''}:"
     lines = [header] + [_note_line(page) for page in pages]
@@ -1104,11 +1104,11 @@ def _note_line(page) -> str:
 def search_notes(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     query = call.arguments["query"]
-    hits = rw.search_pages(wiki.db, wiki.wiki_id, query)
+    hits = store.search_pages(wiki.db, wiki.wiki_id, query)
     results = [
         {
             "path": hit.path, "title": hit.title or hit.path.rsplit("/", 1)[-1], "revision": hit.revision,
-            "score": hit.score, "snippet": rw.highlight_snippet(hit.snippet, "**", "**"),
+            "score": hit.score, "snippet": store.highlight_snippet(hit.snippet, "**", "**"),
         }
         for hit in hits
     ]
@@ -1125,7 +1125,7 @@ def search_notes(call: ToolCall) -> ToolResult:
 
 def get_links(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
-    links = rw.page_links(wiki.db, wiki.wiki_id, call.arguments["path"])
+    links = store.page_links(wiki.db, wiki.wiki_id, call.arguments["path"])
     lines = [f"Links for {links.path}:", f"Revision: {links.revision}", f"Links to ({len(links.links_to)}):"]
     lines += [f"- [[{link.path}]]{'' if link.exists else ' (missing page)'}" for link in links.links_to] or ["(none)"]
     lines.append(f"Linked from ({len(links.linked_from)}):")
@@ -1141,7 +1141,7 @@ def get_links(call: ToolCall) -> ToolResult:
 
 def get_recent_changes(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
-    changes = rw.recent_changes(wiki.db, wiki.wiki_id, call.arguments.get("limit", 20))
+    changes = store.recent_changes(wiki.db, wiki.wiki_id, call.arguments.get("limit", 20))
     lines = [f"{len(changes)} recent changes (newest first; revision | time | page | change | who):"]
     for revision in changes:
         lines += _change_lines(revision, show_path=True)
@@ -1151,7 +1151,7 @@ def get_recent_changes(call: ToolCall) -> ToolResult:
 def get_history(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     path = call.arguments["path"]
-    history = rw.page_history(wiki.db, wiki.wiki_id, path, call.arguments.get("limit", 10))
+    history = store.page_history(wiki.db, wiki.wiki_id, path, call.arguments.get("limit", 10))
     latest = history[0]
     state = " (deleted)" if latest.page_deleted else ""
     lines = [
@@ -1175,7 +1175,7 @@ def rename_note(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     args = call.arguments
     old_path = args["path"]
-    change = rw.rename_page(
+    change = store.rename_page(
         wiki.db, wiki.wiki_id, old_path, args["new_path"], author=wiki.author, message=args.get("commit_message", "")
     )
     result = _page_change(f"Renamed {old_path} to {change.page.path}", change, old_path=old_path,
@@ -1191,7 +1191,7 @@ def rename_note(call: ToolCall) -> ToolResult:
 def delete_note(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     args = call.arguments
-    change = rw.delete_page(wiki.db, wiki.wiki_id, args["path"], author=wiki.author,
+    change = store.delete_page(wiki.db, wiki.wiki_id, args["path"], author=wiki.author,
                             message=args.get("commit_message", ""))
     result = _page_change(f"Deleted {change.page.path}", change)
     text = (
@@ -1203,7 +1203,7 @@ def delete_note(call: ToolCall) -> ToolResult:
 
 def find_orphaned_notes(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
-    orphans = rw.orphan_pages(wiki.db, wiki.wiki_id)
+    orphans = store.orphan_pages(wiki.db, wiki.wiki_id)
     if orphans:
         lines = [f"Found {len(orphans)} orphaned notes (no other page links to them; Home is never counted):"]
         lines += [f"- [[{path}]]" for path in orphans]
@@ -1215,8 +1215,8 @@ def find_orphaned_notes(call: ToolCall) -> ToolResult:
 
 def list_attachments(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
-    page = rw.page_info(wiki.db, wiki.wiki_id, call.arguments["path"])
-    attachments = rw.list_attachments(wiki.db, wiki.wiki_id, page.path)
+    page = store.page_info(wiki.db, wiki.wiki_id, call.arguments["path"])
+    attachments = store.list_attachments(wiki.db, wiki.wiki_id, page.path)
     lines = [f"Attachments of {page.path} ({len(attachments)}):", f"Revision: {page.revision}"]
     lines += [
         f"- {item.filename} ({item.size} bytes, {item.content_type}, updated {_human_time(item.updated_at)})"
@@ -1239,7 +1239,7 @@ def upload_attachment(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     args = call.arguments
     data = _decode_base64(args["content"])
-    change = rw.put_attachment(
+    change = store.put_attachment(
         wiki.db, wiki.wiki_id, args["path"], args["filename"], data,
         author=wiki.author, quotas=wiki.quotas, message=args.get("commit_message", ""),
     )
@@ -1256,7 +1256,7 @@ def _decode_base64(text: str) -> bytes:
     # Standard base64 (RFC 4648 §4); line breaks and spaces that models add are ignored.
     compact = "".join(text.split())
     if len(compact) > MAX_BASE64_CHARS:
-        raise ToolError(f"The file is larger than the {rw.MAX_ATTACHMENT_BYTES} bytes (10 MB) an attachment may have.")
+        raise ToolError(f"The file is larger than the {store.MAX_ATTACHMENT_BYTES} bytes (10 MB) an attachment may have.")
     try:
         return base64.b64decode(compact, validate=True)
     except (binascii.Error, ValueError):
@@ -1268,8 +1268,8 @@ def _decode_base64(text: str) -> bytes:
 
 def download_attachment(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
-    page = rw.page_info(wiki.db, wiki.wiki_id, call.arguments["path"])
-    item = rw.get_attachment(wiki.db, wiki.wiki_id, page.path, call.arguments["filename"])
+    page = store.page_info(wiki.db, wiki.wiki_id, call.arguments["path"])
+    item = store.get_attachment(wiki.db, wiki.wiki_id, page.path, call.arguments["filename"])
     encoded = base64.b64encode(item.data).decode("ascii")
     text = (
         f"Downloaded {item.filename} from {page.path} ({item.size} bytes, {item.content_type}).\n"
@@ -1282,7 +1282,7 @@ def download_attachment(call: ToolCall) -> ToolResult:
 def delete_attachment(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     args = call.arguments
-    change = rw.delete_attachment(wiki.db, wiki.wiki_id, args["path"], args["filename"], author=wiki.author,
+    change = store.delete_attachment(wiki.db, wiki.wiki_id, args["path"], args["filename"], author=wiki.author,
                                   message=args.get("commit_message", ""))
     removed = change.attachment
     result = _page_change(f"Deleted attachment {removed.filename} from {change.page.path}", change,
@@ -1297,9 +1297,9 @@ def _guarded(handler: Callable[[ToolCall], ToolResult]) -> Callable[[ToolCall], 
     def run(call: ToolCall) -> ToolResult:
         try:
             return handler(call)
-        except rw.NotFound as missing:
+        except store.NotFound as missing:
             raise ToolError(f"{missing.message} {NOT_FOUND_HINT}") from None
-        except rw.RobotError as failure:
+        except store.RobotError as failure:
             raise ToolError(failure.message) from None
 
     run.__name__ = handler.__name__
@@ -1307,7 +1307,7 @@ def _guarded(handler: Callable[[ToolCall], ToolResult]) -> Callable[[ToolCall], 
 
 
 # 4 base64 characters per 3 bytes (RFC 4648 §4), padded to a multiple of 4.
-MAX_BASE64_CHARS = 4 * -(-rw.MAX_ATTACHMENT_BYTES // 3)
+MAX_BASE64_CHARS = 4 * -(-store.MAX_ATTACHMENT_BYTES // 3)
 
 PAGE_CHANGE_OUT = _output(path=STR, revision=REVISION_OUT, kind=STR)
 
@@ -1581,7 +1581,7 @@ TOOLS = (
 
 def build_server(public_url: str) -> Server:
     """The endpoint's Server: one per app, the same for every wiki (tools/list is public)."""
-    return Server(SERVER_NAME, rw.VERSION, INSTRUCTIONS, public_url, TOOLS)
+    return Server(SERVER_NAME, store.VERSION, INSTRUCTIONS, public_url, TOOLS)
 
 
 # --- the HTTP route: /w/<slug>/mcp -------------------------------------------------------------
@@ -1623,7 +1623,7 @@ ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
 TOUCH_SECONDS = 60  # last-used times are written at most this often (the MCP hot path reads only)
 
 
-def resource_url(cfg: rw.Config, slug: str) -> str:
+def resource_url(cfg: store.Config, slug: str) -> str:
     """The wiki's MCP URL: its RFC 8707 resource identifier and the `aud` of its access tokens."""
     return f"{cfg.public_url}/w/{slug}/mcp"
 
@@ -1655,14 +1655,14 @@ class BearerError(Exception):
         self.description = description
 
 
-def authenticate_bearer(inst: rw.Instance, authorization: str | None, resource: str) -> Caller:
+def authenticate_bearer(inst: store.Instance, authorization: str | None, resource: str) -> Caller:
     """Who the `Authorization` header value speaks for on the MCP endpoint whose resource URL is
     `resource`, or BearerError. Access tokens must be our RS256 `at+jwt` for exactly this
     resource, their grant must still exist, and the scopes are cut to what the person's role
     allows today, so a revoked grant, a removed member, a lowered role, or a deleted user or wiki
     stops the very next request. Personal access tokens get the same checks. One indexed query."""
     token = _bearer_token(authorization)
-    if token.startswith(rw.PERSONAL_TOKEN_PREFIX):
+    if token.startswith(store.PERSONAL_TOKEN_PREFIX):
         return _personal_token_caller(inst, token, resource)
     return _access_token_caller(inst, token, resource)
 
@@ -1678,31 +1678,31 @@ def _invalid_token(description: str) -> BearerError:
     return BearerError("invalid_token", description)
 
 
-def _access_token_caller(inst: rw.Instance, token: str, resource: str) -> Caller:
+def _access_token_caller(inst: store.Instance, token: str, resource: str) -> Caller:
     claims = _access_token_claims(inst, token)
-    if claims["exp"] <= rw.now():
+    if claims["exp"] <= store.now():
         raise _invalid_token("The access token has expired; refresh it or reconnect the app.")
     if claims["aud"] != resource:
         raise _invalid_token("The access token is for another wiki.")
-    grant = rw.grant_for_bearer(inst.db(), claims["grant_id"])
+    grant = store.grant_for_bearer(inst.db(), claims["grant_id"])
     if grant is None or grant["user_did"] != claims["sub"] or grant["client_id"] != claims["client_id"] \
             or resource_url(inst.cfg, grant["wiki_slug"]) != resource:
         raise _invalid_token("The access token was revoked; reconnect the app.")
-    scopes = frozenset(claims["scope"].split()) & rw.role_scopes(grant["role"])
+    scopes = frozenset(claims["scope"].split()) & store.role_scopes(grant["role"])
     if not scopes:
         raise _invalid_token("The person who connected this app no longer has access to the wiki.")
     if _stale(grant["last_used_at"]):
-        rw.touch_grant(inst.db(), grant["id"])
+        store.touch_grant(inst.db(), grant["id"])
     return Caller(grant["user_did"], grant["wiki_id"], grant["wiki_slug"], scopes,
                   "mcp:" + (grant["client_name"] or "unnamed app"), grant_id=grant["id"])
 
 
-def _access_token_claims(inst: rw.Instance, token: str) -> dict:
+def _access_token_claims(inst: store.Instance, token: str) -> dict:
     """The claims of an access token we issued (RFC 9068 §4: signature with RS256 only, typ,
     iss), with every claim this module relies on present and of the right type."""
     try:
         claims = inst.keys.verify_rs256(token, ACCESS_TOKEN_TYP)
-    except rw.BadInput:
+    except store.BadInput:
         raise _invalid_token("The access token is malformed or its signature is not valid.") from None
     expected = {"iss": str, "sub": str, "aud": str, "client_id": str, "scope": str, "exp": int, "grant_id": int}
     if any(type(claims.get(name)) is not kind for name, kind in expected.items()) \
@@ -1711,25 +1711,25 @@ def _access_token_claims(inst: rw.Instance, token: str) -> dict:
     return claims
 
 
-def _personal_token_caller(inst: rw.Instance, token: str, resource: str) -> Caller:
-    row = rw.personal_token_for_bearer(inst.db(), rw.hash_secret(token))
+def _personal_token_caller(inst: store.Instance, token: str, resource: str) -> Caller:
+    row = store.personal_token_for_bearer(inst.db(), store.hash_secret(token))
     if row is None:
         raise _invalid_token("The personal access token is unknown or was revoked.")
-    if row["expires_at"] is not None and row["expires_at"] <= rw.now():
+    if row["expires_at"] is not None and row["expires_at"] <= store.now():
         raise _invalid_token("The personal access token has expired.")
     if resource_url(inst.cfg, row["wiki_slug"]) != resource:
         raise _invalid_token("The personal access token is for another wiki.")
-    scopes = frozenset(row["scope"].split()) & rw.role_scopes(row["role"])
+    scopes = frozenset(row["scope"].split()) & store.role_scopes(row["role"])
     if not scopes:
         raise _invalid_token("The token's owner no longer has access to the wiki.")
     if _stale(row["last_used_at"]):
-        rw.touch_personal_token(inst.db(), row["id"])
+        store.touch_personal_token(inst.db(), row["id"])
     return Caller(row["user_did"], row["wiki_id"], row["wiki_slug"], scopes, "token:" + row["name"],
                   token_id=row["id"])
 
 
 def _stale(last_used_at: int | None) -> bool:
-    return last_used_at is None or rw.now() - last_used_at >= TOUCH_SECONDS
+    return last_used_at is None or store.now() - last_used_at >= TOUCH_SECONDS
 
 
 def serve_request(inst, server: Server, slug: str) -> Reply:
@@ -1737,7 +1737,7 @@ def serve_request(inst, server: Server, slug: str) -> Reply:
     request = bottle.request
     if request.method != "POST":
         return handle_http(server, request.method, b"", {}, None)
-    if not rw.SLUG_RE.fullmatch(slug):
+    if not store.SLUG_RE.fullmatch(slug):
         return Reply(404, dict(JSON_HEADERS), {"error": "not_found", "error_description": "There is no wiki here."})
     cfg = inst.cfg
     metadata_url = cfg.url(f"/.well-known/oauth-protected-resource/w/{slug}/mcp")
@@ -1747,7 +1747,7 @@ def serve_request(inst, server: Server, slug: str) -> Reply:
         return _unauthorized_reply(refusal, metadata_url)
     try:
         inst.limiter.hit(_rate_key(caller), cfg.mcp_per_minute, "Too many MCP requests; wait a moment.")
-    except rw.RateLimited as limited:
+    except store.RateLimited as limited:
         return rate_limited_reply(limited)
 
     def admit_writes(count: int) -> None:
@@ -1768,7 +1768,7 @@ def _unauthorized_reply(refusal, metadata_url: str) -> Reply:
     # basic/authorization "Protected Resource Metadata Discovery" and "Scope Selection Strategy":
     # the challenge names the metadata and the scopes to ask for. RFC 6750 §3.1: a request without
     # credentials gets no error code.
-    challenge = f'Bearer resource_metadata="{metadata_url}", scope="{" ".join(rw.SCOPES)}"'
+    challenge = f'Bearer resource_metadata="{metadata_url}", scope="{" ".join(store.SCOPES)}"'
     if refusal.error:
         description = _QUOTED_UNSAFE.sub("'", refusal.description)
         challenge += f', error="{refusal.error}", error_description="{description}"'

@@ -133,26 +133,26 @@ def make_wiki(server, slug: str = "demo") -> Wiki:
 
 def add_member(wiki: Wiki, did: str, username: str, role: str) -> None:
     """Add a person to the wiki through the storage API (no member CLI exists)."""
-    import robotwtf as rw
+    import robotwtf_store as store
 
     wiki.server.cli("user", "add", did, "--username", username, check=False)  # may exist from another wiki
-    db = rw.db_connect(wiki.server.data / "robotwtf.db")
+    db = store.db_connect(wiki.server.data / "robotwtf.db")
     try:
-        rw.add_member(db, rw.get_wiki(db, wiki.slug)["id"], did, role)
+        store.add_member(db, store.get_wiki(db, wiki.slug)["id"], did, role)
     finally:
         db.close()
 
 
 def change_member(wiki: Wiki, did: str, role: str | None) -> None:
     """Give a member another role, or remove them (role None)."""
-    import robotwtf as rw
+    import robotwtf_store as store
 
-    db = rw.db_connect(wiki.server.data / "robotwtf.db")
+    db = store.db_connect(wiki.server.data / "robotwtf.db")
     try:
-        wiki_id = rw.get_wiki(db, wiki.slug)["id"]
+        wiki_id = store.get_wiki(db, wiki.slug)["id"]
         if role is None:
-            rw.remove_member(db, wiki_id, did)
+            store.remove_member(db, wiki_id, did)
         else:
-            rw.set_member_role(db, wiki_id, did, role)
+            store.set_member_role(db, wiki_id, did, role)
     finally:
         db.close()

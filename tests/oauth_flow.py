@@ -15,7 +15,7 @@ import urllib.parse
 
 import requests
 
-import robotwtf as rw
+import robotwtf_store as store
 
 CLAUDE_CALLBACK = "https://claude.ai/api/mcp/auth_callback"
 CLAUDE_REGISTRATION = {  # what Claude.ai sends (mcp-and-claude-notes §1)
@@ -58,35 +58,35 @@ class World:
 
     def __init__(self, server):
         self.server = server
-        self.db = rw.open_database(server.data / rw.DB_FILE, create=False)
-        self.inst = rw.Instance(rw.load_config({"data": str(server.data), "public_url": server.url}, environ={}))
+        self.db = store.open_database(server.data / store.DB_FILE, create=False)
+        self.inst = store.Instance(store.load_config({"data": str(server.data), "public_url": server.url}, environ={}))
 
     def person(self) -> str:
         number = next(_numbers)
         did = "did:plc:" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz234567") for _ in range(24))
-        rw.add_user(self.db, did, username=f"person-{number}-{secrets.token_hex(3)}")
+        store.add_user(self.db, did, username=f"person-{number}-{secrets.token_hex(3)}")
         return did
 
     def wiki(self, owner: str, title: str = "") -> str:
         """A new wiki owned by `owner`, with a slug no other test uses."""
         slug = f"wiki-{next(_numbers)}-{secrets.token_hex(3)}"
-        rw.create_wiki(self.db, slug, owner, title or f"Wiki {slug}", public_url=self.server.url,
+        store.create_wiki(self.db, slug, owner, title or f"Wiki {slug}", public_url=self.server.url,
                        quotas=self.inst.cfg.quotas)
         return slug
 
     def set_role(self, slug: str, did: str, role: str | None) -> None:
         """Make `did` a member with `role`, change their role, or (role None) remove them."""
-        wiki_id = rw.get_wiki(self.db, slug)["id"]
+        wiki_id = store.get_wiki(self.db, slug)["id"]
         if role is None:
-            rw.remove_member(self.db, wiki_id, did)
-        elif rw.member_role(self.db, wiki_id, did) is None:
-            rw.add_member(self.db, wiki_id, did, role)
+            store.remove_member(self.db, wiki_id, did)
+        elif store.member_role(self.db, wiki_id, did) is None:
+            store.add_member(self.db, wiki_id, did, role)
         else:
-            rw.set_member_role(self.db, wiki_id, did, role)
+            store.set_member_role(self.db, wiki_id, did, role)
 
     def browser(self, did: str) -> requests.Session:
         """A browser signed in as `did` through a one-time login link."""
-        token = rw.create_login_link(self.db, did)
+        token = store.create_login_link(self.db, did)
         browser = requests.Session()
         response = browser.get(f"{self.server.url}/auth/login-link?token={token}", allow_redirects=False)
         assert response.status_code == 303, response.text

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import requests
 
-import robotwtf as rw
+import robotwtf_store as store
 from mcp_client import ALICE, LEGACY, MODERN, modern_meta
 
-QUOTAS = rw.Quotas(pages_per_wiki=5000, bytes_per_wiki=256 * 1024 * 1024, wikis_per_user=10)
-SETUP = rw.Author(ALICE, "cli")
+QUOTAS = store.Quotas(pages_per_wiki=5000, bytes_per_wiki=256 * 1024 * 1024, wikis_per_user=10)
+SETUP = store.Author(ALICE, "cli")
 # The two conflict sentences of the storage API (optimistic concurrency on a base revision, and
 # creating a page that exists); any other refusal in a race is a bug.
 CONFLICT_RE = re.compile(
@@ -50,14 +50,14 @@ class Site:
 
 def prepare_site(data: Path, slug: str, pages: tuple[str, ...], clients: int) -> Site:
     """Owner, wiki, pages and tokens, made through the storage API (fast; the CLI does the same)."""
-    db = rw.db_connect(data / "robotwtf.db")
+    db = store.db_connect(data / "robotwtf.db")
     try:
         if db.execute("SELECT 1 FROM users WHERE did = ?", (ALICE,)).fetchone() is None:
-            rw.add_user(db, ALICE, "alice.test", "alice")
-        wiki = rw.create_wiki(db, slug, ALICE, slug, public_url="http://127.0.0.1", quotas=QUOTAS, via="cli")
+            store.add_user(db, ALICE, "alice.test", "alice")
+        wiki = store.create_wiki(db, slug, ALICE, slug, public_url="http://127.0.0.1", quotas=QUOTAS, via="cli")
         for path in pages:
-            rw.write_page(db, wiki["id"], path, initial_content(path), author=SETUP, quotas=QUOTAS)
-        tokens = [rw.create_personal_token(db, ALICE, slug, frozenset(rw.SCOPES), f"writer-{i}")
+            store.write_page(db, wiki["id"], path, initial_content(path), author=SETUP, quotas=QUOTAS)
+        tokens = [store.create_personal_token(db, ALICE, slug, frozenset(store.SCOPES), f"writer-{i}")
                   for i in range(clients)]
     finally:
         db.close()
@@ -272,7 +272,7 @@ def verify_history(site: Site, acked: list[Write], unknown: list[Write] = (), db
     db = read_only(db_path or site.data / "robotwtf.db")
     try:
         for write in acked:
-            stored = rw.get_revision(db, site.wiki_id, write.revision)
+            stored = store.get_revision(db, site.wiki_id, write.revision)
             assert (stored.current_path, stored.content) == (write.page, write.content), (write, stored)
             assert stored.via == f"token:writer-{write.client}", (write, stored.via)
         by_revision = {write.revision: write for write in acked}
@@ -282,7 +282,7 @@ def verify_history(site: Site, acked: list[Write], unknown: list[Write] = (), db
         touched = set(site.pages) | {w.page for w in [*acked, *unknown]}
         for path in sorted(touched):
             page = db.execute("SELECT * FROM pages WHERE wiki_id = ? AND path_key = ? AND deleted_at IS NULL",
-                              (site.wiki_id, rw.path_key(path))).fetchone()
+                              (site.wiki_id, store.path_key(path))).fetchone()
             if page is None:
                 assert not any(w.page == path for w in acked), f"{path} acknowledged but missing"
                 continue
@@ -311,7 +311,7 @@ def newest_revisions(db_path: Path, wiki_id: int, path: str, limit: int) -> list
         return [r[0] for r in db.execute(
             "SELECT revisions.id FROM revisions JOIN pages ON pages.id = revisions.page_id WHERE pages.wiki_id = ? "
             "AND pages.path_key = ? AND pages.deleted_at IS NULL ORDER BY revisions.seq DESC LIMIT ?",
-            (wiki_id, rw.path_key(path), limit))]
+            (wiki_id, store.path_key(path), limit))]
     finally:
         db.close()
 

@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import CLI, ENTRY, base_env, free_port, start_server
+from conftest import CLI, ENTRY, ROOT, base_env, free_port, start_server
 
 ALICE = "did:plc:aliceaaaaaaaaaaaaaaaaaaa"
 BOB = "did:plc:bobbbbbbbbbbbbbbbbbbbbbb"
@@ -173,7 +173,6 @@ def test_refuses_unwritable_data_folder(tmp_path):
 
 
 def test_upgrades_a_version_1_database_to_the_current_schema(tmp_path, cli):
-    from conftest import ROOT
     cli.data.mkdir(mode=0o700)
     old = sqlite3.connect(cli.data / "robotwtf.db")
     old.executescript((ROOT / "tests/data/schema_v1.sql").read_text())
@@ -460,20 +459,44 @@ def test_restore_refuses_something_that_is_not_a_backup(tmp_path):
 
 
 def test_rate_limiter_buckets_refill_and_say_when():
-    import robotwtf
-    limiter = robotwtf.RateLimiter()
+    import robotwtf_store
+    limiter = robotwtf_store.RateLimiter()
     for _ in range(3):
         limiter.hit("ip:a", per_minute=3)
-    with pytest.raises(robotwtf.RateLimited) as refused:
+    with pytest.raises(robotwtf_store.RateLimited) as refused:
         limiter.hit("ip:a", per_minute=3)
     assert 1 <= refused.value.retry_after <= 20
     limiter.hit("ip:b", per_minute=3)
 
 
 def test_the_checkout_script_is_the_same_cli(cli):
-    from conftest import ROOT
     import sys
     result = subprocess.run([sys.executable, str(ROOT / "robotwtf.py"), "init"], env=cli.env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == cli("init").stdout
+
+
+def test_imports_point_one_way():
+    """Assembly (robotwtf) -> concern modules -> core (robotwtf_store): nothing imports the
+    assembly, and the core imports no web framework and no robotwtf module but the pure library
+    robotwtf_atproto (which imports none of ours)."""
+    import ast
+
+    def imported(module: str) -> set[str]:
+        tree = ast.parse((ROOT / f"{module}.py").read_text())
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module.split(".")[0])
+        return names
+
+    modules = sorted(path.stem for path in ROOT.glob("robotwtf*.py"))
+    for module in modules:
+        if module != "robotwtf":
+            assert "robotwtf" not in imported(module), module
+    assert {name for name in imported("robotwtf_store") if name.startswith("robotwtf")} <= {"robotwtf_atproto"}
+    assert not {name for name in imported("robotwtf_atproto") if name.startswith("robotwtf")}
+    assert "bottle" not in imported("robotwtf_store")

@@ -14,17 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import robotwtf as rw
+import robotwtf_store as store
 import robotwtf_mcp as mcp
 
 ALICE = "did:plc:aliceaaaaaaaaaaaaaaaaaaa"
-QUOTAS = rw.Quotas(pages_per_wiki=100, bytes_per_wiki=50 * 1024 * 1024, wikis_per_user=3)
+QUOTAS = store.Quotas(pages_per_wiki=100, bytes_per_wiki=50 * 1024 * 1024, wikis_per_user=3)
 
 
 @pytest.fixture
 def db(tmp_path):
-    connection = rw.open_database(tmp_path / "robotwtf.db", create=True)
-    rw.add_user(connection, ALICE, handle="alice.test", username="alice")
+    connection = store.open_database(tmp_path / "robotwtf.db", create=True)
+    store.add_user(connection, ALICE, handle="alice.test", username="alice")
     yield connection
     connection.close()
 
@@ -42,66 +42,66 @@ def plans_of(db: sqlite3.Connection, run) -> list[str]:
 
 
 def test_quota_usage_is_one_row_not_a_sum_over_the_pages(db):
-    wiki = rw.create_wiki(db, "notes", ALICE, "Notes", public_url="https://wiki.example.org", quotas=QUOTAS)["id"]
-    plans = plans_of(db, lambda: rw.wiki_usage(db, wiki))
+    wiki = store.create_wiki(db, "notes", ALICE, "Notes", public_url="https://wiki.example.org", quotas=QUOTAS)["id"]
+    plans = plans_of(db, lambda: store.wiki_usage(db, wiki))
     assert plans == ["SEARCH wiki_totals USING INTEGER PRIMARY KEY (rowid=?)"], plans
 
 
-def recount(db: sqlite3.Connection, wiki_id: int) -> rw.Usage:
+def recount(db: sqlite3.Connection, wiki_id: int) -> store.Usage:
     """What wiki_usage meant before the counters: a sum over the live pages and their files."""
     pages, content = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM pages WHERE wiki_id = ? "
                                 "AND deleted_at IS NULL", (wiki_id,)).fetchone()
     files = db.execute("SELECT coalesce(sum(a.size), 0) FROM attachments a JOIN pages p ON p.id = a.page_id "
                        "WHERE p.wiki_id = ? AND p.deleted_at IS NULL", (wiki_id,)).fetchone()[0]
-    return rw.Usage(pages, content + files)
+    return store.Usage(pages, content + files)
 
 
 def test_quota_counters_follow_every_kind_of_change(db):
-    quotas = rw.Quotas(pages_per_wiki=100, bytes_per_wiki=50 * 1024 * 1024, wikis_per_user=5)
-    wiki = rw.create_wiki(db, "notes", ALICE, "Notes", public_url="https://wiki.example.org", quotas=quotas)["id"]
-    other = rw.create_wiki(db, "other", ALICE, "Other", public_url="https://wiki.example.org", quotas=quotas)["id"]
-    author = rw.Author(ALICE, "web")
-    rw.write_page(db, other, "Elsewhere", "x" * 500, author=author, quotas=quotas)
-    rw.put_attachment(db, other, "Elsewhere", "a.txt", b"z" * 300, author=author, quotas=quotas)
-    others = rw.wiki_usage(db, other)
+    quotas = store.Quotas(pages_per_wiki=100, bytes_per_wiki=50 * 1024 * 1024, wikis_per_user=5)
+    wiki = store.create_wiki(db, "notes", ALICE, "Notes", public_url="https://wiki.example.org", quotas=quotas)["id"]
+    other = store.create_wiki(db, "other", ALICE, "Other", public_url="https://wiki.example.org", quotas=quotas)["id"]
+    author = store.Author(ALICE, "web")
+    store.write_page(db, other, "Elsewhere", "x" * 500, author=author, quotas=quotas)
+    store.put_attachment(db, other, "Elsewhere", "a.txt", b"z" * 300, author=author, quotas=quotas)
+    others = store.wiki_usage(db, other)
     assert others == recount(db, other) and others.pages == 4  # the three default pages and ours
     steps = [
-        lambda: rw.write_page(db, wiki, "Arm", "# Arm\n" + "a" * 1000, author=author, quotas=quotas),
-        lambda: rw.write_page(db, wiki, "Leg", "short", author=author, quotas=quotas),
-        lambda: rw.write_page(db, wiki, "Arm", "shrunk", rw.read_page(db, wiki, "Arm").revision,
+        lambda: store.write_page(db, wiki, "Arm", "# Arm\n" + "a" * 1000, author=author, quotas=quotas),
+        lambda: store.write_page(db, wiki, "Leg", "short", author=author, quotas=quotas),
+        lambda: store.write_page(db, wiki, "Arm", "shrunk", store.read_page(db, wiki, "Arm").revision,
                               author=author, quotas=quotas),
-        lambda: rw.edit_page(db, wiki, "Leg", rw.read_page(db, wiki, "Leg").revision, "short", "much longer now",
+        lambda: store.edit_page(db, wiki, "Leg", store.read_page(db, wiki, "Leg").revision, "short", "much longer now",
                              author=author, quotas=quotas),
-        lambda: rw.put_attachment(db, wiki, "Arm", "photo.png", b"\x89PNG\r\n\x1a\n" + b"0" * 4000,
+        lambda: store.put_attachment(db, wiki, "Arm", "photo.png", b"\x89PNG\r\n\x1a\n" + b"0" * 4000,
                                   author=author, quotas=quotas),
-        lambda: rw.put_attachment(db, wiki, "Arm", "photo.png", b"\x89PNG\r\n\x1a\n" + b"0" * 100,
+        lambda: store.put_attachment(db, wiki, "Arm", "photo.png", b"\x89PNG\r\n\x1a\n" + b"0" * 100,
                                   author=author, quotas=quotas),
-        lambda: rw.put_attachment(db, wiki, "Arm", "notes.txt", b"plain text", author=author, quotas=quotas),
-        lambda: rw.rename_page(db, wiki, "Arm", "Limbs/Arm", author=author),
-        lambda: rw.delete_page(db, wiki, "Limbs/Arm", author=author),
-        lambda: rw.restore_revision(db, wiki, rw.deleted_pages(db, wiki)[0].revision, author=author, quotas=quotas),
-        lambda: rw.delete_attachment(db, wiki, "Limbs/Arm", "notes.txt", author=author),
-        lambda: rw.delete_page(db, wiki, "Leg", author=author),
+        lambda: store.put_attachment(db, wiki, "Arm", "notes.txt", b"plain text", author=author, quotas=quotas),
+        lambda: store.rename_page(db, wiki, "Arm", "Limbs/Arm", author=author),
+        lambda: store.delete_page(db, wiki, "Limbs/Arm", author=author),
+        lambda: store.restore_revision(db, wiki, store.deleted_pages(db, wiki)[0].revision, author=author, quotas=quotas),
+        lambda: store.delete_attachment(db, wiki, "Limbs/Arm", "notes.txt", author=author),
+        lambda: store.delete_page(db, wiki, "Leg", author=author),
     ]
     for step in steps:
         step()
-        assert rw.wiki_usage(db, wiki) == recount(db, wiki)
-        assert rw.wiki_usage(db, other) == recount(db, other) == others
-    rw.delete_wiki(db, wiki)
+        assert store.wiki_usage(db, wiki) == recount(db, wiki)
+        assert store.wiki_usage(db, other) == recount(db, other) == others
+    store.delete_wiki(db, wiki)
     assert db.execute("SELECT count(*) FROM wiki_totals WHERE wiki_id = ?", (wiki,)).fetchone()[0] == 0
-    assert rw.wiki_usage(db, other) == others
+    assert store.wiki_usage(db, other) == others
 
 
 def test_a_hard_deleted_page_takes_its_files_out_of_the_count(db):
     # No storage call hard-deletes a single page today; the triggers must still agree if one does.
-    wiki = rw.create_wiki(db, "notes", ALICE, "Notes", public_url="https://wiki.example.org", quotas=QUOTAS)["id"]
-    author = rw.Author(ALICE, "web")
-    rw.write_page(db, wiki, "Keep", "kept", author=author, quotas=QUOTAS)
-    rw.write_page(db, wiki, "Gone", "going", author=author, quotas=QUOTAS)
-    rw.put_attachment(db, wiki, "Gone", "f.txt", b"12345", author=author, quotas=QUOTAS)
-    with rw.transaction(db):
+    wiki = store.create_wiki(db, "notes", ALICE, "Notes", public_url="https://wiki.example.org", quotas=QUOTAS)["id"]
+    author = store.Author(ALICE, "web")
+    store.write_page(db, wiki, "Keep", "kept", author=author, quotas=QUOTAS)
+    store.write_page(db, wiki, "Gone", "going", author=author, quotas=QUOTAS)
+    store.put_attachment(db, wiki, "Gone", "f.txt", b"12345", author=author, quotas=QUOTAS)
+    with store.transaction(db):
         db.execute("DELETE FROM pages WHERE path = 'Gone'")
-    usage = rw.wiki_usage(db, wiki)
+    usage = store.wiki_usage(db, wiki)
     assert usage == recount(db, wiki) and usage.pages == 4
 
 
@@ -137,48 +137,48 @@ def test_conforms_agrees_with_the_full_validation(value, schema):
 # --- read_note's one-statement read -----------------------------------------------------------------
 
 def test_read_page_with_links_is_read_page_plus_page_links_in_one_statement(db):
-    wiki = rw.create_wiki(db, "notes", ALICE, "Notes", public_url="https://wiki.example.org", quotas=QUOTAS)["id"]
-    author = rw.Author(ALICE, "web")
-    first = rw.write_page(db, wiki, "Arm", "# Arm\n\n## Wiring\n\nSee [[Servo]] and [[Missing]].\n",
+    wiki = store.create_wiki(db, "notes", ALICE, "Notes", public_url="https://wiki.example.org", quotas=QUOTAS)["id"]
+    author = store.Author(ALICE, "web")
+    first = store.write_page(db, wiki, "Arm", "# Arm\n\n## Wiring\n\nSee [[Servo]] and [[Missing]].\n",
                           author=author, quotas=QUOTAS).revision
-    rw.write_page(db, wiki, "Servo", "Back to [[arm]].\n", author=author, quotas=QUOTAS)
-    rw.write_page(db, wiki, "Arm", "# Arm\n\n## Wiring\n\nSee [[Servo]], [[Missing]] and [[Home]].\n", first,
+    store.write_page(db, wiki, "Servo", "Back to [[arm]].\n", author=author, quotas=QUOTAS)
+    store.write_page(db, wiki, "Arm", "# Arm\n\n## Wiring\n\nSee [[Servo]], [[Missing]] and [[Home]].\n", first,
                   author=author, quotas=QUOTAS)
     statements = []
     db.set_trace_callback(statements.append)
-    page, links = rw.read_page_with_links(db, wiki, "arm")
+    page, links = store.read_page_with_links(db, wiki, "arm")
     db.set_trace_callback(None)
-    assert page == rw.read_page(db, wiki, "arm") and links == rw.page_links(db, wiki, "Arm")
+    assert page == store.read_page(db, wiki, "arm") and links == store.page_links(db, wiki, "Arm")
     assert len(statements) == 1, statements
     assert [(t.path, t.exists) for t in links.links_to] == [("Home", True), ("Missing", False), ("Servo", True)]
     assert links.linked_from == ("Servo",)
     current = page.revision
-    assert rw.read_page_with_links(db, wiki, "Arm", revision=current)[1] == links
-    old, no_links = rw.read_page_with_links(db, wiki, "Arm", revision=first)
-    assert no_links is None and old == rw.read_page(db, wiki, "Arm", revision=first)
-    section, no_links = rw.read_page_with_links(db, wiki, "Arm", section="Wiring")
-    assert no_links is None and section == rw.read_page(db, wiki, "Arm", section="Wiring")
-    with pytest.raises(rw.NotFound):
-        rw.read_page_with_links(db, wiki, "Nowhere")
+    assert store.read_page_with_links(db, wiki, "Arm", revision=current)[1] == links
+    old, no_links = store.read_page_with_links(db, wiki, "Arm", revision=first)
+    assert no_links is None and old == store.read_page(db, wiki, "Arm", revision=first)
+    section, no_links = store.read_page_with_links(db, wiki, "Arm", section="Wiring")
+    assert no_links is None and section == store.read_page(db, wiki, "Arm", section="Wiring")
+    with pytest.raises(store.NotFound):
+        store.read_page_with_links(db, wiki, "Nowhere")
 
 
 # --- search: rank first, look up and snippet only the best ------------------------------------------
 
 def test_search_finds_this_wikis_best_pages_when_another_wiki_ranks_higher(db):
-    quotas = rw.Quotas(pages_per_wiki=1000, bytes_per_wiki=50 * 1024 * 1024, wikis_per_user=3)
-    mine = rw.create_wiki(db, "mine", ALICE, "Mine", public_url="https://wiki.example.org", quotas=quotas)["id"]
-    other = rw.create_wiki(db, "other", ALICE, "Other", public_url="https://wiki.example.org", quotas=quotas)["id"]
-    author = rw.Author(ALICE, "web")
+    quotas = store.Quotas(pages_per_wiki=1000, bytes_per_wiki=50 * 1024 * 1024, wikis_per_user=3)
+    mine = store.create_wiki(db, "mine", ALICE, "Mine", public_url="https://wiki.example.org", quotas=quotas)["id"]
+    other = store.create_wiki(db, "other", ALICE, "Other", public_url="https://wiki.example.org", quotas=quotas)["id"]
+    author = store.Author(ALICE, "web")
     for n in range(150):  # many better matches elsewhere: several lookup batches before ours appear
-        rw.write_page(db, other, f"Servo {n}", "servo servo servo servo\n", author=author, quotas=quotas)
-    rw.write_page(db, mine, "Notes/Weak", "A long page that mentions a servo once among many other words.\n",
+        store.write_page(db, other, f"Servo {n}", "servo servo servo servo\n", author=author, quotas=quotas)
+    store.write_page(db, mine, "Notes/Weak", "A long page that mentions a servo once among many other words.\n",
                   author=author, quotas=quotas)
-    rw.write_page(db, mine, "Servo", "servo wiring\n", author=author, quotas=quotas)
-    rw.write_page(db, mine, "Unrelated", "nothing here\n", author=author, quotas=quotas)
-    hits = rw.search_pages(db, mine, "servo", limit=5)
+    store.write_page(db, mine, "Servo", "servo wiring\n", author=author, quotas=quotas)
+    store.write_page(db, mine, "Unrelated", "nothing here\n", author=author, quotas=quotas)
+    hits = store.search_pages(db, mine, "servo", limit=5)
     assert [hit.path for hit in hits] == ["Servo", "Notes/Weak"]
-    assert all(rw.MARK_START + "servo" + rw.MARK_END in hit.snippet.casefold() for hit in hits)
-    assert len(rw.search_pages(db, other, "servo", limit=100)) == 100
+    assert all(store.MARK_START + "servo" + store.MARK_END in hit.snippet.casefold() for hit in hits)
+    assert len(store.search_pages(db, other, "servo", limit=100)) == 100
 
 
 def test_migration_6_counts_what_a_version_5_wiki_already_holds(tmp_path):
@@ -187,9 +187,9 @@ def test_migration_6_counts_what_a_version_5_wiki_already_holds(tmp_path):
     db.row_factory = sqlite3.Row
     db.executescript((ROOT / "tests/data/schema_v1.sql").read_text())
     db.execute("INSERT INTO schema_version VALUES (1, 0)")
-    for number, sql in rw.MIGRATIONS:
+    for number, sql in store.MIGRATIONS:
         if number <= 5:
-            rw._run_script(db, sql, number)
+            store._run_script(db, sql, number)
     db.execute("INSERT INTO users (did, username, created_at) VALUES (?, 'alice', 0)", (ALICE,))
     db.execute("INSERT INTO wikis (id, slug, title, owner_did, created_at) VALUES (7, 'notes', 'Notes', ?, 0)", (ALICE,))
     db.execute("INSERT INTO wikis (id, slug, title, owner_did, created_at) VALUES (8, 'empty', 'Empty', ?, 0)", (ALICE,))
@@ -200,24 +200,24 @@ def test_migration_6_counts_what_a_version_5_wiki_already_holds(tmp_path):
     for page_id, size in ((1, 40), (3, 7000)):  # the deleted page's file does not count
         db.execute("INSERT INTO attachments (page_id, filename_key, filename, content_type, size, data, author_did, "
                    "updated_at) VALUES (?, 'f', 'f', 'text/plain', ?, x'00', ?, 0)", (page_id, size, ALICE))
-    rw._migrate(db, 5)
-    assert rw.wiki_usage(db, 7) == recount(db, 7) == rw.Usage(2, 390)
-    assert rw.wiki_usage(db, 8) == rw.Usage(0, 0)
+    store._migrate(db, 5)
+    assert store.wiki_usage(db, 7) == recount(db, 7) == store.Usage(2, 390)
+    assert store.wiki_usage(db, 8) == store.Usage(0, 0)
 
 
 # --- access tokens: a signature is checked once per token ----------------------------------------------
 
 def test_remembered_signatures_never_let_a_changed_token_or_another_type_through(tmp_path):
-    rw.prepare_data_folder(rw.load_config({"data": str(tmp_path / "data")}, environ={}), create=True)
-    keys = rw.Keys.load(tmp_path / "data")
-    token = keys.sign_rs256({"sub": "did:plc:alice", "exp": rw.now() + 60}, "at+jwt")
+    store.prepare_data_folder(store.load_config({"data": str(tmp_path / "data")}, environ={}), create=True)
+    keys = store.Keys.load(tmp_path / "data")
+    token = keys.sign_rs256({"sub": "did:plc:alice", "exp": store.now() + 60}, "at+jwt")
     first = keys.verify_rs256(token, "at+jwt")
     first["sub"] = "did:plc:mallory"  # callers get a copy: the remembered claims stay as signed
     assert keys.verify_rs256(token, "at+jwt")["sub"] == "did:plc:alice"
     header, payload, signature = token.split(".")
-    forged = base64.urlsafe_b64encode(json.dumps({"sub": "did:plc:mallory", "exp": rw.now() + 60}).encode())
+    forged = base64.urlsafe_b64encode(json.dumps({"sub": "did:plc:mallory", "exp": store.now() + 60}).encode())
     for changed in (f"{header}.{payload}.{signature[:-4]}AAAA", f"{header}.{forged.decode().rstrip('=')}.{signature}"):
-        with pytest.raises(rw.BadInput):
+        with pytest.raises(store.BadInput):
             keys.verify_rs256(changed, "at+jwt")
-    with pytest.raises(rw.BadInput):
+    with pytest.raises(store.BadInput):
         keys.verify_rs256(token, "robotwtf-session+jwt")

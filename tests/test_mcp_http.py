@@ -313,12 +313,12 @@ def test_other_wikis_token_is_401(own_wiki):
 def test_expired_personal_token_is_401(own_wiki):
     import time
 
-    import robotwtf as rw
+    import robotwtf_store as store
 
-    db = rw.db_connect(own_wiki.server.data / "robotwtf.db")
+    db = store.db_connect(own_wiki.server.data / "robotwtf.db")
     try:
-        token = rw.create_personal_token(db, ALICE, own_wiki.slug, frozenset(rw.SCOPES), "brief",
-                                         expires_at=rw.now() + 1)
+        token = store.create_personal_token(db, ALICE, own_wiki.slug, frozenset(store.SCOPES), "brief",
+                                         expires_at=store.now() + 1)
     finally:
         db.close()
     assert Endpoint(own_wiki.url, token).legacy("tools/list").status_code == 200

@@ -18,7 +18,7 @@ from authlib.oauth2 import rfc8414, rfc9207
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-import robotwtf as rw
+import robotwtf_store as store
 import robotwtf_mcp
 from conftest import start_server
 from oauth_flow import (CLAUDE_CALLBACK, CLAUDE_REGISTRATION, Flow, World, csrf_of, pkce, query_of, register,
@@ -49,7 +49,7 @@ def public_client(world) -> Flow:
 
 
 @pytest.fixture
-def inst(world) -> rw.Instance:
+def inst(world) -> store.Instance:
     return world.inst
 
 
@@ -178,7 +178,7 @@ def test_claude_registration_gets_a_secret_once_stored_only_as_hash(world):
     assert len(client["client_secret"]) >= 43 and client["client_secret_expires_at"] == 0
     assert not client["client_id"].startswith("http")
     stored = world.sql("SELECT secret_hash FROM oauth_clients WHERE client_id = ?", client["client_id"])[0][0]
-    assert stored == rw.hash_secret(client["client_secret"])
+    assert stored == store.hash_secret(client["client_secret"])
 
 
 def test_public_client_registration_gets_no_secret(world):
@@ -629,13 +629,13 @@ def test_concurrent_redemptions_of_one_code_leave_no_working_token(claude, inst)
 
 def test_an_expired_code_is_refused(claude, world):
     code = claude.code()
-    world.sql("UPDATE oauth_codes SET expires_at = ? WHERE code_hash = ?", int(time.time()) - 1, rw.hash_secret(code))
+    world.sql("UPDATE oauth_codes SET expires_at = ? WHERE code_hash = ?", int(time.time()) - 1, store.hash_secret(code))
     oauth_error(claude.token(code), 400, "invalid_grant")
 
 
 def test_codes_live_five_minutes_and_are_stored_hashed(claude, world):
     code = claude.code()
-    rows = world.sql("SELECT created_at, expires_at FROM oauth_codes WHERE code_hash = ?", rw.hash_secret(code))
+    rows = world.sql("SELECT created_at, expires_at FROM oauth_codes WHERE code_hash = ?", store.hash_secret(code))
     assert rows[0][1] - rows[0][0] == 300
 
 
@@ -688,7 +688,7 @@ def test_a_refresh_retry_is_allowed_only_briefly(claude, world):
     first = claude.tokens()
     claude.refresh(first["refresh_token"])
     world.sql("UPDATE oauth_refresh_tokens SET used_at = used_at - 121 WHERE token_hash = ?",
-              rw.hash_secret(first["refresh_token"]))
+              store.hash_secret(first["refresh_token"]))
     oauth_error(claude.refresh(first["refresh_token"]), 400, "invalid_grant")
 
 
@@ -723,7 +723,7 @@ def test_refresh_resource_must_be_the_granted_wiki(claude):
 
 def test_refresh_tokens_have_an_absolute_lifetime(claude, world):
     tokens = claude.tokens()
-    token_hash = rw.hash_secret(tokens["refresh_token"])
+    token_hash = store.hash_secret(tokens["refresh_token"])
     created, expires = world.sql("SELECT created_at, expires_at FROM oauth_refresh_tokens WHERE token_hash = ?",
                                  token_hash)[0]
     assert expires - created == 90 * 86400

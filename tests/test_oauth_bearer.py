@@ -13,7 +13,7 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import RSAKey
 
-import robotwtf as rw
+import robotwtf_store as store
 import robotwtf_mcp
 from conftest import start_server
 from oauth_flow import Flow, World, csrf_of
@@ -75,7 +75,7 @@ def test_a_valid_access_token_names_person_wiki_scopes_and_client(world, editor_
     caller = bearer(world, editor_flow.tokens()["access_token"], editor_flow.slug)
     assert caller == robotwtf_mcp.Caller(editor_flow.did, caller.wiki_id, editor_flow.slug,
                                         frozenset({"wiki:read", "wiki:write"}), "mcp:Claude", grant_id=caller.grant_id)
-    assert caller.wiki_id == rw.get_wiki(world.db, editor_flow.slug)["id"]
+    assert caller.wiki_id == store.get_wiki(world.db, editor_flow.slug)["id"]
 
 
 @pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer   ", "Basic YWxpY2U6c2VjcmV0", "Token abc"])
@@ -144,7 +144,7 @@ def test_a_grant_revoked_on_the_apps_page_stops_the_next_request(world, editor_f
 
 def test_grant_ids_are_never_reused(world, editor_flow):
     old = editor_flow.tokens()["access_token"]
-    rw.revoke_grant(world.db, bearer(world, old, editor_flow.slug).grant_id)
+    store.revoke_grant(world.db, bearer(world, old, editor_flow.slug).grant_id)
     new = editor_flow.tokens()["access_token"]
     assert claims_of(world, new)["grant_id"] > claims_of(world, old)["grant_id"]
     assert refused(world, f"Bearer {old}", editor_flow.slug).error == "invalid_token"
@@ -173,13 +173,13 @@ def test_a_write_only_grant_dies_when_the_role_drops_to_viewer(world, editor_flo
 
 def test_a_deleted_user_is_stopped_at_once(world, editor_flow):
     token = editor_flow.tokens()["access_token"]
-    rw.delete_user(world.db, editor_flow.did)
+    store.delete_user(world.db, editor_flow.did)
     assert refused(world, f"Bearer {token}", editor_flow.slug).error == "invalid_token"
 
 
 def test_a_deleted_wiki_is_stopped_at_once(world, editor_flow):
     token = editor_flow.tokens()["access_token"]
-    rw.delete_wiki(world.db, rw.get_wiki(world.db, editor_flow.slug)["id"])
+    store.delete_wiki(world.db, store.get_wiki(world.db, editor_flow.slug)["id"])
     assert refused(world, f"Bearer {token}", editor_flow.slug).error == "invalid_token"
 
 
@@ -207,7 +207,7 @@ def test_cli_token_create_prints_the_token_alone(world, team):
         editor, slug, {"wiki:read", "wiki:write"}, "token:cli")
     assert caller.token_id is not None and caller.grant_id is None
     stored = world.sql("SELECT token_hash FROM personal_tokens WHERE id = ?", caller.token_id)[0][0]
-    assert stored == rw.hash_secret(token)
+    assert stored == store.hash_secret(token)
 
 
 def test_cli_token_scope_and_name(world, team):
@@ -256,7 +256,7 @@ def test_an_expired_personal_token_is_refused(world, team):
     slug, _, editor = team
     token = cli_token(world, slug, editor)
     world.sql("UPDATE personal_tokens SET expires_at = ? WHERE token_hash = ?", int(time.time()) - 1,
-              rw.hash_secret(token))
+              store.hash_secret(token))
     assert "expired" in refused(world, f"Bearer {token}", slug).description
 
 

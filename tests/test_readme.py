@@ -6,6 +6,7 @@ import argparse
 import re
 
 import robotwtf
+import robotwtf_store
 from conftest import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -19,8 +20,8 @@ def table_rows(heading: str) -> list[list[str]]:
 
 def test_configuration_table_matches_settings():
     rows = {row[2].strip("`"): row for row in table_rows("Configuration")}
-    assert set(rows) == {s.env for s in robotwtf.SETTINGS}
-    for setting in robotwtf.SETTINGS:
+    assert set(rows) == {s.env for s in robotwtf_store.SETTINGS}
+    for setting in robotwtf_store.SETTINGS:
         flag = rows[setting.env][1].strip("`")
         assert flag == (setting.flag or ""), setting.name
         if setting.default is not None and not isinstance(setting.default, bool):

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 import reliability_fuzz as fuzz
 import reliability_load as load_kit
-import robotwtf as rw
+import robotwtf_store as store
 from conftest import CLI, base_env, start_server
 from mcp_client import Endpoint
 
@@ -203,12 +203,12 @@ class FuzzTarget:
 def fuzz_target(server) -> FuzzTarget:
     """A wiki 'fuzz' whose owner's token the fuzzer holds, and a signed-in browser (another user)
     whose session cookie and CSRF token the fuzzer may send, so it gets past the front doors."""
-    db = rw.db_connect(server.data / "robotwtf.db")
+    db = store.db_connect(server.data / "robotwtf.db")
     try:
-        rw.add_user(db, FUZZER, None, "fuzzer")
-        rw.add_user(db, VISITOR, None, "visitor")
-        rw.create_wiki(db, "fuzz", FUZZER, "Fuzz", public_url=server.url, quotas=load_kit.QUOTAS, via="cli")
-        token = rw.create_personal_token(db, FUZZER, "fuzz", frozenset(rw.SCOPES), "fuzzer")
+        store.add_user(db, FUZZER, None, "fuzzer")
+        store.add_user(db, VISITOR, None, "visitor")
+        store.create_wiki(db, "fuzz", FUZZER, "Fuzz", public_url=server.url, quotas=load_kit.QUOTAS, via="cli")
+        token = store.create_personal_token(db, FUZZER, "fuzz", frozenset(store.SCOPES), "fuzzer")
     finally:
         db.close()
     browser = server.login("visitor")
@@ -323,12 +323,12 @@ def test_list_notes_updated_since_edge_values_are_answers_not_crashes(loaded, si
 @pytest.mark.parametrize("days", ["²", "٣", "9" * 5000, "0", "3651"])
 def test_token_expiry_days_that_are_not_a_small_number_get_400(loaded, days):
     # str.isdigit() let '²' through to int(), a 500 on the dashboard's token form.
-    db = rw.db_connect(loaded.data / "robotwtf.db")
+    db = store.db_connect(loaded.data / "robotwtf.db")
     try:
         did = "did:plc:expiry" + hashlib.sha256(days.encode()).hexdigest()[:18].translate(str.maketrans("0189", "wxyz"))
         username = "expiry" + hashlib.sha256(days.encode()).hexdigest()[:6]
-        rw.add_user(db, did, None, username)
-        rw.create_wiki(db, username, did, "x", public_url=loaded.url, quotas=load_kit.QUOTAS, via="cli")
+        store.add_user(db, did, None, username)
+        store.create_wiki(db, username, did, "x", public_url=loaded.url, quotas=load_kit.QUOTAS, via="cli")
     finally:
         db.close()
     browser = loaded.login(username)
@@ -503,9 +503,9 @@ def test_mcp_writes_are_limited_per_token_with_http_429(limited):
 
 
 def test_browser_form_posts_are_limited_per_person(limited):
-    db = rw.db_connect(limited.data / "robotwtf.db")
+    db = store.db_connect(limited.data / "robotwtf.db")
     try:
-        rw.add_user(db, "did:plc:poster2poster2poster2pos", None, "poster", admin=True)
+        store.add_user(db, "did:plc:poster2poster2poster2pos", None, "poster", admin=True)
     finally:
         db.close()
     browser = limited.login("poster")

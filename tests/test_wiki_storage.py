@@ -14,14 +14,14 @@ import zipfile
 
 import pytest
 
-import robotwtf as rw
+import robotwtf_store as store
 
 ALICE = "did:plc:aliceaaaaaaaaaaaaaaaaaaa"
 BOB = "did:plc:bobbbbbbbbbbbbbbbbbbbbbb"
 CAROL = "did:plc:carolccccccccccccccccccc"
 PUBLIC_URL = "https://wiki.example.org"
-QUOTAS = rw.Quotas(pages_per_wiki=100, bytes_per_wiki=50 * 1024 * 1024, wikis_per_user=3)
-WEB = rw.Author(ALICE, "web")
+QUOTAS = store.Quotas(pages_per_wiki=100, bytes_per_wiki=50 * 1024 * 1024, wikis_per_user=3)
+WEB = store.Author(ALICE, "web")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 STORAGE_TABLES = ("wikis", "members", "pages", "revisions", "links", "attachments")
 
@@ -30,9 +30,9 @@ STORAGE_TABLES = ("wikis", "members", "pages", "revisions", "links", "attachment
 def template_db(tmp_path_factory):
     """A database made by open_database from the real schema, with two users; each test gets a copy."""
     path = tmp_path_factory.mktemp("template") / "robotwtf.db"
-    connection = rw.open_database(path, create=True)
-    rw.add_user(connection, ALICE, handle="alice.test", username="alice")
-    rw.add_user(connection, BOB, handle="bob.test", username="bob")
+    connection = store.open_database(path, create=True)
+    store.add_user(connection, ALICE, handle="alice.test", username="alice")
+    store.add_user(connection, BOB, handle="bob.test", username="bob")
     connection.close()
     return path
 
@@ -46,18 +46,18 @@ def db_path(tmp_path, template_db):
 
 @pytest.fixture
 def db(db_path):
-    connection = rw.open_database(db_path, create=False)
+    connection = store.open_database(db_path, create=False)
     yield connection
     connection.close()
 
 
 @pytest.fixture
 def wiki(db) -> int:
-    return rw.create_wiki(db, "notes", ALICE, "Notes", public_url=PUBLIC_URL, quotas=QUOTAS)["id"]
+    return store.create_wiki(db, "notes", ALICE, "Notes", public_url=PUBLIC_URL, quotas=QUOTAS)["id"]
 
 
 def write(db, wiki, path, content, base="", **kw):
-    return rw.write_page(db, wiki, path, content, base, author=kw.pop("author", WEB),
+    return store.write_page(db, wiki, path, content, base, author=kw.pop("author", WEB),
                          quotas=kw.pop("quotas", QUOTAS), **kw)
 
 
@@ -85,23 +85,23 @@ def refused(db, error, match, call, *args, **kwargs):
 # --- wikis and default pages --------------------------------------------------------------------------
 
 def test_new_wiki_starts_with_home_getting_started_and_agent_guide(db, wiki):
-    pages = rw.list_pages(db, wiki)
+    pages = store.list_pages(db, wiki)
     assert [p.path for p in pages] == ["Agent Guide", "Getting Started", "Home"]
-    started = rw.read_page(db, wiki, "Getting Started").content
+    started = store.read_page(db, wiki, "Getting Started").content
     assert f"{PUBLIC_URL}/w/notes/mcp" in started
     assert "Settings → Connectors" in started
     assert (f'claude mcp add --transport http notes {PUBLIC_URL}/w/notes/mcp '
             '--header "Authorization: Bearer <token>"') in started
-    guide = rw.read_page(db, wiki, "Agent Guide").content
+    guide = store.read_page(db, wiki, "Agent Guide").content
     for advice in ("recent changes", "edit_note", "[[Page Path|text]]", "commit_message", "revision"):
         assert advice in guide
-    home = rw.read_page(db, wiki, "Home")
+    home = store.read_page(db, wiki, "Home")
     assert home.content.startswith("# Notes\n")
-    assert [t.path for t in rw.page_links(db, wiki, "Home").links_to] == ["Agent Guide", "Getting Started"]
-    assert rw.orphan_pages(db, wiki) == [] and rw.broken_links(db, wiki) == []
-    history = rw.page_history(db, wiki, "Home")
+    assert [t.path for t in store.page_links(db, wiki, "Home").links_to] == ["Agent Guide", "Getting Started"]
+    assert store.orphan_pages(db, wiki) == [] and store.broken_links(db, wiki) == []
+    history = store.page_history(db, wiki, "Home")
     assert [(h.kind, h.author_did, h.author_handle, h.via) for h in history] == [("create", ALICE, "alice.test", "web")]
-    assert rw.member_role(db, wiki, ALICE) == "owner"
+    assert store.member_role(db, wiki, ALICE) == "owner"
 
 
 @pytest.mark.parametrize("slug, message", [
@@ -109,72 +109,72 @@ def test_new_wiki_starts_with_home_getting_started_and_agent_guide(db, wiki):
     ("mcp", "is reserved"), ("Abc", "lower case"), ("a_bc", "only letters"), ("../etc", "only letters"),
     ("", "is required")])
 def test_bad_slugs_are_refused(db, wiki, slug, message):
-    refused(db, rw.BadInput, message, rw.create_wiki, db, slug, ALICE, public_url=PUBLIC_URL, quotas=QUOTAS)
+    refused(db, store.BadInput, message, store.create_wiki, db, slug, ALICE, public_url=PUBLIC_URL, quotas=QUOTAS)
 
 
 def test_taken_slug_bad_title_and_unknown_owner(db, wiki):
-    refused(db, rw.Conflict, "The wiki slug 'notes' is taken", rw.create_wiki, db, "notes", BOB,
+    refused(db, store.Conflict, "The wiki slug 'notes' is taken", store.create_wiki, db, "notes", BOB,
             public_url=PUBLIC_URL, quotas=QUOTAS)
-    refused(db, rw.BadInput, "1 to 200 characters", rw.create_wiki, db, "other", BOB, "x" * 201,
+    refused(db, store.BadInput, "1 to 200 characters", store.create_wiki, db, "other", BOB, "x" * 201,
             public_url=PUBLIC_URL, quotas=QUOTAS)
-    refused(db, rw.NotFound, "No user has the DID", rw.create_wiki, db, "other", CAROL,
+    refused(db, store.NotFound, "No user has the DID", store.create_wiki, db, "other", CAROL,
             public_url=PUBLIC_URL, quotas=QUOTAS)
 
 
 def test_title_with_html_is_stored_verbatim(db):
     title = "<script>alert('t')</script> & co"
-    row = rw.create_wiki(db, "html-wiki", ALICE, title, "<b>bold</b>", public_url=PUBLIC_URL, quotas=QUOTAS)
+    row = store.create_wiki(db, "html-wiki", ALICE, title, "<b>bold</b>", public_url=PUBLIC_URL, quotas=QUOTAS)
     assert row["title"] == title and row["description"] == "<b>bold</b>"
-    assert rw.read_page(db, row["id"], "Home").content.startswith(f"# {title}\n\n<b>bold</b>\n")
+    assert store.read_page(db, row["id"], "Home").content.startswith(f"# {title}\n\n<b>bold</b>\n")
 
 
 def test_wikis_per_user_quota_spares_admins(db):
-    quotas = rw.Quotas(100, 10**8, wikis_per_user=1)
-    rw.create_wiki(db, "bobs-wiki", BOB, public_url=PUBLIC_URL, quotas=quotas)
-    error = refused(db, rw.QuotaExceeded, "You already have 1 wikis", rw.create_wiki, db, "bobs-second", BOB,
+    quotas = store.Quotas(100, 10**8, wikis_per_user=1)
+    store.create_wiki(db, "bobs-wiki", BOB, public_url=PUBLIC_URL, quotas=quotas)
+    error = refused(db, store.QuotaExceeded, "You already have 1 wikis", store.create_wiki, db, "bobs-second", BOB,
                     public_url=PUBLIC_URL, quotas=quotas)
     assert error.status == 403 and error.code == "quota_exceeded"
-    rw.create_wiki(db, "alices-1", ALICE, public_url=PUBLIC_URL, quotas=quotas)
-    rw.create_wiki(db, "alices-2", ALICE, public_url=PUBLIC_URL, quotas=quotas)  # the first user is the admin
+    store.create_wiki(db, "alices-1", ALICE, public_url=PUBLIC_URL, quotas=quotas)
+    store.create_wiki(db, "alices-2", ALICE, public_url=PUBLIC_URL, quotas=quotas)  # the first user is the admin
 
 
 def test_update_and_delete_wiki(db, wiki):
-    row = rw.update_wiki(db, wiki, title="  New   title ", description="About", visibility="public")
+    row = store.update_wiki(db, wiki, title="  New   title ", description="About", visibility="public")
     assert (row["title"], row["description"], row["visibility"]) == ("New title", "About", "public")
-    refused(db, rw.BadInput, "Visibility is 'private'", rw.update_wiki, db, wiki, visibility="secret")
-    refused(db, rw.BadInput, "1 to 200 characters", rw.update_wiki, db, wiki, title="")
+    refused(db, store.BadInput, "Visibility is 'private'", store.update_wiki, db, wiki, visibility="secret")
+    refused(db, store.BadInput, "1 to 200 characters", store.update_wiki, db, wiki, title="")
     write(db, wiki, "Extra", "words to find")
-    rw.put_attachment(db, wiki, "Extra", "a.png", PNG, author=WEB, quotas=QUOTAS)
-    rw.delete_wiki(db, wiki)
+    store.put_attachment(db, wiki, "Extra", "a.png", PNG, author=WEB, quotas=QUOTAS)
+    store.delete_wiki(db, wiki)
     assert all(not rows for rows in snapshot(db).values())
     assert db.execute("SELECT count(*) FROM pages_fts WHERE pages_fts MATCH 'words'").fetchone()[0] == 0
-    refused(db, rw.NotFound, "no longer exists", rw.delete_wiki, db, wiki)
+    refused(db, store.NotFound, "no longer exists", store.delete_wiki, db, wiki)
 
 
 # --- members --------------------------------------------------------------------------------------------
 
 def test_members_add_change_remove(db, wiki):
-    rw.add_member(db, wiki, BOB, "editor")
-    rw.add_member(db, wiki, CAROL, "viewer")  # not signed in yet
-    assert [(m["did"], m["role"], m["handle"]) for m in rw.list_members(db, wiki)] == [
+    store.add_member(db, wiki, BOB, "editor")
+    store.add_member(db, wiki, CAROL, "viewer")  # not signed in yet
+    assert [(m["did"], m["role"], m["handle"]) for m in store.list_members(db, wiki)] == [
         (ALICE, "owner", "alice.test"), (BOB, "editor", "bob.test"), (CAROL, "viewer", None)]
-    refused(db, rw.Conflict, "already a member", rw.add_member, db, wiki, BOB, "viewer")
-    refused(db, rw.BadInput, "'admin' is not a role", rw.add_member, db, wiki, "did:web:example.org", "admin")
-    refused(db, rw.BadInput, "is not a did:plc or did:web", rw.add_member, db, wiki, "alice.test", "viewer")
-    rw.set_member_role(db, wiki, CAROL, "editor")
-    assert rw.member_role(db, wiki, CAROL) == "editor"
-    rw.remove_member(db, wiki, CAROL)
-    assert rw.member_role(db, wiki, CAROL) is None
-    refused(db, rw.NotFound, "is not a member", rw.remove_member, db, wiki, CAROL)
+    refused(db, store.Conflict, "already a member", store.add_member, db, wiki, BOB, "viewer")
+    refused(db, store.BadInput, "'admin' is not a role", store.add_member, db, wiki, "did:web:example.org", "admin")
+    refused(db, store.BadInput, "is not a did:plc or did:web", store.add_member, db, wiki, "alice.test", "viewer")
+    store.set_member_role(db, wiki, CAROL, "editor")
+    assert store.member_role(db, wiki, CAROL) == "editor"
+    store.remove_member(db, wiki, CAROL)
+    assert store.member_role(db, wiki, CAROL) is None
+    refused(db, store.NotFound, "is not a member", store.remove_member, db, wiki, CAROL)
 
 
 def test_the_last_owner_can_be_neither_removed_nor_demoted(db, wiki):
-    refused(db, rw.Conflict, "only owner", rw.remove_member, db, wiki, ALICE)
-    refused(db, rw.Conflict, "only owner", rw.set_member_role, db, wiki, ALICE, "editor")
-    rw.add_member(db, wiki, BOB, "owner")
-    rw.set_member_role(db, wiki, ALICE, "viewer")
-    refused(db, rw.Conflict, "only owner", rw.remove_member, db, wiki, BOB)
-    assert rw.member_role(db, wiki, BOB) == "owner"
+    refused(db, store.Conflict, "only owner", store.remove_member, db, wiki, ALICE)
+    refused(db, store.Conflict, "only owner", store.set_member_role, db, wiki, ALICE, "editor")
+    store.add_member(db, wiki, BOB, "owner")
+    store.set_member_role(db, wiki, ALICE, "viewer")
+    refused(db, store.Conflict, "only owner", store.remove_member, db, wiki, BOB)
+    assert store.member_role(db, wiki, BOB) == "owner"
 
 
 # --- writing and reading --------------------------------------------------------------------------------
@@ -187,11 +187,11 @@ def test_create_read_update(db, wiki):
     assert len(page.revision) == 12 and page.is_current
     assert (page.title, page.category, page.tags, page.words) == ("The Garden", "Plans", ("green", "Outdoor"), 5)
     assert page.meta == {"title": "The Garden", "category": "Plans", "tags": ["green", "Outdoor"], "status": "draft"}
-    assert rw.read_page(db, wiki, "projects/GARDEN") == page
+    assert store.read_page(db, wiki, "projects/GARDEN") == page
     updated = write(db, wiki, "PROJECTS/garden", "# Beds\nfive beds\n", page.revision, message="More beds")
     assert updated.kind == "update" and updated.page.path == "Projects/Garden"
     assert updated.page.title == "" and updated.page.display_title == "Garden"
-    history = rw.page_history(db, wiki, "Projects/Garden")
+    history = store.page_history(db, wiki, "Projects/Garden")
     assert [(h.kind, h.message, h.via) for h in history] == [("update", "More beds", "web"),
                                                            ("create", "Create Projects/Garden", "web")]
     assert history[0].content is None and history[0].id == updated.revision
@@ -210,8 +210,8 @@ def test_crlf_becomes_lf(db, wiki):
 
 
 def test_create_over_an_existing_page_is_a_conflict(db, wiki):
-    home = rw.read_page(db, wiki, "Home")
-    error = refused(db, rw.Conflict, f"Page 'Home' already exists (revision {home.revision})",
+    home = store.read_page(db, wiki, "Home")
+    error = refused(db, store.Conflict, f"Page 'Home' already exists (revision {home.revision})",
                     write, db, wiki, "home", "mine now")
     assert "pass its revision" in error.message and error.status == 409
 
@@ -219,50 +219,50 @@ def test_create_over_an_existing_page_is_a_conflict(db, wiki):
 def test_stale_revision_is_a_conflict_that_changes_nothing(db, wiki):
     first = write(db, wiki, "Plan", "one").revision
     second = write(db, wiki, "Plan", "two", first).revision
-    refused(db, rw.Conflict, f"Page 'Plan' changed since revision {first} (now {second}). Read it again, then retry "
+    refused(db, store.Conflict, f"Page 'Plan' changed since revision {first} (now {second}). Read it again, then retry "
                              "with the new revision.", write, db, wiki, "Plan", "three", first)
-    refused(db, rw.Conflict, f"changed since revision {first[:7]}", rw.edit_page, db, wiki, "Plan", first[:7],
+    refused(db, store.Conflict, f"changed since revision {first[:7]}", store.edit_page, db, wiki, "Plan", first[:7],
             "two", "2", author=WEB, quotas=QUOTAS)
-    refused(db, rw.Conflict, "'abcdef0' is not a revision of page 'Plan'", write, db, wiki, "Plan", "x", "abcdef0")
-    refused(db, rw.Conflict, "changed since", rw.delete_page, db, wiki, "Plan", author=WEB, base_revision=first)
-    refused(db, rw.Conflict, "changed since", rw.rename_page, db, wiki, "Plan", "Plan B", author=WEB,
+    refused(db, store.Conflict, "'abcdef0' is not a revision of page 'Plan'", write, db, wiki, "Plan", "x", "abcdef0")
+    refused(db, store.Conflict, "changed since", store.delete_page, db, wiki, "Plan", author=WEB, base_revision=first)
+    refused(db, store.Conflict, "changed since", store.rename_page, db, wiki, "Plan", "Plan B", author=WEB,
             base_revision=first)
 
 
 def test_updating_a_missing_page_says_how_to_create_it(db, wiki):
-    home = rw.read_page(db, wiki, "Home").revision
-    refused(db, rw.NotFound, "To create it, write it without a revision", write, db, wiki, "Nope", "x", home)
-    refused(db, rw.NotFound, "Page not found: 'Nope'", rw.read_page, db, wiki, "Nope")
+    home = store.read_page(db, wiki, "Home").revision
+    refused(db, store.NotFound, "To create it, write it without a revision", write, db, wiki, "Nope", "x", home)
+    refused(db, store.NotFound, "Page not found: 'Nope'", store.read_page, db, wiki, "Nope")
 
 
 @pytest.mark.parametrize("revision, error, message", [
-    ("abc12", rw.BadInput, "too short to name a revision"),
-    ("xyz1234", rw.BadInput, "is not a revision id"),
-    ("ffffffff", rw.NotFound, "No revision 'ffffffff' in this page's history"),
-    ("\x1b[2J" + "z" * 100, rw.BadInput, "'?[2J" + "z" * 76 + "…' is not a revision id"),
+    ("abc12", store.BadInput, "too short to name a revision"),
+    ("xyz1234", store.BadInput, "is not a revision id"),
+    ("ffffffff", store.NotFound, "No revision 'ffffffff' in this page's history"),
+    ("\x1b[2J" + "z" * 100, store.BadInput, "'?[2J" + "z" * 76 + "…' is not a revision id"),
 ])
 def test_bad_revision_ids(db, wiki, revision, error, message):
-    refused(db, error, message, rw.read_page, db, wiki, "Home", revision=revision)
+    refused(db, error, message, store.read_page, db, wiki, "Home", revision=revision)
 
 
 def test_revision_prefixes_and_ambiguity(db, wiki):
     first = write(db, wiki, "Log", "v1").revision
     second = write(db, wiki, "Log", "v2", first).revision
-    old = rw.read_page(db, wiki, "Log", revision=first[:7].upper())
+    old = store.read_page(db, wiki, "Log", revision=first[:7].upper())
     assert (old.content, old.revision, old.current_revision, old.is_current) == ("v1", first, second, False)
     # Give both revisions ids sharing 9 characters, as could happen by chance in a big wiki.
     for new_id, old_id in (("abcdef123000", first), ("abcdef123999", second)):
         db.execute("UPDATE revisions SET id = ? WHERE id = ?", (new_id, old_id))
     db.execute("UPDATE pages SET revision_id = 'abcdef123999' WHERE revision_id = ?", (second,))
-    refused(db, rw.BadInput, "The revision prefix 'abcdef123' matches more than one revision; give more characters",
-            rw.read_page, db, wiki, "Log", revision="abcdef123")
-    assert rw.read_page(db, wiki, "Log", revision="abcdef1230").content == "v1"
-    assert rw.get_revision(db, wiki, "abcdef1239").content == "v2"
+    refused(db, store.BadInput, "The revision prefix 'abcdef123' matches more than one revision; give more characters",
+            store.read_page, db, wiki, "Log", revision="abcdef123")
+    assert store.read_page(db, wiki, "Log", revision="abcdef1230").content == "v1"
+    assert store.get_revision(db, wiki, "abcdef1239").content == "v2"
 
 
 def test_a_revision_of_another_page_is_not_found_through_this_page(db, wiki):
     other = write(db, wiki, "Other", "x").revision
-    refused(db, rw.NotFound, "No revision", rw.read_page, db, wiki, "Home", revision=other)
+    refused(db, store.NotFound, "No revision", store.read_page, db, wiki, "Home", revision=other)
 
 
 SECTIONED = """---
@@ -294,7 +294,7 @@ appendix setup
 ])
 def test_read_a_section(db, wiki, section, heading, first_line, last_line):
     write(db, wiki, "Doc", SECTIONED)
-    page = rw.read_page(db, wiki, "Doc", section=section)
+    page = store.read_page(db, wiki, "Doc", section=section)
     lines = page.content.strip("\n").split("\n")
     assert (page.section, lines[0], lines[-1]) == (heading, first_line, last_line)
     assert "# not a heading" in page.content if heading == "Intro > Setup" else True
@@ -302,41 +302,41 @@ def test_read_a_section(db, wiki, section, heading, first_line, last_line):
 
 def test_unknown_section_lists_the_sections(db, wiki):
     write(db, wiki, "Doc", SECTIONED)
-    error = refused(db, rw.NotFound, "Section not found: 'not a heading'. Available sections:\n  - Intro\n"
-                                     "  - Intro > Setup\n  - Intro > Setup > Details", rw.read_page, db, wiki, "Doc",
+    error = refused(db, store.NotFound, "Section not found: 'not a heading'. Available sections:\n  - Intro\n"
+                                     "  - Intro > Setup\n  - Intro > Setup > Details", store.read_page, db, wiki, "Doc",
                     section="not a heading")
     assert "Appendix > Setup" in error.message
     write(db, wiki, "Flat", "no headings\n")
-    refused(db, rw.NotFound, "This page has no sections.", rw.read_page, db, wiki, "Flat", section="x")
-    refused(db, rw.BadInput, "is not a section name", rw.read_page, db, wiki, "Doc", section="Intro >")
+    refused(db, store.NotFound, "This page has no sections.", store.read_page, db, wiki, "Flat", section="x")
+    refused(db, store.BadInput, "is not a section name", store.read_page, db, wiki, "Doc", section="Intro >")
 
 
 # --- editing --------------------------------------------------------------------------------------------
 
 def test_edit_replaces_exactly_one_occurrence(db, wiki):
     base = write(db, wiki, "Edit", "---\ntags: [a]\n---\nalpha beta\nbeta gamma\n").revision
-    edited = rw.edit_page(db, wiki, "Edit", base[:7], "alpha beta", "alpha BETA", author=WEB, quotas=QUOTAS)
+    edited = store.edit_page(db, wiki, "Edit", base[:7], "alpha beta", "alpha BETA", author=WEB, quotas=QUOTAS)
     assert edited.kind == "update" and edited.page.content.endswith("alpha BETA\nbeta gamma\n")
-    assert rw.page_history(db, wiki, "Edit")[0].message == "Edit Edit"
-    retagged = rw.edit_page(db, wiki, "Edit", edited.revision, "tags: [a]", "tags: [b]", author=WEB, quotas=QUOTAS,
+    assert store.page_history(db, wiki, "Edit")[0].message == "Edit Edit"
+    retagged = store.edit_page(db, wiki, "Edit", edited.revision, "tags: [a]", "tags: [b]", author=WEB, quotas=QUOTAS,
                             message="Retag")
     assert retagged.page.tags == ("b",)
-    deleted = rw.edit_page(db, wiki, "Edit", retagged.revision, " gamma", "", author=WEB, quotas=QUOTAS)
+    deleted = store.edit_page(db, wiki, "Edit", retagged.revision, " gamma", "", author=WEB, quotas=QUOTAS)
     assert deleted.page.content.endswith("beta\n")
 
 
 def test_edit_refusals_say_why(db, wiki):
     base = write(db, wiki, "Edit", "one two two\n").revision
-    refused(db, rw.BadInput, "old_string occurs 2 times in 'Edit'; include more of the surrounding text",
-            rw.edit_page, db, wiki, "Edit", base, "two", "2", author=WEB, quotas=QUOTAS)
-    refused(db, rw.BadInput, f"old_string was not found in 'Edit' (revision {base}). Read the page again",
-            rw.edit_page, db, wiki, "Edit", base, "three", "3", author=WEB, quotas=QUOTAS)
-    refused(db, rw.BadInput, "needs the page's current revision", rw.edit_page, db, wiki, "Edit", "", "one", "1",
+    refused(db, store.BadInput, "old_string occurs 2 times in 'Edit'; include more of the surrounding text",
+            store.edit_page, db, wiki, "Edit", base, "two", "2", author=WEB, quotas=QUOTAS)
+    refused(db, store.BadInput, f"old_string was not found in 'Edit' (revision {base}). Read the page again",
+            store.edit_page, db, wiki, "Edit", base, "three", "3", author=WEB, quotas=QUOTAS)
+    refused(db, store.BadInput, "needs the page's current revision", store.edit_page, db, wiki, "Edit", "", "one", "1",
             author=WEB, quotas=QUOTAS)
-    refused(db, rw.BadInput, "non-empty text", rw.edit_page, db, wiki, "Edit", base, "", "x", author=WEB,
+    refused(db, store.BadInput, "non-empty text", store.edit_page, db, wiki, "Edit", base, "", "x", author=WEB,
             quotas=QUOTAS)
-    refused(db, rw.TooLarge, "Content too large", rw.edit_page, db, wiki, "Edit", base, "one",
-            "x" * rw.MAX_PAGE_BYTES, author=WEB, quotas=QUOTAS)
+    refused(db, store.TooLarge, "Content too large", store.edit_page, db, wiki, "Edit", base, "one",
+            "x" * store.MAX_PAGE_BYTES, author=WEB, quotas=QUOTAS)
 
 
 # --- rename, delete, restore ----------------------------------------------------------------------------
@@ -346,78 +346,78 @@ def test_rename_rewrites_links_in_other_pages_in_one_transaction(db, wiki):
     write(db, wiki, "Plans", "See [[Ideas]], [[ideas|my ideas]] and [[Ideas#Later|later]].\n"
                              "`[[Ideas]]` in code stays.\n```\n[[Ideas]]\n```\n")
     write(db, wiki, "Unrelated", "Nothing about [[Home]].")
-    plans_before = rw.read_page(db, wiki, "Plans").revision
+    plans_before = store.read_page(db, wiki, "Plans").revision
     unrelated_before = snapshot(db)["pages"][-1]
-    change = rw.rename_page(db, wiki, "IDEAS", "Archive/Ideas", author=rw.Author(BOB, "mcp:Claude"))
+    change = store.rename_page(db, wiki, "IDEAS", "Archive/Ideas", author=store.Author(BOB, "mcp:Claude"))
     assert change.kind == "rename" and change.rewritten == ("Plans",)
     assert change.page.path == "Archive/Ideas" and change.page.content == "Self link [[Archive/Ideas]]."
-    plans = rw.read_page(db, wiki, "Plans")
+    plans = store.read_page(db, wiki, "Plans")
     assert plans.content == ("See [[Archive/Ideas]], [[Archive/Ideas|my ideas]] and [[Archive/Ideas#Later|later]].\n"
                              "`[[Ideas]]` in code stays.\n```\n[[Ideas]]\n```\n")
-    plan_history = rw.page_history(db, wiki, "Plans")
+    plan_history = store.page_history(db, wiki, "Plans")
     assert plan_history[1].id == plans_before
     assert (plan_history[0].kind, plan_history[0].message, plan_history[0].via) == (
         "update", "Update links after: Rename Ideas to Archive/Ideas", "mcp:Claude")
     assert snapshot(db)["pages"][-1] == unrelated_before
-    history = rw.page_history(db, wiki, "archive/ideas")
+    history = store.page_history(db, wiki, "archive/ideas")
     assert [(h.kind, h.path, h.old_path, h.current_path) for h in history] == [
         ("rename", "Archive/Ideas", "Ideas", "Archive/Ideas"), ("create", "Ideas", None, "Archive/Ideas")]
-    assert rw.page_links(db, wiki, "Archive/Ideas").linked_from == ("Plans",)
-    assert rw.broken_links(db, wiki) == []
-    refused(db, rw.NotFound, "Page not found: 'Ideas'", rw.read_page, db, wiki, "Ideas")
-    assert [h.path for h in rw.search_pages(db, wiki, "self")] == ["Archive/Ideas"]
+    assert store.page_links(db, wiki, "Archive/Ideas").linked_from == ("Plans",)
+    assert store.broken_links(db, wiki) == []
+    refused(db, store.NotFound, "Page not found: 'Ideas'", store.read_page, db, wiki, "Ideas")
+    assert [h.path for h in store.search_pages(db, wiki, "self")] == ["Archive/Ideas"]
 
 
 def test_rename_refusals(db, wiki):
     write(db, wiki, "A", "[[B]]")
     write(db, wiki, "B", "b")
-    refused(db, rw.Conflict, "Page 'B' already exists; choose another new path", rw.rename_page, db, wiki, "A", "b",
+    refused(db, store.Conflict, "Page 'B' already exists; choose another new path", store.rename_page, db, wiki, "A", "b",
             author=WEB)
-    refused(db, rw.BadInput, "'A' already has that path", rw.rename_page, db, wiki, "A", "A", author=WEB)
-    refused(db, rw.BadInput, "'.' or '..' segment", rw.rename_page, db, wiki, "A", "../A", author=WEB)
-    refused(db, rw.NotFound, "Page not found: 'C'", rw.rename_page, db, wiki, "C", "D", author=WEB)
-    assert rw.rename_page(db, wiki, "b", "b", author=WEB).rewritten == ("A",)  # a change of case is a rename
-    assert rw.read_page(db, wiki, "A").content == "[[b]]"
+    refused(db, store.BadInput, "'A' already has that path", store.rename_page, db, wiki, "A", "A", author=WEB)
+    refused(db, store.BadInput, "'.' or '..' segment", store.rename_page, db, wiki, "A", "../A", author=WEB)
+    refused(db, store.NotFound, "Page not found: 'C'", store.rename_page, db, wiki, "C", "D", author=WEB)
+    assert store.rename_page(db, wiki, "b", "b", author=WEB).rewritten == ("A",)  # a change of case is a rename
+    assert store.read_page(db, wiki, "A").content == "[[b]]"
 
 
 def test_delete_keeps_history_and_restore_brings_the_page_back(db, wiki):
     first = write(db, wiki, "Gone", "first [[Home]]").revision
     last = write(db, wiki, "Gone", "last words [[Home]]", first).revision
-    rw.put_attachment(db, wiki, "Gone", "pic.png", PNG, author=WEB, quotas=QUOTAS)
-    deleted = rw.delete_page(db, wiki, "gone", author=WEB, message="Not needed")
+    store.put_attachment(db, wiki, "Gone", "pic.png", PNG, author=WEB, quotas=QUOTAS)
+    deleted = store.delete_page(db, wiki, "gone", author=WEB, message="Not needed")
     assert deleted.kind == "delete" and deleted.page.deleted_at is not None
-    error = refused(db, rw.NotFound, f"Page 'gone' was deleted (revision {deleted.revision})", rw.read_page, db,
+    error = refused(db, store.NotFound, f"Page 'gone' was deleted (revision {deleted.revision})", store.read_page, db,
                     wiki, "gone")
     assert "Restore it from its history" in error.message
-    assert "Gone" not in [p.path for p in rw.list_pages(db, wiki)]
-    assert rw.search_pages(db, wiki, "words") == []
-    assert [p.path for p in rw.deleted_pages(db, wiki)] == ["Gone"]
-    history = rw.page_history(db, wiki, "Gone")
+    assert "Gone" not in [p.path for p in store.list_pages(db, wiki)]
+    assert store.search_pages(db, wiki, "words") == []
+    assert [p.path for p in store.deleted_pages(db, wiki)] == ["Gone"]
+    history = store.page_history(db, wiki, "Gone")
     assert [h.kind for h in history] == ["delete", "attachment", "update", "create"]
     assert history[0].page_deleted and history[0].message == "Not needed"
-    assert rw.get_revision(db, wiki, last).content == "last words [[Home]]"
-    assert rw.wiki_usage(db, wiki).pages == 3
-    restored = rw.restore_revision(db, wiki, deleted.revision, author=WEB, quotas=QUOTAS)
+    assert store.get_revision(db, wiki, last).content == "last words [[Home]]"
+    assert store.wiki_usage(db, wiki).pages == 3
+    restored = store.restore_revision(db, wiki, deleted.revision, author=WEB, quotas=QUOTAS)
     assert restored.kind == "restore" and restored.page.content == "last words [[Home]]"
     assert restored.page.deleted_at is None
-    assert [a.filename for a in rw.list_attachments(db, wiki, "Gone")] == ["pic.png"]
-    assert rw.page_links(db, wiki, "Home").linked_from[-1] == "Gone"
-    assert [h.path for h in rw.search_pages(db, wiki, "words")] == ["Gone"]
-    back = rw.restore_revision(db, wiki, first, author=WEB, quotas=QUOTAS, base_revision=restored.revision)
+    assert [a.filename for a in store.list_attachments(db, wiki, "Gone")] == ["pic.png"]
+    assert store.page_links(db, wiki, "Home").linked_from[-1] == "Gone"
+    assert [h.path for h in store.search_pages(db, wiki, "words")] == ["Gone"]
+    back = store.restore_revision(db, wiki, first, author=WEB, quotas=QUOTAS, base_revision=restored.revision)
     assert back.page.content == "first [[Home]]" and back.page.revision != first
-    assert rw.page_history(db, wiki, "Gone")[0].message == f"Restore Gone to revision {first}"
+    assert store.page_history(db, wiki, "Gone")[0].message == f"Restore Gone to revision {first}"
 
 
 def test_restore_where_a_new_page_now_lives(db, wiki):
     write(db, wiki, "Spot", "old")
-    gone = rw.delete_page(db, wiki, "Spot", author=WEB).revision
+    gone = store.delete_page(db, wiki, "Spot", author=WEB).revision
     write(db, wiki, "spot", "new")
-    refused(db, rw.Conflict, "Page 'spot' exists now. Restore to another path", rw.restore_revision, db, wiki, gone,
+    refused(db, store.Conflict, "Page 'spot' exists now. Restore to another path", store.restore_revision, db, wiki, gone,
             author=WEB, quotas=QUOTAS)
-    moved = rw.restore_revision(db, wiki, gone, author=WEB, quotas=QUOTAS, path="Old Spot")
+    moved = store.restore_revision(db, wiki, gone, author=WEB, quotas=QUOTAS, path="Old Spot")
     assert (moved.page.path, moved.page.content) == ("Old Spot", "old")
-    assert rw.page_history(db, wiki, "Old Spot")[0].old_path == "Spot"
-    refused(db, rw.BadInput, "is not deleted; rename it", rw.restore_revision, db, wiki, gone, author=WEB,
+    assert store.page_history(db, wiki, "Old Spot")[0].old_path == "Spot"
+    refused(db, store.BadInput, "is not deleted; rename it", store.restore_revision, db, wiki, gone, author=WEB,
             quotas=QUOTAS, path="Elsewhere")
 
 
@@ -428,7 +428,7 @@ def test_list_pages_filters_combine(db, wiki):
     write(db, wiki, "Projects/House", "---\ncategory: plans\ntags: indoor, green\n---\nfour")
     write(db, wiki, "Recipes/Soup", "---\ncategory: Food\ntags: [green]\n---\nfive six")
     db.execute("UPDATE pages SET updated_at = 1000 WHERE path = 'Projects/House'")
-    paths = lambda **kw: [p.path for p in rw.list_pages(db, wiki, **kw)]
+    paths = lambda **kw: [p.path for p in store.list_pages(db, wiki, **kw)]
     assert paths(prefix="projects/") == ["Projects/Garden", "Projects/House"]
     assert paths(category="PLANS") == ["Projects/Garden", "Projects/House"]
     assert paths(tag="Green") == ["Projects/Garden", "Projects/House", "Recipes/Soup"]
@@ -436,23 +436,23 @@ def test_list_pages_filters_combine(db, wiki):
     assert paths(tag="green", updated_since="1970-01-01T00:20:00Z") == ["Projects/Garden", "Recipes/Soup"]
     assert paths(prefix="Projects", updated_since=999) == ["Projects/Garden", "Projects/House"]
     assert paths(updated_since="1970-01-01", tag="indoor") == ["Projects/House"]
-    garden = rw.list_pages(db, wiki, prefix="Projects/G")[0]
+    garden = store.list_pages(db, wiki, prefix="Projects/G")[0]
     assert (garden.words, garden.category, garden.tags) == (3, "Plans", ("green", "outdoor"))
-    refused(db, rw.BadInput, "'last week' is not a date", rw.list_pages, db, wiki, updated_since="last week")
+    refused(db, store.BadInput, "'last week' is not a date", store.list_pages, db, wiki, updated_since="last week")
 
 
 def test_search_ranks_highlights_and_supports_prefix_and_phrase(db, wiki):
     write(db, wiki, "Tomatoes", "---\ntitle: Tomato growing\n---\nWater tomatoes at dawn. <script>x</script>")
     write(db, wiki, "Notes", "Once we talked about a tomato, briefly, among many other things to do.")
-    hits = rw.search_pages(db, wiki, "tomato")
+    hits = store.search_pages(db, wiki, "tomato")
     assert [h.path for h in hits] == ["Tomatoes", "Notes"] and hits[0].score > hits[1].score > 0
-    assert rw.MARK_START + "tomato" + rw.MARK_END in hits[1].snippet
-    shown = rw.highlight_snippet(rw.search_pages(db, wiki, "water")[0].snippet, "<mark>", "</mark>", html.escape)
+    assert store.MARK_START + "tomato" + store.MARK_END in hits[1].snippet
+    shown = store.highlight_snippet(store.search_pages(db, wiki, "water")[0].snippet, "<mark>", "</mark>", html.escape)
     assert "<mark>Water</mark>" in shown and "&lt;script&gt;" in shown and "<script>" not in shown
-    assert [h.path for h in rw.search_pages(db, wiki, "tomat*")] == ["Tomatoes", "Notes"]
-    assert [h.path for h in rw.search_pages(db, wiki, '"water tomatoes"')] == ["Tomatoes"]
-    assert rw.search_pages(db, wiki, '"tomatoes water"') == []
-    assert [h.path for h in rw.search_pages(db, wiki, "dawn water")] == ["Tomatoes"]
+    assert [h.path for h in store.search_pages(db, wiki, "tomat*")] == ["Tomatoes", "Notes"]
+    assert [h.path for h in store.search_pages(db, wiki, '"water tomatoes"')] == ["Tomatoes"]
+    assert store.search_pages(db, wiki, '"tomatoes water"') == []
+    assert [h.path for h in store.search_pages(db, wiki, "dawn water")] == ["Tomatoes"]
 
 
 @pytest.mark.parametrize("query", ['"', "*", "NEAR(", "NEAR(a b)", "-", "-tomato", "AND", "tomato AND", "OR NOT",
@@ -461,50 +461,50 @@ def test_search_ranks_highlights_and_supports_prefix_and_phrase(db, wiki):
 def test_search_never_raises_on_fts_syntax(db, wiki, query):
     write(db, wiki, "Tomatoes", "tomato and more")
     before = snapshot(db)
-    assert isinstance(rw.search_pages(db, wiki, query), list)
+    assert isinstance(store.search_pages(db, wiki, query), list)
     assert snapshot(db) == before
 
 
 def test_search_follows_writes_in_the_same_transaction(db, wiki):
     base = write(db, wiki, "Fruit", "apple").revision
-    assert [h.path for h in rw.search_pages(db, wiki, "apple")] == ["Fruit"]
+    assert [h.path for h in store.search_pages(db, wiki, "apple")] == ["Fruit"]
     write(db, wiki, "Fruit", "banana", base)
-    assert rw.search_pages(db, wiki, "apple") == []
-    assert [h.path for h in rw.search_pages(db, wiki, "fruit")] == ["Fruit"]  # the path is indexed
-    refused(db, rw.Conflict, "changed since", write, db, wiki, "Fruit", "cherry", base)
-    assert rw.search_pages(db, wiki, "cherry") == []
-    other = rw.create_wiki(db, "other", BOB, public_url=PUBLIC_URL, quotas=QUOTAS)["id"]
-    assert rw.search_pages(db, other, "banana") == []
+    assert store.search_pages(db, wiki, "apple") == []
+    assert [h.path for h in store.search_pages(db, wiki, "fruit")] == ["Fruit"]  # the path is indexed
+    refused(db, store.Conflict, "changed since", write, db, wiki, "Fruit", "cherry", base)
+    assert store.search_pages(db, wiki, "cherry") == []
+    other = store.create_wiki(db, "other", BOB, public_url=PUBLIC_URL, quotas=QUOTAS)["id"]
+    assert store.search_pages(db, other, "banana") == []
 
 
 def test_links_orphans_and_broken_links(db, wiki):
     write(db, wiki, "A", "[[B]] [[b|again]] [[Missing]] [[../bad]] `[[Code]]`")
     write(db, wiki, "B", "[[A]] [[B]]")
     write(db, wiki, "Lonely", "[[Lonely]] only myself")
-    links = rw.page_links(db, wiki, "a")
+    links = store.page_links(db, wiki, "a")
     assert links.path == "A" and links.linked_from == ("B",)
-    assert links.links_to == (rw.LinkTarget("B", True), rw.LinkTarget("Missing", False))
-    assert rw.orphan_pages(db, wiki) == ["Lonely"]
-    assert rw.broken_links(db, wiki) == [rw.BrokenLink("A", "Missing")]
-    rw.delete_page(db, wiki, "B", author=WEB)
-    assert rw.broken_links(db, wiki) == [rw.BrokenLink("A", "B"), rw.BrokenLink("A", "Missing")]
-    assert rw.orphan_pages(db, wiki) == ["A", "Lonely"]
-    assert [w.target for w in rw.wikilinks("[[ x | y ]] [[p#frag]] ```\n[[no]]\n```")] == ["x", "p"]
-    assert rw.existing_pages(db, wiki, ["a", "LONELY", "Missing", "B"]) == {"a": "A", "lonely": "Lonely"}
+    assert links.links_to == (store.LinkTarget("B", True), store.LinkTarget("Missing", False))
+    assert store.orphan_pages(db, wiki) == ["Lonely"]
+    assert store.broken_links(db, wiki) == [store.BrokenLink("A", "Missing")]
+    store.delete_page(db, wiki, "B", author=WEB)
+    assert store.broken_links(db, wiki) == [store.BrokenLink("A", "B"), store.BrokenLink("A", "Missing")]
+    assert store.orphan_pages(db, wiki) == ["A", "Lonely"]
+    assert [w.target for w in store.wikilinks("[[ x | y ]] [[p#frag]] ```\n[[no]]\n```")] == ["x", "p"]
+    assert store.existing_pages(db, wiki, ["a", "LONELY", "Missing", "B"]) == {"a": "A", "lonely": "Lonely"}
 
 
 def test_recent_changes_and_diff(db, wiki):
     base = write(db, wiki, "Diary", "day one\n").revision
-    second = write(db, wiki, "Diary", "day one\nday two\n", base, author=rw.Author(BOB, "token:laptop")).revision
-    changes = rw.recent_changes(db, wiki, limit=2)
+    second = write(db, wiki, "Diary", "day one\nday two\n", base, author=store.Author(BOB, "token:laptop")).revision
+    changes = store.recent_changes(db, wiki, limit=2)
     assert [(c.id, c.author_handle, c.via) for c in changes] == [(second, "bob.test", "token:laptop"),
                                                                  (base, "alice.test", "web")]
-    assert len(rw.recent_changes(db, wiki, limit=0)) == 1 and len(rw.recent_changes(db, wiki, limit=10**6)) == 5
-    diff = rw.diff_revisions(db, wiki, base[:7], second)
+    assert len(store.recent_changes(db, wiki, limit=0)) == 1 and len(store.recent_changes(db, wiki, limit=10**6)) == 5
+    diff = store.diff_revisions(db, wiki, base[:7], second)
     assert diff.text.splitlines() == [f"--- Diary@{base[:8]}", f"+++ Diary@{second[:8]}", "@@ -1 +1,2 @@",
                                       " day one", "+day two"]
-    assert rw.diff_revisions(db, wiki, second, second).text == ""
-    assert rw.unified_diff("a", "b", "x", "y").endswith("\\ No newline at end of file\n")
+    assert store.diff_revisions(db, wiki, second, second).text == ""
+    assert store.unified_diff("a", "b", "x", "y").endswith("\\ No newline at end of file\n")
 
 
 # --- concurrency ----------------------------------------------------------------------------------------
@@ -516,11 +516,11 @@ def test_racing_writers_exactly_one_wins(db_path, db, wiki):
     results: list = []
 
     def writer(n: int) -> None:
-        connection = rw.db_connect(db_path)
+        connection = store.db_connect(db_path)
         try:
             barrier.wait()
             results.append(write(connection, wiki, "Race", f"writer {n}", base).page.content)
-        except rw.Conflict as e:
+        except store.Conflict as e:
             results.append(e)
         finally:
             connection.close()
@@ -532,9 +532,9 @@ def test_racing_writers_exactly_one_wins(db_path, db, wiki):
         thread.join()
     winners = [r for r in results if isinstance(r, str)]
     assert len(winners) == 1 and len(results) == runners
-    assert all("changed since revision" in r.message for r in results if isinstance(r, rw.Conflict))
-    assert rw.read_page(db, wiki, "Race").content == winners[0]
-    assert len(rw.page_history(db, wiki, "Race")) == 2
+    assert all("changed since revision" in r.message for r in results if isinstance(r, store.Conflict))
+    assert store.read_page(db, wiki, "Race").content == winners[0]
+    assert len(store.page_history(db, wiki, "Race")) == 2
 
 
 def test_racing_creators_exactly_one_wins(db_path, db, wiki):
@@ -542,11 +542,11 @@ def test_racing_creators_exactly_one_wins(db_path, db, wiki):
     results: list = []
 
     def creator(n: int) -> None:
-        connection = rw.db_connect(db_path)
+        connection = store.db_connect(db_path)
         try:
             barrier.wait()
             results.append(write(connection, wiki, "New", f"creator {n}").kind)
-        except rw.Conflict as e:
+        except store.Conflict as e:
             results.append(e)
         finally:
             connection.close()
@@ -554,7 +554,7 @@ def test_racing_creators_exactly_one_wins(db_path, db, wiki):
     threads = [threading.Thread(target=creator, args=(n,)) for n in range(4)]
     [t.start() for t in threads]
     [t.join() for t in threads]
-    assert results.count("create") == 1 and sum(isinstance(r, rw.Conflict) for r in results) == 3
+    assert results.count("create") == 1 and sum(isinstance(r, store.Conflict) for r in results) == 3
 
 
 # --- bad input ------------------------------------------------------------------------------------------
@@ -572,26 +572,26 @@ def test_racing_creators_exactly_one_wins(db_path, db, wiki):
     ("   ", "A page path is required"), ("a /b", "starts or ends with a space"), ("\ud800", "lone surrogate"),
 ])
 def test_odd_page_paths_are_refused(db, wiki, path, message):
-    refused(db, rw.BadInput, message, write, db, wiki, path, "content")
+    refused(db, store.BadInput, message, write, db, wiki, path, "content")
 
 
 @pytest.mark.parametrize("path", ["a/mcp", "mcpx", "Über/Straße", "x" * 255, "dots.in.name", "a-b/c_d", "日本語",
                                   "<script>alert(1)</script>"])
 def test_unusual_but_valid_paths(db, wiki, path):
     page = write(db, wiki, path, "fine").page
-    assert rw.read_page(db, wiki, path).path == path == page.path
+    assert store.read_page(db, wiki, path).path == path == page.path
 
 
 def test_path_is_nfc_and_casefolded_for_identity(db, wiki):
     write(db, wiki, "Cafe\u0301", "decomposed")
-    assert rw.read_page(db, wiki, "CAFÉ").path == "Café"
-    refused(db, rw.Conflict, "already exists", write, db, wiki, "café", "composed")
+    assert store.read_page(db, wiki, "CAFÉ").path == "Café"
+    refused(db, store.Conflict, "already exists", write, db, wiki, "café", "composed")
 
 
 def test_oversize_content_is_refused(db, wiki):
-    refused(db, rw.TooLarge, "Content too large (1000001 bytes). Maximum size is 1000000 bytes", write, db, wiki,
+    refused(db, store.TooLarge, "Content too large (1000001 bytes). Maximum size is 1000000 bytes", write, db, wiki,
             "Big", "x" * 1_000_001)
-    refused(db, rw.TooLarge, "Content too large (1000002 bytes)", write, db, wiki, "Big", "é" * 500_001)
+    refused(db, store.TooLarge, "Content too large (1000002 bytes)", write, db, wiki, "Big", "é" * 500_001)
     assert write(db, wiki, "Big", "é" * 500_000).page.size == 1_000_000
 
 
@@ -599,13 +599,13 @@ def test_oversize_content_is_refused(db, wiki):
     ("a\x00b", "control character U+0000 on line 1"), ("ok\n\x1b[31m", "U+001B on line 2"),
     ("\ud83d", "lone surrogate"), (b"bytes", "must be text")])
 def test_bad_content_is_refused(db, wiki, content, message):
-    refused(db, rw.BadInput, message, write, db, wiki, "Bad", content)
+    refused(db, store.BadInput, message, write, db, wiki, "Bad", content)
 
 
 def test_decode_utf8_refuses_invalid_bytes():
-    assert rw.decode_utf8("\ufeffhé".encode()) == "hé"
-    with pytest.raises(rw.BadInput) as caught:
-        rw.decode_utf8(b"ok \xff\xfe", "The upload")
+    assert store.decode_utf8("\ufeffhé".encode()) == "hé"
+    with pytest.raises(store.BadInput) as caught:
+        store.decode_utf8(b"ok \xff\xfe", "The upload")
     assert caught.value.message == ("The upload is not valid UTF-8 (bad byte at offset 3). "
                                     "Save it as UTF-8 and try again.")
 
@@ -614,58 +614,58 @@ def test_html_in_content_titles_and_messages_is_stored_verbatim(db, wiki):
     content = "---\ntitle: <img src=x onerror=alert(1)>\n---\n<script>alert('x')</script>\n[[<b>]]"
     change = write(db, wiki, "Evil", content, message="<i>msg</i>")
     assert change.page.content == content and change.page.title == "<img src=x onerror=alert(1)>"
-    assert rw.page_history(db, wiki, "Evil")[0].message == "<i>msg</i>"
-    assert rw.broken_links(db, wiki) == [rw.BrokenLink("Evil", "<b>")]
+    assert store.page_history(db, wiki, "Evil")[0].message == "<i>msg</i>"
+    assert store.broken_links(db, wiki) == [store.BrokenLink("Evil", "<b>")]
 
 
 def test_bad_messages_and_authors(db, wiki):
-    refused(db, rw.BadInput, "at most 2000 characters", write, db, wiki, "M", "x", message="m" * 2001)
-    refused(db, rw.BadInput, "control or bidirectional", write, db, wiki, "M", "x", message="a\u202eb")
-    with pytest.raises(rw.BadInput, match="is not a way of changing a wiki"):
-        rw.Author(ALICE, "email")
-    with pytest.raises(rw.BadInput, match="is not a did:plc or did:web"):
-        rw.Author("alice", "web")
-    assert rw.Author.mcp(ALICE, "Claude\u202e\n" + "x" * 300).via == "mcp:Claude" + "x" * 94
-    assert rw.Author.token(ALICE, "").via == "token:token"
+    refused(db, store.BadInput, "at most 2000 characters", write, db, wiki, "M", "x", message="m" * 2001)
+    refused(db, store.BadInput, "control or bidirectional", write, db, wiki, "M", "x", message="a\u202eb")
+    with pytest.raises(store.BadInput, match="is not a way of changing a wiki"):
+        store.Author(ALICE, "email")
+    with pytest.raises(store.BadInput, match="is not a did:plc or did:web"):
+        store.Author("alice", "web")
+    assert store.Author.mcp(ALICE, "Claude\u202e\n" + "x" * 300).via == "mcp:Claude" + "x" * 94
+    assert store.Author.token(ALICE, "").via == "token:token"
 
 
 # --- attachments ----------------------------------------------------------------------------------------
 
 def test_attachments_put_list_get_replace_delete(db, wiki):
-    before = rw.read_page(db, wiki, "Home").revision
-    put = rw.put_attachment(db, wiki, "home", "../../Diagram.PNG", PNG, author=WEB, quotas=QUOTAS)
+    before = store.read_page(db, wiki, "Home").revision
+    put = store.put_attachment(db, wiki, "home", "../../Diagram.PNG", PNG, author=WEB, quotas=QUOTAS)
     assert put.kind == "attachment" and put.revision != before
     assert (put.attachment.filename, put.attachment.content_type, put.attachment.size) == ("Diagram.PNG", "image/png",
                                                                                           len(PNG))
-    assert put.page.content == rw.read_page(db, wiki, "Home", revision=before).content
-    rw.put_attachment(db, wiki, "Home", "notes.md", b"# notes\n", author=WEB, quotas=QUOTAS)
-    assert [(a.filename, a.content_type, a.data) for a in rw.list_attachments(db, wiki, "Home")] == [
+    assert put.page.content == store.read_page(db, wiki, "Home", revision=before).content
+    store.put_attachment(db, wiki, "Home", "notes.md", b"# notes\n", author=WEB, quotas=QUOTAS)
+    assert [(a.filename, a.content_type, a.data) for a in store.list_attachments(db, wiki, "Home")] == [
         ("Diagram.PNG", "image/png", None), ("notes.md", "text/markdown", None)]
-    got = rw.get_attachment(db, wiki, "Home", "diagram.png")
-    assert got.data == PNG and rw.attachment_delivery(got) == (
+    got = store.get_attachment(db, wiki, "Home", "diagram.png")
+    assert got.data == PNG and store.attachment_delivery(got) == (
         "image/png", "inline; filename=\"Diagram.PNG\"; filename*=UTF-8''Diagram.PNG")
-    rw.put_attachment(db, wiki, "Home", "DIAGRAM.png", PNG + b"more", author=WEB, quotas=QUOTAS)
-    assert [a.size for a in rw.list_attachments(db, wiki, "Home")] == [len(PNG) + 4, 8]
-    removed = rw.delete_attachment(db, wiki, "Home", "diagram.png", author=WEB)
+    store.put_attachment(db, wiki, "Home", "DIAGRAM.png", PNG + b"more", author=WEB, quotas=QUOTAS)
+    assert [a.size for a in store.list_attachments(db, wiki, "Home")] == [len(PNG) + 4, 8]
+    removed = store.delete_attachment(db, wiki, "Home", "diagram.png", author=WEB)
     assert removed.attachment.filename == "DIAGRAM.png"  # a replacement takes the new upload's name
-    assert [a.filename for a in rw.list_attachments(db, wiki, "Home")] == ["notes.md"]
-    history = rw.page_history(db, wiki, "Home")
+    assert [a.filename for a in store.list_attachments(db, wiki, "Home")] == ["notes.md"]
+    history = store.page_history(db, wiki, "Home")
     assert [(h.kind, h.attachment) for h in history[:4]] == [
         ("attachment", "DIAGRAM.png"), ("attachment", "DIAGRAM.png"), ("attachment", "notes.md"),
         ("attachment", "Diagram.PNG")]
     assert history[0].message == "Delete attachment DIAGRAM.png from Home"
-    refused(db, rw.NotFound, "Page 'Home' has no attachment 'diagram.png'", rw.get_attachment, db, wiki, "Home",
+    refused(db, store.NotFound, "Page 'Home' has no attachment 'diagram.png'", store.get_attachment, db, wiki, "Home",
             "diagram.png")
-    refused(db, rw.NotFound, "has no attachment", rw.delete_attachment, db, wiki, "Home", "nope.txt", author=WEB)
-    refused(db, rw.NotFound, "Page not found: 'Nowhere'", rw.put_attachment, db, wiki, "Nowhere", "a.png", PNG,
+    refused(db, store.NotFound, "has no attachment", store.delete_attachment, db, wiki, "Home", "nope.txt", author=WEB)
+    refused(db, store.NotFound, "Page not found: 'Nowhere'", store.put_attachment, db, wiki, "Nowhere", "a.png", PNG,
             author=WEB, quotas=QUOTAS)
 
 
 def test_huge_attachment_is_refused(db, wiki):
-    refused(db, rw.TooLarge, f"The file is {rw.MAX_ATTACHMENT_BYTES + 1} bytes; attachments are at most "
-                             f"{rw.MAX_ATTACHMENT_BYTES} bytes", rw.put_attachment, db, wiki, "Home", "big.bin",
-            b"\0" * (rw.MAX_ATTACHMENT_BYTES + 1), author=WEB, quotas=QUOTAS)
-    assert rw.put_attachment(db, wiki, "Home", "max.bin", b"\0" * rw.MAX_ATTACHMENT_BYTES, author=WEB,
+    refused(db, store.TooLarge, f"The file is {store.MAX_ATTACHMENT_BYTES + 1} bytes; attachments are at most "
+                             f"{store.MAX_ATTACHMENT_BYTES} bytes", store.put_attachment, db, wiki, "Home", "big.bin",
+            b"\0" * (store.MAX_ATTACHMENT_BYTES + 1), author=WEB, quotas=QUOTAS)
+    assert store.put_attachment(db, wiki, "Home", "max.bin", b"\0" * store.MAX_ATTACHMENT_BYTES, author=WEB,
                              quotas=QUOTAS).attachment.content_type == "application/octet-stream"
 
 
@@ -685,9 +685,9 @@ def test_huge_attachment_is_refused(db, wiki):
     ("text.png", b"hello", "text/plain", "text/plain; charset=utf-8", "inline"),
 ])
 def test_content_type_is_sniffed_and_served_safely(db, wiki, name, data, sniffed, served, disposition):
-    stored = rw.put_attachment(db, wiki, "Home", name, data, author=WEB, quotas=QUOTAS).attachment
+    stored = store.put_attachment(db, wiki, "Home", name, data, author=WEB, quotas=QUOTAS).attachment
     assert stored.content_type == sniffed
-    content_type, header = rw.attachment_delivery(rw.get_attachment(db, wiki, "Home", name))
+    content_type, header = store.attachment_delivery(store.get_attachment(db, wiki, "Home", name))
     assert content_type == served and header.startswith(disposition + ";")
 
 
@@ -698,62 +698,62 @@ def test_content_type_is_sniffed_and_served_safely(db, wiki, name, data, sniffed
     ("y" * 300 + ".txt", "y" * 196 + ".txt"),
 ])
 def test_filenames_are_sanitised(db, wiki, given, stored):
-    assert rw.sanitize_filename(given) == stored
-    assert rw.put_attachment(db, wiki, "Home", given, b"x", author=WEB, quotas=QUOTAS).attachment.filename == stored
+    assert store.sanitize_filename(given) == stored
+    assert store.put_attachment(db, wiki, "Home", given, b"x", author=WEB, quotas=QUOTAS).attachment.filename == stored
 
 
 @pytest.mark.parametrize("name", ["", "...", "../", " \u202e ", "\x00"])
 def test_unusable_filenames_are_refused(db, wiki, name):
-    refused(db, rw.BadInput, "no usable characters", rw.put_attachment, db, wiki, "Home", name, b"x", author=WEB,
+    refused(db, store.BadInput, "no usable characters", store.put_attachment, db, wiki, "Home", name, b"x", author=WEB,
             quotas=QUOTAS)
 
 
 def test_content_disposition_escapes_the_name():
-    attachment = rw.Attachment('say "hi"; x\\y ü.txt', "text/plain", 1, ALICE, 0)
-    assert rw.attachment_delivery(attachment)[1] == (
+    attachment = store.Attachment('say "hi"; x\\y ü.txt', "text/plain", 1, ALICE, 0)
+    assert store.attachment_delivery(attachment)[1] == (
         "inline; filename=\"say _hi__ x_y _.txt\"; filename*=UTF-8''say%20%22hi%22%3B%20x%5Cy%20%C3%BC.txt")
 
 
 # --- quotas ---------------------------------------------------------------------------------------------
 
 def test_page_quota_refuses_new_pages_but_allows_edits(db, wiki):
-    quotas = rw.Quotas(pages_per_wiki=4, bytes_per_wiki=10**8, wikis_per_user=10)
+    quotas = store.Quotas(pages_per_wiki=4, bytes_per_wiki=10**8, wikis_per_user=10)
     extra = write(db, wiki, "Fourth", "x", quotas=quotas).revision
-    error = refused(db, rw.QuotaExceeded, "This wiki has reached its limit of 4 pages", write, db, wiki, "Fifth",
+    error = refused(db, store.QuotaExceeded, "This wiki has reached its limit of 4 pages", write, db, wiki, "Fifth",
                     "x", quotas=quotas)
     assert "--max-pages-per-wiki" in error.message
     assert write(db, wiki, "Fourth", "edited at the limit", extra, quotas=quotas).kind == "update"
-    rw.put_attachment(db, wiki, "Fourth", "a.txt", b"x", author=WEB, quotas=quotas)
-    gone = rw.delete_page(db, wiki, "Fourth", author=WEB).revision
+    store.put_attachment(db, wiki, "Fourth", "a.txt", b"x", author=WEB, quotas=quotas)
+    gone = store.delete_page(db, wiki, "Fourth", author=WEB).revision
     write(db, wiki, "Fifth", "x", quotas=quotas)
-    refused(db, rw.QuotaExceeded, "limit of 4 pages", rw.restore_revision, db, wiki, gone, author=WEB, quotas=quotas)
-    report = rw.import_pages(db, wiki, make_zip({"Sixth.md": b"x"}), author=WEB, quotas=quotas)
+    refused(db, store.QuotaExceeded, "limit of 4 pages", store.restore_revision, db, wiki, gone, author=WEB, quotas=quotas)
+    report = store.import_pages(db, wiki, make_zip({"Sixth.md": b"x"}), author=WEB, quotas=quotas)
     assert report.created == () and "limit of 4 pages" in report.skipped[0][1]
 
 
 def test_byte_quota_counts_current_content_and_attachments(db, wiki):
-    used = rw.wiki_usage(db, wiki).bytes
-    quotas = rw.Quotas(pages_per_wiki=100, bytes_per_wiki=used + 100, wikis_per_user=10)
+    used = store.wiki_usage(db, wiki).bytes
+    quotas = store.Quotas(pages_per_wiki=100, bytes_per_wiki=used + 100, wikis_per_user=10)
     base = write(db, wiki, "Fill", "x" * 60, quotas=quotas).revision
-    refused(db, rw.QuotaExceeded, f"This change needs 50 more bytes but the wiki uses {used + 60} of its {used + 100}",
+    refused(db, store.QuotaExceeded, f"This change needs 50 more bytes but the wiki uses {used + 60} of its {used + 100}",
             write, db, wiki, "More", "y" * 50, quotas=quotas)
-    refused(db, rw.QuotaExceeded, "needs 41 more bytes", rw.put_attachment, db, wiki, "Fill", "f.bin", b"z" * 41,
+    refused(db, store.QuotaExceeded, "needs 41 more bytes", store.put_attachment, db, wiki, "Fill", "f.bin", b"z" * 41,
             author=WEB, quotas=quotas)
-    refused(db, rw.QuotaExceeded, "--max-wiki-bytes", rw.edit_page, db, wiki, "Fill", base, "x" * 60, "x" * 101,
+    refused(db, store.QuotaExceeded, "--max-wiki-bytes", store.edit_page, db, wiki, "Fill", base, "x" * 60, "x" * 101,
             author=WEB, quotas=quotas)
     assert write(db, wiki, "Fill", "shorter", base, quotas=quotas).kind == "update"
-    over = rw.Quotas(pages_per_wiki=100, bytes_per_wiki=1, wikis_per_user=10)
-    page = rw.read_page(db, wiki, "Fill")
+    over = store.Quotas(pages_per_wiki=100, bytes_per_wiki=1, wikis_per_user=10)
+    page = store.read_page(db, wiki, "Fill")
     assert write(db, wiki, "Fill", "s", page.revision, quotas=over).kind == "update"  # shrinking always works
-    assert rw.wiki_usage(db, wiki) == rw.Usage(4, used + 1)
+    assert store.wiki_usage(db, wiki) == store.Usage(4, used + 1)
 
 
 def test_quota_settings_have_defaults_and_flags():
-    cfg = rw.load_config({"max_pages_per_wiki": "7"}, environ={"ROBOTWTF_MAX_WIKI_BYTES": "1000"})
-    assert cfg.quotas == rw.Quotas(7, 1000, 10)
-    assert rw.load_config({}, environ={}).quotas == rw.Quotas(5000, 256 * 1024 * 1024, 10)
-    with pytest.raises(rw.ConfigError, match="must be a positive whole number"):
-        rw.load_config({}, environ={"ROBOTWTF_MAX_WIKIS_PER_USER": "0"})
+    cfg = store.load_config({"max_pages_per_wiki": "7"}, environ={"ROBOTWTF_MAX_WIKI_BYTES": "1000"})
+    assert cfg.quotas == store.Quotas(7, 1000, 10)
+    assert store.load_config({}, environ={}).quotas == store.Quotas(5000, 256 * 1024 * 1024, 10)
+    with pytest.raises(store.ConfigError, match="must be a positive whole number"):
+        store.load_config({}, environ={"ROBOTWTF_MAX_WIKIS_PER_USER": "0"})
 
 
 # --- export and import ----------------------------------------------------------------------------------
@@ -768,10 +768,10 @@ def make_zip(files: dict) -> bytes:
 
 def test_export_has_pages_attachments_and_history(db, wiki):
     write(db, wiki, "Projects/Garden", "beds")
-    rw.put_attachment(db, wiki, "Projects/Garden", "plan.png", PNG, author=WEB, quotas=QUOTAS)
+    store.put_attachment(db, wiki, "Projects/Garden", "plan.png", PNG, author=WEB, quotas=QUOTAS)
     write(db, wiki, "Old", "old")
-    rw.delete_page(db, wiki, "Old", author=WEB)
-    archive = zipfile.ZipFile(io.BytesIO(rw.export_wiki(db, wiki)))
+    store.delete_page(db, wiki, "Old", author=WEB)
+    archive = zipfile.ZipFile(io.BytesIO(store.export_wiki(db, wiki)))
     assert sorted(archive.namelist()) == ["attachments/Projects/Garden/plan.png", "history.json",
                                           "pages/Agent Guide.md", "pages/Getting Started.md", "pages/Home.md",
                                           "pages/Projects/Garden.md"]
@@ -787,34 +787,34 @@ def test_export_has_pages_attachments_and_history(db, wiki):
 
 def test_import_round_trips_an_export_and_reports_what_it_skipped(db, wiki):
     write(db, wiki, "Projects/Garden", "beds [[Home]]")
-    rw.put_attachment(db, wiki, "Projects/Garden", "plan.png", PNG, author=WEB, quotas=QUOTAS)
-    exported = rw.export_wiki(db, wiki)
-    target = rw.create_wiki(db, "copy", BOB, public_url=PUBLIC_URL, quotas=QUOTAS)["id"]
-    report = rw.import_pages(db, target, exported, author=rw.Author(BOB, "web"), quotas=QUOTAS)
+    store.put_attachment(db, wiki, "Projects/Garden", "plan.png", PNG, author=WEB, quotas=QUOTAS)
+    exported = store.export_wiki(db, wiki)
+    target = store.create_wiki(db, "copy", BOB, public_url=PUBLIC_URL, quotas=QUOTAS)["id"]
+    report = store.import_pages(db, target, exported, author=store.Author(BOB, "web"), quotas=QUOTAS)
     assert report.created == ("Projects/Garden",)
     assert dict(report.skipped) == {
         "attachments/Projects/Garden/plan.png": "attachments are not imported; upload them to their page",
         "pages/Agent Guide.md": "a page with this path already exists",
         "pages/Getting Started.md": "a page with this path already exists",
         "pages/Home.md": "a page with this path already exists"}
-    page = rw.read_page(db, target, "Projects/Garden")
-    assert page.content == "beds [[Home]]" and "Projects/Garden" in rw.page_links(db, target, "Home").linked_from
-    assert rw.page_history(db, target, "Projects/Garden")[0].message == "Import Projects/Garden"
+    page = store.read_page(db, target, "Projects/Garden")
+    assert page.content == "beds [[Home]]" and "Projects/Garden" in store.page_links(db, target, "Home").linked_from
+    assert store.page_history(db, target, "Projects/Garden")[0].message == "Import Projects/Garden"
 
 
 def test_import_skips_bad_entries_and_creates_the_rest(db, wiki):
     data = make_zip({"Good.md": "# Good\n".encode(), "Sub/Deeper.markdown": b"deep", "../evil.md": b"x",
                      ".git/config.md": b"x", "image.png": PNG, "latin1.md": "caf\xe9".encode("latin-1"),
-                     "big.md": b"x" * (rw.MAX_PAGE_BYTES + 1), "mcp.md": b"x", "nul.md": b"a\x00b",
+                     "big.md": b"x" * (store.MAX_PAGE_BYTES + 1), "mcp.md": b"x", "nul.md": b"a\x00b",
                      "good.md": b"duplicate by case"})
-    report = rw.import_pages(db, wiki, data, author=WEB, quotas=QUOTAS)
+    report = store.import_pages(db, wiki, data, author=WEB, quotas=QUOTAS)
     assert report.created == ("Good", "Sub/Deeper")
     reasons = dict(report.skipped)
     assert reasons["../evil.md"].startswith("'../evil' has a '.' or '..' segment")
     assert "hidden names" in reasons[".git/config.md"]
     assert reasons["image.png"] == "not a Markdown file (.md)"
     assert reasons["latin1.md"].startswith("The file is not valid UTF-8")
-    assert reasons["big.md"] == f"larger than {rw.MAX_PAGE_BYTES} bytes"
+    assert reasons["big.md"] == f"larger than {store.MAX_PAGE_BYTES} bytes"
     assert "'mcp' is reserved" in reasons["mcp.md"]
     assert "control character U+0000" in reasons["nul.md"]
     assert reasons["good.md"] == "a page with this path already exists"
@@ -822,7 +822,7 @@ def test_import_skips_bad_entries_and_creates_the_rest(db, wiki):
 
 
 def test_import_refuses_what_is_not_a_zip(db, wiki):
-    refused(db, rw.BadInput, "not a zip archive", rw.import_pages, db, wiki, b"PK\x03\x04 but not really",
+    refused(db, store.BadInput, "not a zip archive", store.import_pages, db, wiki, b"PK\x03\x04 but not really",
             author=WEB, quotas=QUOTAS)
 
 
@@ -831,4 +831,4 @@ def test_import_refuses_what_is_not_a_zip(db, wiki):
 def test_every_table_lives_in_one_schema_with_migration_2(db_path):
     names = {r[0] for r in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master")}
     assert {"pages", "revisions", "links", "attachments", "pages_fts"} <= names
-    assert rw.SCHEMA_VERSION >= 2 and rw.MIGRATIONS[0][0] == 2
+    assert store.SCHEMA_VERSION >= 2 and store.MIGRATIONS[0][0] == 2

@@ -1,0 +1,1257 @@
+"""robotwtf in the browser: the web edge (host check, security headers, access log), browser
+sessions and CSRF, error pages, sign-in and sign-up, the account and admin pages, and every wiki
+page people read and change. Storage is robotwtf_store's; robotwtf.build_app wires the routes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import hmac
+import html
+import json
+import logging
+import re
+import sqlite3
+import threading
+import time
+import urllib.parse
+
+import bottle
+
+import robotwtf_store as store
+
+log = logging.getLogger("robotwtf")
+
+
+def instance() -> store.Instance:
+    return bottle.request.app.config["robotwtf.instance"]
+
+
+def client_ip() -> str:
+    """The caller's address; waitress has already applied a trusted proxy's X-Forwarded-For."""
+    return bottle.request.environ.get("REMOTE_ADDR", "")
+
+
+class AtprotoClient:
+    """The ATProto OAuth client this instance acts as, and the fetcher/resolver it uses, built
+    once from the configuration (robotwtf_atproto is imported only when a login needs it)."""
+
+    def __init__(self, cfg: store.Config, keys: store.Keys):
+        import robotwtf_atproto as atproto
+        self.client = atproto.make_client(cfg.public_url, keys.es256 if cfg.is_https else None, keys.es256_kid)
+        self.fetcher = atproto.Fetcher(insecure_dev_network=cfg.insecure_dev_network)
+        self.resolver = atproto.dns_resolver(cfg.dns_resolver)
+        self.plc_url = cfg.plc_url
+
+    def client_args(self) -> tuple:
+        return self.client, self.fetcher, self.resolver, self.plc_url
+
+
+@functools.cache
+def atproto_client(inst: store.Instance) -> AtprotoClient:
+    return AtprotoClient(inst.cfg, inst.keys)
+
+
+# --- the web edge: host check, security headers, access log ---------------------------------------
+
+# Machine endpoints answer whatever the Host header says and speak JSON; everything else is a
+# browser page, redirected to the public URL's host (CONTRACT §1).
+MACHINE_PATH_RE = re.compile(
+    r"/healthz|/\.well-known/.*|/auth/client-metadata\.json|/oauth/(token|register|revoke)|/w/[^/]+/mcp")
+HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
+       "base-uri 'none'; frame-ancestors 'none'")
+
+access_log = logging.getLogger("robotwtf.access")
+
+
+def is_machine_path(path: str) -> bool:
+    return MACHINE_PATH_RE.fullmatch(path) is not None
+
+
+def edge(app, cfg: store.Config):
+    """WSGI middleware around everything: refuse malformed Host headers, send browsers to the
+    public host, add security headers, and log one line per request (never the query string,
+    cookies or Authorization, which may carry secrets)."""
+    def middleware(environ, start_response):
+        started = time.perf_counter()
+        status_seen = []
+
+        def start(status, headers, exc_info=None):
+            status_seen.append(status)
+            names = {name.lower() for name, _ in headers}
+            extra = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
+            if any(name.lower() == "content-type" and value.startswith("text/html") for name, value in headers):
+                extra += [("Content-Security-Policy", CSP), ("X-Frame-Options", "DENY")]
+            return start_response(status, headers + [h for h in extra if h[0].lower() not in names], exc_info)
+
+        path = environ.get("PATH_INFO", "")
+        try:
+            return _edge_route(app, cfg, environ, start, path)
+        finally:
+            access_log.info("%s %s %s %.1fms", environ.get("REQUEST_METHOD"), store.printable(path),
+                            status_seen[0].split(" ", 1)[0] if status_seen else "-",
+                            (time.perf_counter() - started) * 1000)
+    return middleware
+
+
+def _edge_route(app, cfg: store.Config, environ, start, path: str):
+    host = environ.get("HTTP_HOST")
+    if host is not None and not HOST_RE.fullmatch(host):
+        return _plain(start, "400 Bad Request", "Malformed Host header.\n")
+    if not _is_utf8(path):
+        # bottle would drop the bad bytes and serve some other page; say what is wrong instead
+        return _plain(start, "400 Bad Request", "The URL is not valid UTF-8.\n")
+    undecodable = _non_utf8_header(environ)
+    if undecodable:
+        message = f"The {undecodable} header is not valid UTF-8."
+        if is_machine_path(path):
+            return _json(start, "400 Bad Request", {"error": "bad_request", "message": message})
+        return _plain(start, "400 Bad Request", message + "\n")
+    if host and host.lower() != cfg.public_host.lower() and not is_machine_path(path):
+        if environ.get("REQUEST_METHOD") not in ("GET", "HEAD"):
+            return _plain(start, "400 Bad Request", f"Use {cfg.public_url} for this request.\n")
+        query = environ.get("QUERY_STRING")
+        target = cfg.public_url + urllib.parse.quote(path) + (f"?{query}" if query else "")
+        start("302 Found", [("Location", target), ("Content-Length", "0")])
+        return [b""]
+    return app(environ, start)
+
+
+def _is_utf8(wsgi_text: str) -> bool:
+    """WSGI hands over URL bytes as latin-1 text (PEP 3333); are those bytes UTF-8?"""
+    try:
+        wsgi_text.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return False
+    return True
+
+
+def _non_utf8_header(environ) -> str | None:
+    """The name of a header whose value is not UTF-8, else None. Bottle decodes header values as
+    UTF-8 (WSGIHeaderDict) and raises on anything else, which would be a 500 deep inside a route;
+    no header robotwtf reads needs other bytes (RFC 9110 §5.5: only ASCII is interoperable)."""
+    for key, value in environ.items():
+        if (key.startswith("HTTP_") or key == "CONTENT_TYPE") and isinstance(value, str) and not _is_utf8(value):
+            return key.removeprefix("HTTP_").replace("_", "-").title()
+    return None
+
+
+def _json(start, status: str, document: dict):
+    body = json.dumps(document).encode()
+    start(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+                   ("Cache-Control", "no-store")])
+    return [body]
+
+
+def _plain(start, status: str, text: str):
+    body = text.encode()
+    start(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+# --- browser sessions, CSRF, rendering --------------------------------------------------------------
+
+SESSION_TYP = "robotwtf-session+jwt"
+ANON_COOKIE = "robotwtf_anon"
+
+
+def session_cookie_name(cfg: store.Config) -> str:
+    # The __Host- prefix pins the cookie to this exact host over https (RFC 6265bis §4.1.3.2).
+    return "__Host-robotwtf_session" if cfg.is_https else "robotwtf_session"
+
+
+def _set_cookie(name: str, value: str, max_age: int) -> None:
+    cfg = instance().cfg
+    bottle.response.set_cookie(name, value, max_age=max_age, path="/", httponly=True,
+                               secure=cfg.is_https, samesite="lax")
+
+
+def start_session(did: str) -> None:
+    """Log this browser in as `did`: a session row plus a signed cookie naming it."""
+    inst = instance()
+    session_id = store.create_session(inst.db(), did, inst.cfg.session_days,
+                                bottle.request.get_header("User-Agent", ""))
+    t = store.now()
+    token = inst.keys.sign_rs256({"iss": inst.cfg.public_url, "sub": did, "sid": session_id, "iat": t,
+                                  "exp": t + inst.cfg.session_days * 86400}, SESSION_TYP)
+    _set_cookie(session_cookie_name(inst.cfg), token, inst.cfg.session_days * 86400)
+    bottle.request.environ["robotwtf.user"] = store.get_user(inst.db(), did)
+    bottle.request.environ["robotwtf.session_id"] = session_id
+
+
+def end_session() -> None:
+    inst = instance()
+    session_id = current_session_id()
+    if session_id:
+        store.delete_session(inst.db(), session_id)
+    bottle.response.delete_cookie(session_cookie_name(inst.cfg), path="/", secure=inst.cfg.is_https,
+                                  httponly=True, samesite="lax")
+
+
+def current_user() -> sqlite3.Row | None:
+    """The signed-in user, checked against the sessions table on every request, so a revoked
+    session or a deleted user is out at once."""
+    environ = bottle.request.environ
+    if "robotwtf.user" not in environ:
+        environ["robotwtf.user"], environ["robotwtf.session_id"] = _session_from_cookie()
+    return environ["robotwtf.user"]
+
+
+def current_session_id() -> str | None:
+    current_user()
+    return bottle.request.environ["robotwtf.session_id"]
+
+
+def _session_from_cookie():
+    inst = instance()
+    token = bottle.request.get_cookie(session_cookie_name(inst.cfg))
+    if not token:
+        return None, None
+    try:
+        claims = inst.keys.verify_rs256(token, SESSION_TYP)
+    except store.BadInput:
+        return None, None
+    if claims.get("iss") != inst.cfg.public_url or not isinstance(claims.get("exp"), int) \
+            or claims["exp"] <= store.now() or not isinstance(claims.get("sid"), str):
+        return None, None
+    user = store.session_user(inst.db(), claims["sid"])
+    return (user, claims["sid"]) if user is not None and user["did"] == claims.get("sub") else (None, None)
+
+
+def csrf_token() -> str:
+    """HMAC of the session id (or, before sign-in, of a random cookie): a forged cross-site form
+    can't know it, and nothing needs storing."""
+    return hmac.new(instance().keys.csrf_key, _csrf_binding().encode(), hashlib.sha256).hexdigest()
+
+
+def _csrf_binding() -> str:
+    session_id = current_session_id()
+    if session_id:
+        return "session:" + session_id
+    environ = bottle.request.environ
+    anon = environ.get("robotwtf.anon") or bottle.request.get_cookie(ANON_COOKIE)
+    if not anon:
+        anon = store.new_secret(16)
+        _set_cookie(ANON_COOKIE, anon, 86400)
+    environ["robotwtf.anon"] = anon
+    return "anon:" + anon
+
+
+def check_csrf() -> None:
+    sent = form_text("csrf_token")
+    if not hmac.compare_digest(sent, csrf_token()):
+        raise store.Forbidden("This form has expired or was sent from another site. Go back, reload the page "
+                        "and try again.")
+
+
+class CsrfPlugin:
+    """Every POST route is CSRF-checked unless declared with csrf=False (machine endpoints that
+    authenticate with client credentials or bearer tokens, never cookies)."""
+    name, api = "csrf", 2
+
+    def apply(self, callback, route):
+        if route.method != "POST" or not route.config.get("csrf", True):
+            return callback
+
+        @functools.wraps(callback)
+        def wrapper(*args, **kwargs):
+            check_csrf()
+            return callback(*args, **kwargs)
+        return wrapper
+
+
+class WriteLimitPlugin:
+    """Browser form posts (every CSRF-checked POST) count against writes_per_minute: per signed-in
+    person, or per client address before sign-in. Machine endpoints have limits of their own."""
+    name, api = "write_limit", 2
+
+    def apply(self, callback, route):
+        if route.method != "POST" or not route.config.get("csrf", True):
+            return callback
+
+        @functools.wraps(callback)
+        def wrapper(*args, **kwargs):
+            inst, user = instance(), current_user()
+            key = f"post:user:{user['did']}" if user else f"post:ip:{client_ip()}"
+            inst.limiter.hit(key, inst.cfg.writes_per_minute, "Too many changes in a short time; wait a moment "
+                             "and send the form again.")
+            return callback(*args, **kwargs)
+        return wrapper
+
+
+class ErrorPlugin:
+    """Turns a RobotError raised anywhere below a route into its HTML or JSON error response."""
+    name, api = "robot_errors", 2
+
+    def apply(self, callback, route):
+        @functools.wraps(callback)
+        def wrapper(*args, **kwargs):
+            try:
+                return callback(*args, **kwargs)
+            except store.RobotError as e:
+                headers = {"Retry-After": str(e.retry_after)} if isinstance(e, store.RateLimited) else {}
+                return error_response(e.status, e.code, e.message, headers)
+        return wrapper
+
+
+GENERIC_MESSAGES = {
+    400: "The request was not understood.",
+    403: "You may not do that.",
+    404: "There is nothing here.",
+    405: "That method is not allowed here.",
+    413: "The request is too large.",
+    500: "Something went wrong on our side. The operator can find the details in the server log.",
+}
+
+
+def wants_json() -> bool:
+    accept = bottle.request.get_header("Accept", "")
+    return is_machine_path(bottle.request.path) or ("application/json" in accept and "text/html" not in accept)
+
+
+def error_response(status: int, code: str, message: str, headers: dict | None = None) -> bottle.HTTPResponse:
+    if wants_json():
+        body = json.dumps({"error": code, "message": message})
+        content_type = "application/json"
+    else:
+        body = render("error", status=status, message=message, sign_in_url="/auth/login?" + urllib.parse.urlencode(
+            {"return_to": safe_return_to(urllib.parse.quote(bottle.request.fullpath))}))
+        content_type = "text/html; charset=utf-8"
+    return bottle.HTTPResponse(body, status, {"Content-Type": content_type, "Cache-Control": "no-store",
+                                              **(headers or {})})
+
+
+def render(name: str, **context) -> str:
+    """A template from views/, given the signed-in user, a CSRF token and the config."""
+    views = str(store.resource_root().joinpath("views"))
+    return bottle.template(name, template_lookup=[views], user=current_user(), csrf_token=csrf_token,
+                           cfg=instance().cfg, **context)
+
+
+def redirect(location: str) -> str:
+    """303 See Other: after a POST the browser GETs the target (RFC 9110 §15.4.4). Set on the
+    current response (not a new HTTPResponse) so cookies set by the handler survive."""
+    bottle.response.status = 303
+    bottle.response.set_header("Location", location)
+    return ""
+
+
+def safe_return_to(value: str | None) -> str:
+    """A same-origin path to send the browser back to; anything else becomes '/'."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value \
+            or any(not c.isprintable() for c in value):
+        return "/"
+    parts = urllib.parse.urlsplit(value)
+    return value if not parts.scheme and not parts.netloc else "/"
+
+
+# Bottle refuses url-encoded bodies over MEMFILE_MAX (100 KB by default) with a 413 and keeps
+# multipart parts up to it in memory. A page may hold 1,000,000 bytes, which a browser sends
+# percent-encoded (up to three bytes each), so forms get room for that plus their other fields.
+MAX_FORM_BYTES = 4 * store.MAX_PAGE_BYTES
+
+
+def request_form() -> bottle.FormsDict:
+    """The POST body's fields and files, parsed once. Bottle raises a bare exception (a 500) for
+    a multipart field that is not UTF-8 or a malformed part: those are the sender's mistakes."""
+    try:
+        return bottle.request.POST
+    except UnicodeDecodeError:
+        raise store.BadInput("The form is not valid UTF-8 text. Send it from a browser page, or encode it "
+                       "as UTF-8.") from None
+    except (bottle.MultipartError, ValueError):
+        raise store.BadInput("The form could not be read (its multipart body is malformed).") from None
+
+
+def form_text(name: str, default: str = "") -> str:
+    """A POST field as text. Bottle keeps url-encoded values as latin-1 stand-ins for the bytes
+    sent and would quietly swap invalid UTF-8 for a default; here that is a 400 naming the field."""
+    form = request_form()
+    value = form.get(name)
+    if value is None or isinstance(value, bottle.FileUpload):
+        return default
+    return store.decode_utf8(value.encode("latin-1"), f"The form field '{name}'") if form.recode_unicode else value
+
+
+def query_text(name: str, default: str = "") -> str:
+    """A query-string parameter as text; invalid UTF-8 is a 400, as in form_text."""
+    value = bottle.request.query.get(name)
+    if value is None:
+        return default
+    return store.decode_utf8(value.encode("latin-1"), f"The parameter '{name}'")
+
+
+def form_upload(name: str) -> tuple[str, bytes]:
+    """(file name as sent, bytes) of a file field; the body limit bounds its size."""
+    upload = request_form().get(name)
+    if not isinstance(upload, bottle.FileUpload):
+        raise store.BadInput("Choose a file to upload.")
+    return upload.raw_filename, upload.file.read()
+
+
+def login_required(callback):
+    @functools.wraps(callback)
+    def wrapper(*args, **kwargs):
+        if current_user() is None:
+            target = bottle.request.fullpath + (f"?{bottle.request.query_string}" if bottle.request.query_string else "")
+            return redirect("/auth/login?" + urllib.parse.urlencode({"return_to": target}))
+        return callback(*args, **kwargs)
+    return wrapper
+
+
+class Router(bottle.Router):
+    """bottle's router, but each method's combined pattern is compiled once, by the first match
+    after routes were added: bottle recompiles it on every route added, which is quadratic in
+    the routes and took ~100 ms of every start."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._stale: set[str] = set()
+        self._compiling = threading.Lock()
+
+    def _compile(self, method):
+        self._stale.add(method)
+
+    def match(self, environ):
+        if self._stale:
+            with self._compiling:
+                for method in sorted(self._stale):
+                    super()._compile(method)
+                self._stale.clear()
+        return super().match(environ)
+
+
+class App(bottle.Bottle):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # Swapped before any route exists; bottle's __setattr__ refuses to rebind (a plugin guard).
+        object.__setattr__(self, "router", Router())
+
+    def default_error_handler(self, res: bottle.HTTPError):
+        message = res.body if isinstance(res.body, str) and res.status_code < 500 and res.body \
+            and not res.body.startswith("Not found: ") else GENERIC_MESSAGES.get(res.status_code, res.status_line)
+        response = error_response(res.status_code, "server_error" if res.status_code >= 500 else "error", message)
+        for name, value in res.headerlist:
+            if name.lower() == "allow":
+                response.set_header("Allow", value)
+        bottle.response.status = res.status_code
+        bottle.response.headers.update(response.headers)
+        return response.body
+
+
+def healthz():
+    try:
+        instance().db().execute("SELECT 1").fetchone()
+    except sqlite3.Error:
+        return error_response(503, "unavailable", "The database does not answer.")
+    bottle.response.content_type = "application/json"
+    bottle.response.set_header("Cache-Control", "no-store")
+    return '{"status": "ok"}'
+
+
+# The stylesheet and the one small script (progressive enhancement: every page works without
+# it), kept beside the templates. Scripts must come from our origin: the CSP forbids inline ones.
+STATIC_FILES = {"style.css": "text/css; charset=utf-8", "wiki.js": "text/javascript; charset=utf-8"}
+
+
+def static_file(name: str):
+    if name not in STATIC_FILES:
+        raise store.NotFound("There is no such file.")
+    bottle.response.content_type = STATIC_FILES[name]
+    bottle.response.set_header("Cache-Control", "public, max-age=3600")
+    return store.resource_root().joinpath("views", name).read_text(encoding="utf-8")
+
+
+def home():
+    if current_user() is None:
+        return render("landing")
+    return dashboard()
+
+
+def dashboard(error: str = "", status: int = 200, form: dict | None = None) -> str:
+    """The signed-in person's wikis, those they own apart from those shared with them."""
+    did = current_user()["did"]
+    wikis = store.user_wikis(instance().db(), did)
+    bottle.response.status = status
+    return render("dashboard", own=[w for w in wikis if w["owner_did"] == did],
+                  shared=[w for w in wikis if w["owner_did"] != did], error=error, form=form or {})
+
+
+@login_required
+def wiki_create():
+    form = {name: form_text(name) for name in ("slug", "title", "description")}
+    inst = instance()
+    try:
+        wiki = store.create_wiki(inst.db(), form["slug"].strip(), current_user()["did"], form["title"], form["description"],
+                           public_url=inst.cfg.public_url, quotas=inst.cfg.quotas, via="web")
+    except (store.BadInput, store.Conflict, store.QuotaExceeded) as refused:
+        return dashboard(refused.message, refused.status, form)
+    return redirect(f"/w/{wiki['slug']}/")
+
+
+def json_response(document: dict, cache: str = "no-store") -> str:
+    bottle.response.content_type = "application/json"
+    bottle.response.set_header("Cache-Control", cache)
+    return json.dumps(document)
+
+
+def admin_required(callback):
+    @functools.wraps(callback)
+    @login_required
+    def wrapper(*args, **kwargs):
+        if not current_user()["is_admin"]:
+            raise store.Forbidden("Only instance admins may do that.")
+        return callback(*args, **kwargs)
+    return wrapper
+
+
+# "Login with atproto": robotwtf_atproto does the protocol; these routes keep its state, bind it
+# to the browser, and turn a verified identity into a session (or a signup).
+
+LOGIN_COOKIE = "robotwtf_login"
+SIGNUP_COOKIE = "robotwtf_signup"
+SIGNUP_TYP = "robotwtf-signup+jwt"
+SIGNUP_SECONDS = 900
+
+
+def login_page(error: str = "", status: int = 200, identifier: str = ""):
+    query = bottle.request.query
+    if current_user() is not None and not error:
+        return redirect(safe_return_to(query.get("return_to")))
+    bottle.response.status = status
+    return render("login", error=error, identifier=identifier,
+                  return_to=safe_return_to(query.get("return_to") or bottle.request.forms.get("return_to")),
+                  invite=query.get("invite") or bottle.request.forms.get("invite", ""))
+
+
+def login_start():
+    """POST /auth/login: resolve the account, push the authorization request, send the browser
+    to the account's authorization server."""
+    import robotwtf_atproto as atproto
+    inst = instance()
+    form = bottle.request.forms
+    inst.limiter.hit("login:" + client_ip(), inst.cfg.login_per_minute, "Too many sign-in attempts; wait a minute.")
+    identifier = form.getunicode("identifier", "").strip()
+    try:
+        authorize_url, pending = atproto.start_login(identifier, *atproto_client(inst).client_args())
+    except atproto.AtprotoError as e:
+        return login_page(str(e), 400 if isinstance(e, atproto.BadIdentifier) else 502, identifier)
+    browser_secret = store.new_secret(16)
+    invite = form.getunicode("invite", "")
+    store.save_login_request(inst.db(), pending, browser_secret, safe_return_to(form.getunicode("return_to")),
+                       store.hash_secret(invite) if invite else None)
+    _set_cookie(LOGIN_COOKIE, browser_secret, store.LOGIN_REQUEST_SECONDS)
+    return redirect(authorize_url)
+
+
+def login_callback():
+    """GET /auth/callback: the authorization server sends the browser back here."""
+    import robotwtf_atproto as atproto
+    inst = instance()
+    query = bottle.request.query
+    request = store.take_login_request(inst.db(), query.getunicode("state", ""), bottle.request.get_cookie(LOGIN_COOKIE, ""))
+    bottle.response.delete_cookie(LOGIN_COOKIE, path="/")
+    try:
+        identity = atproto.finish_login(json.loads(request["pending"]), query.dict, *atproto_client(inst).client_args())
+    except atproto.AtprotoError as e:
+        return login_page(str(e), 400 if isinstance(e, atproto.LoginError) else 502)
+    db = inst.db()
+    known = db.execute("SELECT handle FROM users WHERE did = ?", (identity.did,)).fetchone()
+    if known is None:
+        return _begin_signup(identity, request["return_to"], request["invite"])
+    if identity.handle and identity.handle != known["handle"]:
+        store.update_user_handle(db, identity.did, identity.handle)
+    start_session(identity.did)
+    return redirect(request["return_to"])
+
+
+def _begin_signup(identity, return_to: str, invite_hash: str | None):
+    """A verified identity without an account: remember it in a short-lived signed cookie and
+    let the person pick a username."""
+    inst = instance()
+    t = store.now()
+    token = inst.keys.sign_rs256({"iss": inst.cfg.public_url, "sub": identity.did, "handle": identity.handle,
+                                  "invite": invite_hash, "return_to": return_to, "iat": t,
+                                  "exp": t + SIGNUP_SECONDS}, SIGNUP_TYP)
+    _set_cookie(SIGNUP_COOKIE, token, SIGNUP_SECONDS)
+    return redirect("/auth/signup")
+
+
+def _pending_signup() -> dict:
+    inst = instance()
+    token = bottle.request.get_cookie(SIGNUP_COOKIE, "")
+    try:
+        claims = inst.keys.verify_rs256(token, SIGNUP_TYP) if token else None
+    except store.BadInput:
+        claims = None
+    if not claims or claims.get("iss") != inst.cfg.public_url or claims.get("exp", 0) <= store.now():
+        raise store.Forbidden("Your sign-up took too long or was not started here. Please sign in again.")
+    return claims
+
+
+def signup_page(error: str = "", username: str = ""):
+    claims = _pending_signup()
+    inst = instance()
+    refusal = store.signup_refusal(inst.db(), inst.cfg.signup, claims.get("invite"))
+    return render("signup", error=error, refusal=refusal, handle=claims.get("handle"), did=claims["sub"],
+                  username=username or store.default_username(claims["sub"], claims.get("handle")))
+
+
+def signup_submit():
+    claims = _pending_signup()
+    inst = instance()
+    username = bottle.request.forms.getunicode("username", "").strip().lower()
+    try:
+        store.sign_up(inst.db(), inst.cfg.signup, claims["sub"], claims.get("handle"), username, claims.get("invite"))
+    except (store.BadInput, store.Conflict) as e:
+        bottle.response.status = e.status
+        return signup_page(e.message, username)
+    bottle.response.delete_cookie(SIGNUP_COOKIE, path="/")
+    start_session(claims["sub"])
+    return redirect(safe_return_to(claims.get("return_to")))
+
+
+def atproto_client_metadata():
+    """The confidential client's metadata (ATProto OAuth "Client Metadata"); a localhost
+    instance is the spec's development client and has none."""
+    import robotwtf_atproto as atproto
+    cfg = instance().cfg
+    if not cfg.is_https:
+        raise store.NotFound("This instance runs as ATProto's localhost development client and has no client metadata.")
+    return json_response(atproto.client_metadata(cfg.public_url), "public, max-age=600")
+
+
+def atproto_client_jwks():
+    if not instance().cfg.is_https:
+        raise store.NotFound("This instance runs as ATProto's localhost development client and has no client keys.")
+    return json_response(instance().keys.client_jwks(), "public, max-age=600")
+
+
+@login_required
+def account_page():
+    user = current_user()
+    return render("account", sessions=store.list_sessions(instance().db(), user["did"]),
+                  current_session=current_session_id())
+
+
+@login_required
+def account_revoke_session():
+    store.revoke_session(instance().db(), current_user()["did"], bottle.request.forms.getunicode("session_id", ""))
+    return redirect("/account")
+
+
+@login_required
+def account_logout_everywhere():
+    store.revoke_all_sessions(instance().db(), current_user()["did"])
+    end_session()
+    return redirect("/")
+
+
+@login_required
+def account_delete():
+    user = current_user()
+    expected = user["handle"] or user["username"]
+    if bottle.request.forms.getunicode("confirm", "").strip().removeprefix("@").lower() != expected:
+        raise store.BadInput(f"To delete your account, type {expected} exactly.")
+    store.delete_user(instance().db(), user["did"])
+    end_session()
+    return redirect("/")
+
+
+@admin_required
+def admin_page(invite_url: str = ""):
+    return render("admin", users=store.list_users(instance().db()), invite_url=invite_url)
+
+
+@admin_required
+def admin_remove_user():
+    did = bottle.request.forms.getunicode("did", "")
+    if did == current_user()["did"]:
+        raise store.BadInput("You cannot remove yourself here; delete your account from the account page instead.")
+    store.delete_user(instance().db(), did)
+    return redirect("/admin")
+
+
+@admin_required
+def admin_create_invite():
+    try:
+        uses = int(bottle.request.forms.get("uses", "1"))
+    except ValueError:
+        raise store.BadInput("The number of uses must be a whole number.") from None
+    token = store.create_invite(instance().db(), current_user()["did"], uses)
+    return admin_page(instance().cfg.url("/auth/login?" + urllib.parse.urlencode({"invite": token})))
+
+
+def login_link():
+    """GET of a one-time link logs the browser in (CONTRACT §2); the token is in the query so it
+    never reaches the access log, and Referrer-Policy keeps it out of Referer headers."""
+    did = store.consume_login_link(instance().db(), bottle.request.query.get("token", ""))
+    start_session(did)
+    return redirect("/")
+
+
+def logout():
+    end_session()
+    return redirect("/")
+
+
+# --- wikis in the browser: who may do what ---------------------------------------------------------
+# Every wiki route gets its wiki through requires_member, which answers "may this caller do this
+# here" in one place. A wiki the caller may not read is a 404 worded exactly like a wiki that does
+# not exist (CONTRACT §4: a private wiki does not reveal itself); a reader who may not write gets 403.
+
+ROLE_RANK = {"viewer": 1, "editor": 2, "owner": 3}
+HIDDEN_WIKI = "There is no wiki here, or it is private. If it is yours, sign in."
+REFUSALS = {"editor": "You can read this wiki but not change it. Ask one of its owners to make you an editor.",
+            "owner": "Only the wiki's owners can do that."}
+
+
+@dataclasses.dataclass(frozen=True)
+class WikiAccess:
+    """A wiki as the current caller may use it: its row and their role in it (None for someone
+    reading a public wiki without being a member). Also builds the wiki's URLs (CONTRACT §3)."""
+    row: sqlite3.Row
+    role: str | None
+
+    @property
+    def id(self) -> int:
+        return self.row["id"]
+
+    @property
+    def slug(self) -> str:
+        return self.row["slug"]
+
+    @property
+    def title(self) -> str:
+        return self.row["title"]
+
+    @property
+    def can_edit(self) -> bool:
+        return ROLE_RANK.get(self.role, 0) >= ROLE_RANK["editor"]
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == "owner"
+
+    def page_url(self, path: str) -> str:
+        """A page's address; the home page's is the wiki's own."""
+        if store.path_key(path) == store.path_key(store.HOME_PAGE):
+            return f"/w/{self.slug}/"
+        return f"/w/{self.slug}/{urllib.parse.quote(path, safe='/')}"
+
+    def url(self, action: str, path: str = "") -> str:
+        """The address of one of the wiki's own pages (`/-/…`), optionally about a page path."""
+        return f"/w/{self.slug}/-/{action}" + (f"/{urllib.parse.quote(path, safe='/')}" if path else "")
+
+    def attachment_url(self, path: str, filename: str) -> str:
+        return self.url("attachment", path) + "/" + urllib.parse.quote(filename, safe="")
+
+    def revision_url(self, revision: str) -> str:
+        return self.url("revision") + "/" + urllib.parse.quote(revision, safe="")
+
+    def diff_url(self, old: str, new: str) -> str:
+        return self.url("diff") + "?" + urllib.parse.urlencode({"from": old, "to": new})
+
+    def new_page_url(self, path: str = "") -> str:
+        return self.url("new") + ("?" + urllib.parse.urlencode({"path": path}) if path else "")
+
+
+def open_wiki(slug: str, needed: str) -> WikiAccess:
+    """The wiki `slug` if the caller has at least the role `needed` there; anyone may read a
+    public wiki, signed in or not."""
+    db, user = instance().db(), current_user()
+    try:
+        row = store.get_wiki(db, slug)
+    except store.NotFound:
+        raise store.NotFound(HIDDEN_WIKI) from None
+    role = store.member_role(db, row["id"], user["did"]) if user is not None else None
+    if role is None and row["visibility"] != "public":
+        raise store.NotFound(HIDDEN_WIKI)
+    if ROLE_RANK.get(role, ROLE_RANK["viewer"]) < ROLE_RANK[needed]:
+        raise store.Forbidden(REFUSALS[needed] if user is not None else "Sign in to change this wiki.")
+    return WikiAccess(row, role)
+
+
+def requires_member(role: str):
+    """Route decorator: the handler receives the WikiAccess for the URL's <slug> instead of the
+    slug, once the caller is known to hold `role` there (or it is public and `role` is viewer)."""
+    def decorate(callback):
+        @functools.wraps(callback)
+        def wrapper(slug: str, **kwargs):
+            return callback(open_wiki(slug, role), **kwargs)
+        return wrapper
+    return decorate
+
+
+def web_author() -> store.Author:
+    return store.Author(current_user()["did"], "web")
+
+
+# --- wikis in the browser: page text to HTML ----------------------------------------------------------
+# markdown-it-py with raw HTML off (it is shown as text) and links limited to safe schemes.
+# WikiLinks are an inline rule, so `[[x]]` inside code stays literal, as wikilinks() treats it.
+
+SAFE_LINK_SCHEMES = ("http", "https", "mailto")
+LINK_SCHEME_RE = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def is_safe_link(url: str) -> bool:
+    """Relative links and http(s)/mailto only: javascript:, data:, vbscript:, file: and every
+    other scheme are refused (the link is then shown as text)."""
+    scheme = LINK_SCHEME_RE.match(url)
+    return scheme is None or scheme.group(1).lower() in SAFE_LINK_SCHEMES
+
+
+def _wikilink_rule(state, silent: bool) -> bool:
+    """markdown-it inline rule: `[[Path]]`, `[[Path|text]]` and `[[Path#Section]]` become links
+    whose target is resolved after parsing (see render_markdown)."""
+    if not state.src.startswith("[[", state.pos):
+        return False
+    match = store.WIKILINK_RE.match(state.src, state.pos, state.posMax)
+    if match is None:
+        return False
+    target, _, fragment = match.group(1).partition("#")
+    try:
+        target = store.validate_page_path(target)
+    except store.BadInput:
+        return False
+    if not silent:
+        link = state.push("link_open", "a", 1)
+        link.meta = {"wikilink": target, "fragment": fragment.strip()}
+        text = state.push("text", "", 0)
+        text.content = (match.group(2) or "").strip() or match.group(1).strip()
+        state.push("link_close", "a", -1)
+    state.pos = match.end()
+    return True
+
+
+@functools.cache
+def markdown_parser():
+    """Built once, on the first page shown (the CLI never needs markdown_it)."""
+    from markdown_it import MarkdownIt
+    md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+    md.validateLink = is_safe_link
+    md.inline.ruler.before("link", "wikilink", _wikilink_rule)
+    return md
+
+
+def heading_anchor(text: str) -> str:
+    """The id a heading gets, so `[[Page#Section]]` and `#section` links land on it."""
+    return re.sub(r"[\s-]+", "-", re.sub(r"[^\w\s-]", "", text.casefold())).strip("-") or "section"
+
+
+def _all_tokens(tokens):
+    for token in tokens:
+        yield token
+        yield from _all_tokens(token.children or ())
+
+
+def render_markdown(db: sqlite3.Connection, wiki: WikiAccess, content: str) -> str:
+    """A page's content (front matter left out) as HTML: escaped text, safe links, WikiLinks to
+    the wiki's pages with those that don't exist marked `missing`, and ids on headings."""
+    md = markdown_parser()
+    env: dict = {}
+    tokens = md.parse(store.parse_front_matter(content)[1], env)
+    links = [t for t in _all_tokens(tokens) if t.type == "link_open" and "wikilink" in (t.meta or {})]
+    existing = store.existing_pages(db, wiki.id, [link.meta["wikilink"] for link in links])
+    for link in links:
+        target, fragment = link.meta["wikilink"], link.meta["fragment"]
+        live = existing.get(store.path_key(target))
+        link.attrSet("href", wiki.page_url(live or target) + (f"#{heading_anchor(fragment)}" if fragment else ""))
+        link.attrSet("class", "wikilink" if live else "wikilink missing")
+        if live is None:
+            link.attrSet("title", f"{target} does not exist yet")
+    _set_heading_ids(tokens)
+    return md.renderer.render(tokens, md.options, env)
+
+
+def _set_heading_ids(tokens) -> None:
+    """Each heading's id is its anchor; a repeated title gets -2, -3… so every id is unique."""
+    seen: dict[str, int] = {}
+    for opening, inline in zip(tokens, tokens[1:]):
+        if opening.type == "heading_open":
+            anchor = heading_anchor(inline.content)
+            seen[anchor] = seen.get(anchor, 0) + 1
+            opening.attrSet("id", anchor if seen[anchor] == 1 else f"{anchor}-{seen[anchor]}")
+
+
+DIFF_KINDS = {"@": "hunk", "+": "add", "-": "del"}
+
+
+def diff_lines(text: str) -> list[tuple[str, str]]:
+    """A unified diff as (kind, line) pairs to show: file (the two header lines), hunk, add, del
+    or same."""
+    lines = text.splitlines()
+    header = 2 if len(lines) >= 2 and lines[0].startswith("--- ") and lines[1].startswith("+++ ") else 0
+    return [("file", line) for line in lines[:header]] + \
+        [(DIFF_KINDS.get(line[:1], "same"), line) for line in lines[header:]]
+
+
+def time_ago(t: int) -> str:
+    """'5 minutes ago' for recent times, the UTC date for older ones."""
+    seconds = max(0, store.now() - t)
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            if unit == "day" and count > 30:
+                return time.strftime("%Y-%m-%d", time.gmtime(t))
+            return f"{count} {unit}{'s' if count > 1 else ''} ago"
+    return "just now"
+
+
+def utc_time(t: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    return f"{size / 1024:.1f} KB" if size < 1024 * 1024 else f"{size / 1024 / 1024:.1f} MB"
+
+
+def wiki_render(template: str, wiki: WikiAccess, status: int = 200, **context) -> str:
+    """A wiki page: the template gets the wiki and the small formatting helpers. Private pages
+    must not sit in shared caches, and a page seen again must be asked for again (it may have
+    changed), hence `private, no-cache`."""
+    bottle.response.status = status
+    bottle.response.set_header("Cache-Control", "private, no-cache")
+    return render(template, wiki=wiki, ago=time_ago, utc=utc_time, size=human_size, **context)
+
+
+# --- wikis in the browser: reading ---------------------------------------------------------------------
+
+def wiki_root(slug: str):
+    return redirect(f"/w/{urllib.parse.quote(slug, safe='')}/")
+
+
+@requires_member("viewer")
+def page_view(wiki: WikiAccess, path: str = store.HOME_PAGE):
+    db = instance().db()
+    try:
+        page = store.read_page(db, wiki.id, path)
+    except store.NotFound as missing:
+        return missing_page(wiki, path, missing.message)
+    return wiki_render("page", wiki, page=page, html=render_markdown(db, wiki, page.content),
+                       last_change=store.page_history(db, wiki.id, page.path, limit=1)[0],
+                       links=store.page_links(db, wiki.id, page.path), attachments=store.list_attachments(db, wiki.id, page.path))
+
+
+def missing_page(wiki: WikiAccess, path: str, message: str):
+    """404 for a page that doesn't exist (yet): offer to create it, and its history if it had one."""
+    try:
+        had_history = bool(store.page_history(instance().db(), wiki.id, path, limit=1))
+    except store.NotFound:
+        had_history = False
+    return wiki_render("missing", wiki, status=404, path=path, message=message, had_history=had_history)
+
+
+@requires_member("viewer")
+def page_index(wiki: WikiAccess):
+    db = instance().db()
+    return wiki_render("index", wiki, pages=store.list_pages(db, wiki.id), deleted=store.deleted_pages(db, wiki.id))
+
+
+@requires_member("viewer")
+def recent_view(wiki: WikiAccess):
+    return wiki_render("recent", wiki, changes=store.recent_changes(instance().db(), wiki.id, limit=100))
+
+
+@requires_member("viewer")
+def search_view(wiki: WikiAccess):
+    """Search results; each snippet is escaped first, then its match markers become <mark>."""
+    query = query_text("q").strip()
+    hits = store.search_pages(instance().db(), wiki.id, query, limit=50) if query else []
+    results = [(hit, store.highlight_snippet(hit.snippet, "<mark>", "</mark>", html.escape)) for hit in hits]
+    return wiki_render("search", wiki, query=query, results=results)
+
+
+@requires_member("viewer")
+def history_view(wiki: WikiAccess, path: str):
+    revisions = store.page_history(instance().db(), wiki.id, path, limit=200)
+    return wiki_render("history", wiki, path=revisions[0].current_path, revisions=revisions,
+                       deleted=revisions[0].page_deleted)
+
+
+@requires_member("viewer")
+def revision_view(wiki: WikiAccess, revision: str):
+    db = instance().db()
+    old = store.get_revision(db, wiki.id, revision)
+    current = None if old.page_deleted else store.read_page(db, wiki.id, old.current_path).current_revision
+    return wiki_render("revision", wiki, revision=old, current=current, html=render_markdown(db, wiki, old.content))
+
+
+@requires_member("viewer")
+def diff_view(wiki: WikiAccess):
+    old, new = query_text("from").strip(), query_text("to").strip()
+    if not old or not new:
+        raise store.BadInput("Choose two revisions to compare.")
+    diff = store.diff_revisions(instance().db(), wiki.id, old, new)
+    return wiki_render("diff", wiki, diff=diff, lines=diff_lines(diff.text))
+
+
+# --- wikis in the browser: writing pages ------------------------------------------------------------
+# A refused form comes back filled in with the reason, so nothing typed is lost; a stale base
+# revision gets the conflict screen, which shows both versions and their diff.
+
+def edit_form(wiki: WikiAccess, path: str, content: str, base_revision: str, message: str = "",
+              error: str = "", status: int = 200, creating: bool = False):
+    return wiki_render("edit", wiki, status=status, path=path, content=content, base_revision=base_revision,
+                       message=message, error=error, creating=creating)
+
+
+def new_page_text(path: str) -> str:
+    return f"# {path.rsplit('/', 1)[-1]}\n\n" if path else ""
+
+
+@requires_member("editor")
+def page_new_form(wiki: WikiAccess):
+    path = query_text("path").strip()
+    return edit_form(wiki, path, new_page_text(path), "", creating=True)
+
+
+@requires_member("editor")
+def page_create(wiki: WikiAccess):
+    path, content, message = form_text("path"), form_text("content"), form_text("message")
+    inst = instance()
+    try:
+        change = store.write_page(inst.db(), wiki.id, path, content, author=web_author(), quotas=inst.cfg.quotas,
+                            message=message)
+    except (store.BadInput, store.TooLarge, store.QuotaExceeded, store.Conflict) as refused:
+        return edit_form(wiki, path, content, "", message, refused.message, refused.status, creating=True)
+    return redirect(wiki.page_url(change.page.path))
+
+
+@requires_member("editor")
+def page_edit_form(wiki: WikiAccess, path: str):
+    page = store.read_page(instance().db(), wiki.id, path)
+    return edit_form(wiki, page.path, page.content, page.revision)
+
+
+@requires_member("editor")
+def page_save(wiki: WikiAccess, path: str):
+    content, base, message = form_text("content"), form_text("base_revision").strip(), form_text("message")
+    inst = instance()
+    if not base:
+        return edit_form(wiki, path, content, base, message, "The form lost the revision it was based on. Copy "
+                         "your text, reload the page and edit again.", 400)
+    try:
+        change = store.write_page(inst.db(), wiki.id, path, content, base, author=web_author(), quotas=inst.cfg.quotas,
+                            message=message)
+    except (store.Conflict, store.NotFound) as stale:
+        return conflict_page(wiki, path, content, message, stale.message)
+    except (store.BadInput, store.TooLarge, store.QuotaExceeded) as refused:
+        return edit_form(wiki, path, content, base, message, refused.message, refused.status)
+    return redirect(wiki.page_url(change.page.path))
+
+
+def conflict_page(wiki: WikiAccess, path: str, content: str, message: str, reason: str):
+    """409: the page changed (or went away) since the editor loaded it. Shows the current text,
+    the editor's text in a form based on the current revision, and the diff between them."""
+    try:
+        current = store.read_page(instance().db(), wiki.id, path)
+    except store.NotFound:
+        current = None
+    diff = store.unified_diff(current.content, content, f"current ({current.revision})", "yours") if current else ""
+    return wiki_render("conflict", wiki, status=409, path=path, current=current, content=content, message=message,
+                       reason=reason, lines=diff_lines(diff))
+
+
+def rename_form(wiki: WikiAccess, path: str, new_path: str = "", message: str = "", error: str = "",
+                status: int = 200):
+    page = store.read_page(instance().db(), wiki.id, path)
+    return wiki_render("rename", wiki, status=status, page=page, new_path=new_path or page.path, message=message,
+                       error=error)
+
+
+@requires_member("editor")
+def page_rename_form(wiki: WikiAccess, path: str):
+    return rename_form(wiki, path)
+
+
+@requires_member("editor")
+def page_rename(wiki: WikiAccess, path: str):
+    new_path, message = form_text("new_path"), form_text("message")
+    try:
+        change = store.rename_page(instance().db(), wiki.id, path, new_path, author=web_author(), message=message,
+                             base_revision=form_text("base_revision").strip())
+    except (store.BadInput, store.Conflict, store.TooLarge) as refused:
+        return rename_form(wiki, path, new_path, message, refused.message, refused.status)
+    return redirect(wiki.page_url(change.page.path))
+
+
+@requires_member("editor")
+def page_delete_form(wiki: WikiAccess, path: str):
+    return wiki_render("delete", wiki, page=store.read_page(instance().db(), wiki.id, path))
+
+
+@requires_member("editor")
+def page_delete(wiki: WikiAccess, path: str):
+    store.delete_page(instance().db(), wiki.id, path, author=web_author(), message=form_text("message"),
+                base_revision=form_text("base_revision").strip())
+    return redirect(wiki.url("pages"))
+
+
+@requires_member("editor")
+def revision_restore(wiki: WikiAccess, revision: str):
+    inst = instance()
+    change = store.restore_revision(inst.db(), wiki.id, revision, author=web_author(), quotas=inst.cfg.quotas)
+    return redirect(wiki.page_url(change.page.path))
+
+
+# --- wikis in the browser: attachments ------------------------------------------------------------------
+
+# Served attachments may not run anything even if a browser guessed wrong: attachment_delivery
+# never says HTML or SVG inline, nosniff stops guessing, and the sandbox CSP covers the rest.
+ATTACHMENT_CSP = "default-src 'none'; img-src 'self'; sandbox"
+
+
+def attachments_list(wiki: WikiAccess, path: str, error: str = "", status: int = 200):
+    db = instance().db()
+    page = store.read_page(db, wiki.id, path)
+    return wiki_render("attachments", wiki, status=status, page=page,
+                       attachments=store.list_attachments(db, wiki.id, page.path), error=error)
+
+
+@requires_member("viewer")
+def attachments_view(wiki: WikiAccess, path: str):
+    return attachments_list(wiki, path)
+
+
+@requires_member("editor")
+def attachment_upload(wiki: WikiAccess, path: str):
+    inst = instance()
+    try:
+        filename, data = form_upload("file")
+        store.put_attachment(inst.db(), wiki.id, path, filename, data, author=web_author(), quotas=inst.cfg.quotas,
+                       message=form_text("message"))
+    except (store.BadInput, store.TooLarge, store.QuotaExceeded) as refused:
+        return attachments_list(wiki, path, refused.message, refused.status)
+    return redirect(wiki.url("attachments", path))
+
+
+@requires_member("viewer")
+def attachment_download(wiki: WikiAccess, path: str, filename: str):
+    attachment = store.get_attachment(instance().db(), wiki.id, path, filename)
+    content_type, disposition = store.attachment_delivery(attachment)
+    headers = bottle.response.headers
+    headers["Content-Type"] = content_type
+    headers["Content-Disposition"] = disposition
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Content-Security-Policy"] = ATTACHMENT_CSP
+    headers["Cache-Control"] = "private, no-cache"
+    return attachment.data
+
+
+@requires_member("editor")
+def attachment_delete(wiki: WikiAccess, path: str):
+    store.delete_attachment(instance().db(), wiki.id, path, form_text("filename"), author=web_author())
+    return redirect(wiki.url("attachments", path))
+
+
+# --- wikis in the browser: settings (owners) ------------------------------------------------------------
+
+def settings_form(wiki: WikiAccess, error: str = "", status: int = 200, member: str = ""):
+    inst = instance()
+    db = inst.db()
+    return wiki_render("settings", wiki, status=status, members=store.list_members(db, wiki.id),
+                       usage=store.wiki_usage(db, wiki.id), quotas=inst.cfg.quotas,
+                       mcp_url=inst.cfg.url(f"/w/{wiki.slug}/mcp"), error=error, member=member)
+
+
+@requires_member("owner")
+def settings_view(wiki: WikiAccess):
+    return settings_form(wiki)
+
+
+@requires_member("owner")
+def settings_save(wiki: WikiAccess):
+    try:
+        store.update_wiki(instance().db(), wiki.id, title=form_text("title"), description=form_text("description"),
+                    visibility=form_text("visibility"))
+    except store.BadInput as refused:
+        return settings_form(wiki, refused.message, refused.status)
+    return redirect(wiki.url("settings"))
+
+
+def member_did(ident: str) -> str:
+    """The DID an owner means: a DID as typed, or a handle resolved and verified both ways, the
+    way the login does it (robotwtf_atproto.resolve_identity)."""
+    if ident.startswith("did:"):
+        return store.validate_did(ident)
+    if not ident:
+        raise store.BadInput("Type the person's handle (like alice.bsky.social) or DID.")
+    import robotwtf_atproto as atproto
+    inst = instance()
+    inst.limiter.hit("resolve:" + current_user()["did"], inst.cfg.login_per_minute,
+                     "Too many handle look-ups; wait a minute.")
+    client = atproto_client(inst)
+    try:
+        identity = atproto.resolve_identity(ident.removeprefix("@"), client.fetcher, client.resolver, inst.cfg.plc_url)
+    except atproto.AtprotoError as e:
+        raise store.BadInput(f"{e} Check the handle, or add the person by DID.") from None
+    return identity.did
+
+
+@requires_member("owner")
+def member_add(wiki: WikiAccess):
+    ident = form_text("member").strip()
+    try:
+        store.add_member(instance().db(), wiki.id, member_did(ident), form_text("role"))
+    except (store.BadInput, store.Conflict) as refused:
+        return settings_form(wiki, refused.message, refused.status, ident)
+    return redirect(wiki.url("settings"))
+
+
+@requires_member("owner")
+def member_change_role(wiki: WikiAccess):
+    did, role = form_text("did"), form_text("role")
+    try:
+        store.set_member_role(instance().db(), wiki.id, did, role)
+    except (store.BadInput, store.Conflict, store.NotFound) as refused:
+        return settings_form(wiki, refused.message, refused.status)
+    stepped_down = did == current_user()["did"] and role != "owner"
+    return redirect(wiki.page_url(store.HOME_PAGE) if stepped_down else wiki.url("settings"))
+
+
+@requires_member("owner")
+def member_remove(wiki: WikiAccess):
+    did = form_text("did")
+    try:
+        store.remove_member(instance().db(), wiki.id, did)
+    except (store.Conflict, store.NotFound) as refused:
+        return settings_form(wiki, refused.message, refused.status)
+    return redirect("/" if did == current_user()["did"] else wiki.url("settings"))
+
+
+@requires_member("owner")
+def wiki_export(wiki: WikiAccess):
+    data = store.export_wiki(instance().db(), wiki.id)
+    bottle.response.content_type = "application/zip"
+    bottle.response.set_header("Content-Disposition",
+                               f'attachment; filename="{wiki.slug}-{time.strftime("%Y-%m-%d", time.gmtime())}.zip"')
+    bottle.response.set_header("Cache-Control", "no-store")
+    return data
+
+
+@requires_member("owner")
+def wiki_import(wiki: WikiAccess):
+    inst = instance()
+    try:
+        _, data = form_upload("archive")
+        report = store.import_pages(inst.db(), wiki.id, data, author=web_author(), quotas=inst.cfg.quotas)
+    except store.BadInput as refused:
+        return settings_form(wiki, refused.message, refused.status)
+    return wiki_render("import", wiki, report=report)
+
+
+@requires_member("owner")
+def wiki_delete(wiki: WikiAccess):
+    if form_text("confirm").strip() != wiki.slug:
+        return settings_form(wiki, f"To delete this wiki, type its slug, {wiki.slug}, exactly.", 400)
+    store.delete_wiki(instance().db(), wiki.id)
+    return redirect("/")
+
+
