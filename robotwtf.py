@@ -112,6 +112,7 @@ def build_app(inst: store.Instance) -> web.App:
     app.route("/w/<slug>/-/search", "GET", web.search_view)
     app.route("/w/<slug>/-/new", "GET", web.page_new_form)
     app.route("/w/<slug>/-/new", "POST", web.page_create)
+    app.route("/w/<slug>/-/preview", "POST", web.page_preview, is_write=False)
     app.route("/w/<slug>/-/edit/<path:path>", "GET", web.page_edit_form)
     app.route("/w/<slug>/-/edit/<path:path>", "POST", web.page_save)
     app.route("/w/<slug>/-/rename/<path:path>", "GET", web.page_rename_form)

@@ -2251,17 +2251,18 @@ def deleted_pages(db: sqlite3.Connection, wiki_id: int) -> list[PageInfo]:
         "ORDER BY deleted_at DESC, id DESC", (wiki_id,))]
 
 
-def _fts_query(text: str) -> str:
+def _fts_query(text: str, prefix_words: bool = False) -> str:
     """User text as an FTS5 query that cannot be a syntax error: every word and "quoted phrase"
     becomes a quoted FTS string (so AND, NEAR(, -, ^ are just words), a trailing * keeps prefix
-    search, and the terms are ANDed. An unbalanced quote reads as one."""
+    search, and the terms are ANDed. An unbalanced quote reads as one. With prefix_words every
+    word (not a phrase) is a prefix, as people type in a search box: `tomat` finds Tomato."""
     terms = []
     for phrase, word in re.findall(r'"([^"]*)"?|([^\s"]+)', text):
         body = phrase if phrase else word.rstrip("*")
         if not re.search(r"\w", body):
             continue
         quoted = '"' + body.replace('"', '""') + '"'
-        terms.append(quoted + "*" if word.endswith("*") and not phrase else quoted)
+        terms.append(quoted + "*" if (word.endswith("*") or prefix_words) and not phrase else quoted)
     return " AND ".join(terms)
 
 
@@ -2272,15 +2273,60 @@ def search_pages(db: sqlite3.Connection, wiki_id: int, query: str, limit: int = 
     if not match:
         return []
     with read_snapshot(db):
-        ranked = _best_pages(db, wiki_id, match, _clamp(limit, 1, 100))
-        # snippet() tokenizes and scores the whole text, so only the pages shown get one: computed
-        # in the ranking query, it ran for every match before ORDER BY ... LIMIT kept 20.
-        snippets = dict(db.execute(
-            "SELECT ids.value, snippet(pages_fts, 2, ?, ?, '…', 24) FROM json_each(?) AS ids "
-            "CROSS JOIN pages_fts ON pages_fts.rowid = ids.value WHERE pages_fts MATCH ?",
-            (MARK_START, MARK_END, json.dumps([row["id"] for row, _ in ranked]), match)).fetchall())
+        return _hits(db, match, _best_pages(db, wiki_id, match, _clamp(limit, 1, 100)))
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchResults:
+    hits: list[SearchHit]
+    total: int                 # every matching page, not only those in hits
+    suggestions: list[str]     # page paths whose names are close to the query, when nothing matched
+
+
+def search_wiki(db: sqlite3.Connection, wiki_id: int, query: str, limit: int = 50) -> SearchResults:
+    """The search box of the browser: like search_pages, but every word is also a prefix (people
+    stop typing early), pages whose path or title match come before those that match only in
+    their text, the total number of matching pages is counted, and when nothing matches the
+    closest page names are offered ("did you mean")."""
+    match = _fts_query(query or "", prefix_words=True)
+    if not match:
+        return SearchResults([], 0, [])
+    limit = _clamp(limit, 1, 100)
+    with read_snapshot(db):
+        titled = _best_pages(db, wiki_id, f"{{path title}} : ({match})", limit)
+        seen = {row["id"] for row, _ in titled}
+        rest = [hit for hit in _best_pages(db, wiki_id, match, limit) if hit[0]["id"] not in seen]
+        hits = _hits(db, match, (titled + rest)[:limit])
+        total = db.execute("SELECT count(*) FROM pages_fts JOIN pages ON pages.id = pages_fts.rowid WHERE "
+                           "pages_fts MATCH ? AND pages.wiki_id = ?", (match, wiki_id)).fetchone()[0]
+    return SearchResults(hits, total, [] if total else similar_page_paths(db, wiki_id, query))
+
+
+def _hits(db: sqlite3.Connection, match: str, ranked: list[tuple[sqlite3.Row, float]]) -> list[SearchHit]:
+    # snippet() tokenizes and scores the whole text, so only the pages shown get one: computed
+    # in the ranking query, it ran for every match before ORDER BY ... LIMIT kept 20.
+    snippets = dict(db.execute(
+        "SELECT ids.value, snippet(pages_fts, 2, ?, ?, '…', 24) FROM json_each(?) AS ids "
+        "CROSS JOIN pages_fts ON pages_fts.rowid = ids.value WHERE pages_fts MATCH ?",
+        (MARK_START, MARK_END, json.dumps([row["id"] for row, _ in ranked]), match)).fetchall())
     return [SearchHit(row["path"], row["title"], row["revision_id"], round(-rank, 3), snippets[row["id"]])
             for row, rank in ranked]
+
+
+def page_paths(db: sqlite3.Connection, wiki_id: int) -> list[str]:
+    """Every live page's path, in path order (the browser's page tree is built from these)."""
+    return [row[0] for row in db.execute(
+        "SELECT path FROM pages WHERE wiki_id = ? AND deleted_at IS NULL ORDER BY path_key", (wiki_id,))]
+
+
+def similar_page_paths(db: sqlite3.Connection, wiki_id: int, text: str, n: int = 3) -> list[str]:
+    """Up to n live pages whose name (last path segment) is spelled like `text`, closest first."""
+    import difflib
+    names: dict[str, str] = {}
+    for path in page_paths(db, wiki_id):
+        names.setdefault(path.rsplit("/", 1)[-1].casefold(), path)
+    close = difflib.get_close_matches(text.strip().casefold(), list(names), n=n, cutoff=0.7)
+    return [names[name] for name in close]
 
 
 def _best_pages(db: sqlite3.Connection, wiki_id: int, match: str, limit: int) -> list[tuple[sqlite3.Row, float]]:

@@ -12,6 +12,7 @@ import hmac
 import html
 import json
 import logging
+import posixpath
 import re
 import sqlite3
 import threading
@@ -265,11 +266,12 @@ class CsrfPlugin:
 
 class WriteLimitPlugin:
     """Browser form posts (every CSRF-checked POST) count against writes_per_minute: per signed-in
-    person, or per client address before sign-in. Machine endpoints have limits of their own."""
+    person, or per client address before sign-in. Machine endpoints have limits of their own, and
+    so do posts that change nothing (routes declared with is_write=False, such as the preview)."""
     name, api = "write_limit", 2
 
     def apply(self, callback, route):
-        if route.method != "POST" or not route.config.get("csrf", True):
+        if route.method != "POST" or not route.config.get("csrf", True) or not route.config.get("is_write", True):
             return callback
 
         @functools.wraps(callback)
@@ -454,7 +456,8 @@ def healthz():
 
 # The stylesheet and the one small script (progressive enhancement: every page works without
 # it), kept beside the templates. Scripts must come from our origin: the CSP forbids inline ones.
-STATIC_FILES = {"style.css": "text/css; charset=utf-8", "wiki.js": "text/javascript; charset=utf-8"}
+STATIC_FILES = {"style.css": "text/css; charset=utf-8", "wiki.js": "text/javascript; charset=utf-8",
+                "favicon.svg": "image/svg+xml"}
 
 
 def static_file(name: str):
@@ -791,11 +794,18 @@ def web_author() -> store.Author:
 
 
 # --- wikis in the browser: page text to HTML ----------------------------------------------------------
-# markdown-it-py with raw HTML off (it is shown as text) and links limited to safe schemes.
-# WikiLinks are an inline rule, so `[[x]]` inside code stays literal, as wikilinks() treats it.
+# markdown-it-py with raw HTML off (it is shown as text) and links limited to safe schemes, plus
+# tables, strikethrough, task lists (read-only checkboxes) and footnotes (mdit-py-plugins), and
+# fenced code coloured by Pygments. WikiLinks are an inline rule, so `[[x]]` inside code stays
+# literal, as wikilinks() treats it. The page view, old revisions and the editor's preview all
+# render through render_markdown.
 
 SAFE_LINK_SCHEMES = ("http", "https", "mailto")
 LINK_SCHEME_RE = re.compile(r"\s*([A-Za-z][A-Za-z0-9+.-]*):")
+# A link's last segment that names a file (`photo.png`, `notes.pdf`), as opposed to a page.
+FILE_NAME_RE = re.compile(r"[^/]*[^/.]\.[A-Za-z0-9]{1,10}")
+TOC_MIN_HEADINGS = 3     # a page with fewer h2–h4 headings gets no table of contents
+TOC_LEVELS = ("h2", "h3", "h4")
 
 
 def is_safe_link(url: str) -> bool:
@@ -829,12 +839,47 @@ def _wikilink_rule(state, silent: bool) -> bool:
 
 
 @functools.cache
+def code_formatter():
+    from pygments.formatters import HtmlFormatter
+    return HtmlFormatter(nowrap=True)
+
+
+def highlight_code(code: str, language: str, attrs: str) -> str:
+    """A fenced block in a language Pygments knows, as spans carrying Pygments' short class
+    names (the CSP allows no style attributes; style.css colours the classes, light and dark).
+    '' lets markdown-it escape the text as it is."""
+    if not language:
+        return ""
+    from pygments import highlight
+    from pygments.lexers import get_lexer_by_name
+    from pygments.util import ClassNotFound
+    try:
+        lexer = get_lexer_by_name(language)
+    except ClassNotFound:
+        return ""
+    return highlight(code, lexer, code_formatter())
+
+
+def _heading_close(renderer, tokens, idx, options, env) -> str:
+    """A heading's end, with a link to it that style.css shows on hover (h2 and below: the h1
+    is the page's title)."""
+    anchor = (tokens[idx].meta or {}).get("anchor")
+    if anchor is None or tokens[idx].tag == "h1":
+        return renderer.renderToken(tokens, idx, options, env)
+    return f'<a class="anchor" href="#{html.escape(anchor)}" aria-label="Link to this section"></a></{tokens[idx].tag}>\n'
+
+
+@functools.cache
 def markdown_parser():
     """Built once, on the first page shown (the CLI never needs markdown_it)."""
     from markdown_it import MarkdownIt
-    md = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+    from mdit_py_plugins.footnote import footnote_plugin
+    from mdit_py_plugins.tasklists import tasklists_plugin
+    md = MarkdownIt("commonmark", {"html": False, "highlight": highlight_code}).enable(["table", "strikethrough"])
+    md.use(tasklists_plugin).use(footnote_plugin)
     md.validateLink = is_safe_link
     md.inline.ruler.before("link", "wikilink", _wikilink_rule)
+    md.add_render_rule("heading_close", _heading_close)
     return md
 
 
@@ -849,9 +894,26 @@ def _all_tokens(tokens):
         yield from _all_tokens(token.children or ())
 
 
-def render_markdown(db: sqlite3.Connection, wiki: WikiAccess, content: str) -> str:
+@dataclasses.dataclass(frozen=True)
+class TocEntry:
+    level: int       # 2, 3 or 4
+    text: str
+    anchor: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Rendered:
+    """A page's text as HTML, its table of contents (empty for pages with few headings) and
+    whether the text has a `# title` of its own (else the page shows its display title)."""
+    html: str
+    toc: tuple[TocEntry, ...]
+    has_title: bool
+
+
+def render_markdown(db: sqlite3.Connection, wiki: WikiAccess, content: str, page_path: str = "") -> Rendered:
     """A page's content (front matter left out) as HTML: escaped text, safe links, WikiLinks to
-    the wiki's pages with those that don't exist marked `missing`, and ids on headings."""
+    the wiki's pages with those that don't exist marked `missing`, relative links and images
+    pointing at attachments (see attachment_target), and ids and anchors on headings."""
     md = markdown_parser()
     env: dict = {}
     tokens = md.parse(store.parse_front_matter(content)[1], env)
@@ -864,18 +926,64 @@ def render_markdown(db: sqlite3.Connection, wiki: WikiAccess, content: str) -> s
         link.attrSet("class", "wikilink" if live else "wikilink missing")
         if live is None:
             link.attrSet("title", f"{target} does not exist yet")
-    _set_heading_ids(tokens)
-    return md.renderer.render(tokens, md.options, env)
+    _point_at_attachments(tokens, wiki, page_path)
+    headings = _set_heading_ids(tokens)
+    toc = tuple(h for h in headings if h.level > 1)
+    return Rendered(md.renderer.render(tokens, md.options, env), toc if len(toc) >= TOC_MIN_HEADINGS else (),
+                    any(h.level == 1 for h in headings))
 
 
-def _set_heading_ids(tokens) -> None:
-    """Each heading's id is its anchor; a repeated title gets -2, -3… so every id is unique."""
+def attachment_target(page_path: str, url: str) -> tuple[str, str] | None:
+    """(page, file name) that a relative link or image in page_path's text refers to. Paths
+    resolve as if each page were a folder holding its attachments and sub-pages (the layout of
+    a git checkout, CONTRACT §7): `photo.png` is the page's own attachment, `../Compost/heap.jpg`
+    one of its sibling page Compost, `Tomato/seed.png` one of its sub-page Tomato. None for
+    anything else: URLs with a scheme, `/`-absolute paths, fragments and queries, and names
+    without a file extension (those stay links relative to the page's address)."""
+    if not page_path or not url or url.startswith(("/", "#", "?")) or "?" in url or "#" in url \
+            or LINK_SCHEME_RE.match(url):
+        return None
+    relative = urllib.parse.unquote(url)
+    if not FILE_NAME_RE.fullmatch(relative.rsplit("/", 1)[-1]):
+        return None
+    resolved = posixpath.normpath(page_path + "/" + relative)
+    page, _, filename = resolved.rpartition("/")
+    if not page or resolved.startswith("../") or page.startswith("/"):
+        return None
+    return page, filename
+
+
+def _point_at_attachments(tokens, wiki: WikiAccess, page_path: str) -> None:
+    for token in _all_tokens(tokens):
+        attribute = {"image": "src", "link_open": "href"}.get(token.type)
+        if attribute is None or "wikilink" in (token.meta or {}):
+            continue
+        target = attachment_target(page_path, str(token.attrGet(attribute) or ""))
+        if target is not None:
+            token.attrSet(attribute, wiki.attachment_url(*target))
+
+
+def _plain_text(inline) -> str:
+    return "".join(child.content for child in inline.children or () if child.type in ("text", "code_inline"))
+
+
+def _set_heading_ids(tokens) -> list[TocEntry]:
+    """Each heading's id is its anchor; a repeated title gets -2, -3… so every id is unique.
+    Returns the headings in order."""
     seen: dict[str, int] = {}
-    for opening, inline in zip(tokens, tokens[1:]):
-        if opening.type == "heading_open":
-            anchor = heading_anchor(inline.content)
-            seen[anchor] = seen.get(anchor, 0) + 1
-            opening.attrSet("id", anchor if seen[anchor] == 1 else f"{anchor}-{seen[anchor]}")
+    headings = []
+    for index, opening in enumerate(tokens):
+        if opening.type != "heading_open":
+            continue
+        inline, closing = tokens[index + 1], tokens[index + 2]
+        anchor = heading_anchor(inline.content)
+        seen[anchor] = seen.get(anchor, 0) + 1
+        unique = anchor if seen[anchor] == 1 else f"{anchor}-{seen[anchor]}"
+        opening.attrSet("id", unique)
+        closing.meta = {"anchor": unique}
+        if opening.tag == "h1" or opening.tag in TOC_LEVELS:
+            headings.append(TocEntry(int(opening.tag[1]), _plain_text(inline) or inline.content, unique))
+    return headings
 
 
 DIFF_KINDS = {"@": "hunk", "+": "add", "-": "del"}
@@ -933,19 +1041,142 @@ def page_view(wiki: WikiAccess, path: str = store.HOME_PAGE):
     try:
         page = store.read_page(db, wiki.id, path)
     except store.NotFound as missing:
-        return missing_page(wiki, path, missing.message)
-    return wiki_render("page", wiki, page=page, html=render_markdown(db, wiki, page.content),
+        return folder_or_missing_page(wiki, path, missing.message)
+    return wiki_render("page", wiki, page=page, rendered=render_markdown(db, wiki, page.content, page.path),
                        last_change=store.page_history(db, wiki.id, page.path, limit=1)[0],
-                       links=store.page_links(db, wiki.id, page.path), attachments=store.list_attachments(db, wiki.id, page.path))
+                       links=store.page_links(db, wiki.id, page.path), attachments=store.list_attachments(db, wiki.id, page.path),
+                       sidebar=page_tree(db, wiki, page.path))
+
+
+def folder_or_missing_page(wiki: WikiAccess, path: str, message: str):
+    """A path with pages below it is a folder, even without a page of its own: its listing (200),
+    with the offer to create the page. Anything else is a missing page (404)."""
+    db = instance().db()
+    try:
+        below = store.list_pages(db, wiki.id, prefix=path.rstrip("/") + "/")
+    except store.BadInput:
+        below = []
+    if not below:
+        return missing_page(wiki, path, message)
+    return wiki_render("folder", wiki, path=path, entries=folder_entries(path, below), sidebar=page_tree(db, wiki, path))
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderEntry:
+    path: str
+    name: str
+    page: store.PageInfo | None   # None for a folder without a page of its own
+    pages_below: int
+
+
+def folder_entries(folder: str, below: list[store.PageInfo]) -> list[FolderEntry]:
+    """The folder's direct children: its pages, and its sub-folders with how many pages each holds."""
+    depth = folder.count("/") + 1
+    pages: dict[str, store.PageInfo] = {}
+    counts: dict[str, int] = {}
+    names: dict[str, str] = {}
+    for info in below:
+        parts = info.path.split("/")
+        child = "/".join(parts[:depth + 1])
+        key = store.path_key(child)
+        names.setdefault(key, child)
+        if len(parts) == depth + 1:
+            pages[key] = info
+        else:
+            counts[key] = counts.get(key, 0) + 1
+    return [FolderEntry(names[key], names[key].rsplit("/", 1)[-1], pages.get(key), counts.get(key, 0))
+            for key in sorted(names)]
 
 
 def missing_page(wiki: WikiAccess, path: str, message: str):
     """404 for a page that doesn't exist (yet): offer to create it, and its history if it had one."""
+    db = instance().db()
     try:
-        had_history = bool(store.page_history(instance().db(), wiki.id, path, limit=1))
+        had_history = bool(store.page_history(db, wiki.id, path, limit=1))
     except store.NotFound:
         had_history = False
-    return wiki_render("missing", wiki, status=404, path=path, message=message, had_history=had_history)
+    return wiki_render("missing", wiki, status=404, path=path, message=message, had_history=had_history,
+                       sidebar=page_tree(db, wiki, path))
+
+
+# The sidebar's page tree: folders come from the `/` in page paths; the current page is marked
+# and its folders are open. It is plain HTML (<details> expands without a script), built with
+# string joins rather than a template: a 5,000-page wiki is thousands of entries. A wiki past
+# TREE_ENTRIES shows the current page's folders in full and other folders as links to their
+# folder page; a folder past LISTING_ENTRIES shows the first ones and a link to the rest.
+TREE_ENTRIES = 1000
+LISTING_ENTRIES = 200
+
+
+@dataclasses.dataclass
+class TreeNode:
+    path: str
+    key: str
+    is_page: bool = False
+    size: int = 0                 # entries below it
+    children: dict = dataclasses.field(default_factory=dict)
+
+
+def build_tree(paths: list[str]) -> TreeNode:
+    root = TreeNode("", "")
+    for path in paths:
+        node, parts = root, path.split("/")
+        for depth in range(1, len(parts) + 1):
+            key = store.path_key("/".join(parts[:depth]))
+            child = node.children.get(key)
+            if child is None:
+                child = node.children[key] = TreeNode("/".join(parts[:depth]), key)
+                for ancestor in _ancestors(root, parts[:depth - 1]):
+                    ancestor.size += 1
+            node = child
+        node.is_page = True
+    return root
+
+
+def _ancestors(root: TreeNode, parts: list[str]):
+    node = root
+    yield node
+    for depth in range(1, len(parts) + 1):
+        node = node.children[store.path_key("/".join(parts[:depth]))]
+        yield node
+
+
+def page_tree(db: sqlite3.Connection, wiki: WikiAccess, current: str) -> str:
+    """The sidebar: the wiki's page tree as HTML, `current` highlighted and its folders open."""
+    root = build_tree(store.page_paths(db, wiki.id))
+    budget = [TREE_ENTRIES]
+    items = _tree_items(wiki, root, store.path_key(current), budget)
+    return ('<nav class="sidebar" aria-label="Pages of this wiki"><details class="sidebar-box" data-open-wide>'
+            '<summary>Pages</summary><ul class="tree">' + "".join(items) + '</ul><p class="sidebar-more">'
+            f'<a href="{wiki.url("pages")}">All pages</a> · <a href="{wiki.url("recent")}">Recent changes</a>'
+            '</p></details></nav>')
+
+
+def _tree_items(wiki: WikiAccess, node: TreeNode, current: str, budget: list[int]) -> list[str]:
+    children = sorted(node.children.values(), key=lambda child: child.key)
+    shown = children[:LISTING_ENTRIES]
+    shown += [c for c in children[LISTING_ENTRIES:] if current == c.key or current.startswith(c.key + "/")]
+    items = []
+    for child in shown:
+        budget[0] -= 1
+        here = child.key == current
+        marks = (' aria-current="page"' if here else "") + ("" if child.is_page else ' class="folder"')
+        link = (f'<a href="{html.escape(wiki.page_url(child.path))}"{marks}>'
+                f'{html.escape(child.path.rsplit("/", 1)[-1])}</a>')
+        on_way = here or current.startswith(child.key + "/")
+        if not child.children:
+            items.append(f"<li>{link}</li>")
+        elif on_way or budget[0] >= child.size:
+            inner = "".join(_tree_items(wiki, child, current, budget))
+            items.append(f'<li><details{" open" if on_way else ""}><summary>{link}</summary><ul>{inner}</ul>'
+                         "</details></li>")
+        else:
+            items.append(f'<li>{link} <span class="count">{child.size}</span></li>')
+    if len(children) > len(shown):
+        more = len(children) - len(shown)
+        target = wiki.page_url(node.path) if node.path else wiki.url("pages")
+        items.append(f'<li><a href="{html.escape(target)}">… {more} more</a></li>')
+    return items
 
 
 @requires_member("viewer")
@@ -961,11 +1192,13 @@ def recent_view(wiki: WikiAccess):
 
 @requires_member("viewer")
 def search_view(wiki: WikiAccess):
-    """Search results; each snippet is escaped first, then its match markers become <mark>."""
+    """Search results (store.search_wiki: word prefixes, titles first, a count, "did you mean");
+    each snippet is escaped first, then its match markers become <mark>."""
     query = query_text("q").strip()
-    hits = store.search_pages(instance().db(), wiki.id, query, limit=50) if query else []
-    results = [(hit, store.highlight_snippet(hit.snippet, "<mark>", "</mark>", html.escape)) for hit in hits]
-    return wiki_render("search", wiki, query=query, results=results)
+    found = store.search_wiki(instance().db(), wiki.id, query, limit=50) if query else store.SearchResults([], 0, [])
+    results = [(hit, store.highlight_snippet(hit.snippet, "<mark>", "</mark>", html.escape)) for hit in found.hits]
+    return wiki_render("search", wiki, query=query, results=results, total=found.total,
+                       suggestions=found.suggestions)
 
 
 @requires_member("viewer")
@@ -980,7 +1213,8 @@ def revision_view(wiki: WikiAccess, revision: str):
     db = instance().db()
     old = store.get_revision(db, wiki.id, revision)
     current = None if old.page_deleted else store.read_page(db, wiki.id, old.current_path).current_revision
-    return wiki_render("revision", wiki, revision=old, current=current, html=render_markdown(db, wiki, old.content))
+    return wiki_render("revision", wiki, revision=old, current=current,
+                       rendered=render_markdown(db, wiki, old.content, old.current_path))
 
 
 @requires_member("viewer")
@@ -997,9 +1231,56 @@ def diff_view(wiki: WikiAccess):
 # revision gets the conflict screen, which shows both versions and their diff.
 
 def edit_form(wiki: WikiAccess, path: str, content: str, base_revision: str, message: str = "",
-              error: str = "", status: int = 200, creating: bool = False):
+              error: str = "", status: int = 200, creating: bool = False, preview: str | None = None):
+    """The editor; `preview` is the text rendered, when the person asked for it without a script."""
     return wiki_render("edit", wiki, status=status, path=path, content=content, base_revision=base_revision,
-                       message=message, error=error, creating=creating)
+                       message=message, error=error, creating=creating, preview=preview,
+                       max_bytes=store.MAX_PAGE_BYTES)
+
+
+def preview_html(wiki: WikiAccess, path: str, content: str) -> str:
+    """The editor's text as the page view will show it (the same renderer), with the title the
+    page would get when the text has none of its own."""
+    if len(content.encode("utf-8", "surrogatepass")) > store.MAX_PAGE_BYTES:
+        raise store.TooLarge(f"The text is over {store.MAX_PAGE_BYTES:,} bytes, the most a page can hold; "
+                             "shorten it to see a preview.")
+    rendered = render_markdown(instance().db(), wiki, content, path)
+    title = "" if rendered.has_title else f"<h1>{html.escape(path.rsplit('/', 1)[-1] or 'Untitled')}</h1>\n"
+    return title + rendered.html
+
+
+def editor_form() -> None:
+    """Reads the editor's form even when its url-encoded body is over MAX_FORM_BYTES, which
+    bottle refuses with a bare 413 that would lose the text. Such a body was accepted by waitress
+    (under --max-body-bytes), so it is parsed here; the save then fails with TooLarge and the
+    edit page comes back holding the text and the reason."""
+    try:
+        request_form()
+    except bottle.HTTPError as refused:
+        if refused.status_code != 413:
+            raise
+        body = bottle.request.body.read().decode("latin-1")
+        form = bottle.FormsDict()
+        for name, value in urllib.parse.parse_qsl(body, keep_blank_values=True, encoding="latin-1"):
+            form[name] = value
+        bottle.request.environ["bottle.request.post"] = form
+
+
+@requires_member("editor")
+def page_preview(wiki: WikiAccess):
+    """POST /-/preview (the editor's script): the text as HTML, for the preview pane."""
+    inst = instance()
+    inst.limiter.hit("preview:" + current_user()["did"], PREVIEWS_PER_MINUTE, "Too many previews in a short "
+                     "time; wait a moment.")
+    editor_form()
+    bottle.response.content_type = "text/html; charset=utf-8"
+    bottle.response.set_header("Cache-Control", "no-store")
+    return preview_html(wiki, form_text("path").strip(), form_text("content"))
+
+
+# A preview is asked for as the person types (the script waits for a pause): many more than
+# writes, but still bounded, since each one renders the whole text.
+PREVIEWS_PER_MINUTE = 600
 
 
 def new_page_text(path: str) -> str:
@@ -1014,7 +1295,10 @@ def page_new_form(wiki: WikiAccess):
 
 @requires_member("editor")
 def page_create(wiki: WikiAccess):
+    editor_form()
     path, content, message = form_text("path"), form_text("content"), form_text("message")
+    if form_text("preview"):
+        return edit_form(wiki, path, content, "", message, creating=True, preview=preview_or_reason(wiki, path, content))
     inst = instance()
     try:
         change = store.write_page(inst.db(), wiki.id, path, content, author=web_author(), quotas=inst.cfg.quotas,
@@ -1032,7 +1316,10 @@ def page_edit_form(wiki: WikiAccess, path: str):
 
 @requires_member("editor")
 def page_save(wiki: WikiAccess, path: str):
+    editor_form()
     content, base, message = form_text("content"), form_text("base_revision").strip(), form_text("message")
+    if form_text("preview"):
+        return edit_form(wiki, path, content, base, message, preview=preview_or_reason(wiki, path, content))
     inst = instance()
     if not base:
         return edit_form(wiki, path, content, base, message, "The form lost the revision it was based on. Copy "
@@ -1045,6 +1332,13 @@ def page_save(wiki: WikiAccess, path: str):
     except (store.BadInput, store.TooLarge, store.QuotaExceeded) as refused:
         return edit_form(wiki, path, content, base, message, refused.message, refused.status)
     return redirect(wiki.page_url(change.page.path))
+
+
+def preview_or_reason(wiki: WikiAccess, path: str, content: str) -> str:
+    try:
+        return preview_html(wiki, path, content)
+    except store.TooLarge as refused:
+        return f'<p class="error">{html.escape(refused.message)}</p>'
 
 
 def conflict_page(wiki: WikiAccess, path: str, content: str, message: str, reason: str):
@@ -1106,6 +1400,8 @@ def revision_restore(wiki: WikiAccess, revision: str):
 # Served attachments may not run anything even if a browser guessed wrong: attachment_delivery
 # never says HTML or SVG inline, nosniff stops guessing, and the sandbox CSP covers the rest.
 ATTACHMENT_CSP = "default-src 'none'; img-src 'self'; sandbox"
+# An SVG drawn as an image may use its own <style>; it still can't run or fetch anything.
+SVG_IMAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
 
 def attachments_list(wiki: WikiAccess, path: str, error: str = "", status: int = 200):
@@ -1122,26 +1418,65 @@ def attachments_view(wiki: WikiAccess, path: str):
 
 @requires_member("editor")
 def attachment_upload(wiki: WikiAccess, path: str):
+    """The attachments page's form (then back to the list), or the editor's script (Accept:
+    application/json, then JSON with the Markdown to insert; errors are JSON too). The script
+    sends keep_existing=1: a pasted `image.png` must not replace the one pasted before."""
     inst = instance()
     try:
         filename, data = form_upload("file")
-        store.put_attachment(inst.db(), wiki.id, path, filename, data, author=web_author(), quotas=inst.cfg.quotas,
-                       message=form_text("message"))
+        if form_text("keep_existing"):
+            filename = free_attachment_name(inst.db(), wiki, path, filename)
+        change = store.put_attachment(inst.db(), wiki.id, path, filename, data, author=web_author(),
+                                      quotas=inst.cfg.quotas, message=form_text("message"))
     except (store.BadInput, store.TooLarge, store.QuotaExceeded) as refused:
+        if wants_json():
+            raise
         return attachments_list(wiki, path, refused.message, refused.status)
+    if wants_json():
+        stored = change.attachment
+        return json_response({"filename": stored.filename, "content_type": stored.content_type,
+                              "url": wiki.attachment_url(change.page.path, stored.filename),
+                              "markdown": attachment_markdown(stored)})
     return redirect(wiki.url("attachments", path))
+
+
+def free_attachment_name(db: sqlite3.Connection, wiki: WikiAccess, path: str, filename: str) -> str:
+    """`filename`, or `name-2.ext`, `name-3.ext`… if the page already has a file of that name."""
+    name = store.sanitize_filename(filename)
+    taken = {a.filename.casefold() for a in store.list_attachments(db, wiki.id, path)}
+    stem, dot, ext = name.rpartition(".") if "." in name.lstrip(".") else (name, "", "")
+    number = 1
+    while name.casefold() in taken:
+        number += 1
+        name = f"{stem}-{number}{dot}{ext}"
+    return name
+
+
+def attachment_markdown(attachment: store.Attachment) -> str:
+    """The Markdown that shows an attachment on its own page: an image, or a link to the file."""
+    target = urllib.parse.quote(attachment.filename)
+    label = re.sub(r"([\\\[\]])", r"\\\1", attachment.filename.rpartition(".")[0] or attachment.filename)
+    return f"![{label}]({target})" if attachment.content_type.startswith("image/") else f"[{label}]({target})"
 
 
 @requires_member("viewer")
 def attachment_download(wiki: WikiAccess, path: str, filename: str):
     attachment = store.get_attachment(instance().db(), wiki.id, path, filename)
     content_type, disposition = store.attachment_delivery(attachment)
+    csp = ATTACHMENT_CSP
+    if attachment.content_type == "image/svg+xml" and bottle.request.get_header("Sec-Fetch-Dest") == "image":
+        # An <img> may show an SVG: an image runs no script and loads nothing (HTML "images"
+        # processing model). A visit to the file itself says Sec-Fetch-Dest: document (Fetch
+        # Metadata, W3C) and still gets the download, so it never runs in our origin.
+        content_type, disposition = "image/svg+xml", disposition.replace("attachment;", "inline;", 1)
+        csp = SVG_IMAGE_CSP
     headers = bottle.response.headers
     headers["Content-Type"] = content_type
     headers["Content-Disposition"] = disposition
     headers["X-Content-Type-Options"] = "nosniff"
-    headers["Content-Security-Policy"] = ATTACHMENT_CSP
+    headers["Content-Security-Policy"] = csp
     headers["Cache-Control"] = "private, no-cache"
+    headers["Vary"] = "Sec-Fetch-Dest"
     return attachment.data
 
 

@@ -3,8 +3,10 @@
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="color-scheme" content="light dark">
 <title>{{title}}{{' · ' + wiki.title if defined('wiki') else ''}} · robotwtf</title>
 <link rel="stylesheet" href="/static/style.css">
+<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
 <script src="/static/wiki.js" defer></script>
 </head>
 <body>
@@ -30,8 +32,17 @@
 % if defined('wiki'):
 % include('wiki_header')
 % end
+% if defined('sidebar'):
+<main class="with-sidebar">
+{{!sidebar}}
+<div class="main-column">
+{{!base}}
+</div>
+</main>
+% else:
 <main>
 {{!base}}
 </main>
+% end
 </body>
 </html>

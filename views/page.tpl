@@ -1,5 +1,5 @@
 % rebase('layout', title=page.display_title)
-<div class="page-head">
+<div class="page-head" data-saved-page="{{page.path}}">
   % include('crumbs', path=page.path)
   % include('page_actions', path=page.path, current='view')
 </div>
@@ -13,9 +13,7 @@
   % end
 </p>
 % end
-<article class="content">
-{{!html}}
-</article>
+% include('rendered', rendered=rendered, title=page.display_title)
 <footer class="page-foot">
   % if attachments:
   <section>

@@ -24,6 +24,4 @@
     % end
   </p>
 </div>
-<article class="content">
-{{!html}}
-</article>
+% include('rendered', rendered=rendered, title=revision.path.rsplit('/', 1)[-1])
