@@ -3,7 +3,7 @@
 #   make venv    .venv with the pinned, hash-checked dev+test set (requirements-dev.txt)
 #   make pyz     ./robotwtf.pyz (tools/build_pyz.py: one zipapp for CPython 3.11-3.13)
 #   make run     venv + pyz, then `robotwtf.pyz serve $(ARGS)`     e.g. make run ARGS="--port 9000"
-#   make test    venv + pyz, then the whole pytest suite            e.g. make test PYTEST_ARGS="-k pyz"
+#   make test    venv + pyz + Chromium (apt-get, as root), then the whole pytest suite  e.g. make test PYTEST_ARGS="-k pyz"
 #   make bench   venv + pyz + wrk, then bench/run.py: robotwtf vs the MCP SDK server and a bare
 #                ceiling, table in bench/results.md              e.g. make bench BENCH_ARGS="--repeats 1"
 #   make conformance  the official MCP conformance suite + MCP Inspector CLI against a real server
@@ -31,7 +31,7 @@ SEPARATE_SUITES := --ignore=tests/e2e_pds
 SCREENSHOTS := test-artifacts/screenshots
 APP_SOURCES := $(wildcard robotwtf*.py) schema.sql $(shell find views static -type f 2>/dev/null)
 
-.PHONY: venv pyz run test bench e2e-pds conformance lock clean distclean check-python
+.PHONY: venv pyz run test bench e2e-pds conformance lock clean distclean check-python browser
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' 2>/dev/null || { \
@@ -59,8 +59,25 @@ robotwtf.pyz: requirements.txt tools/build_pyz.py $(APP_SOURCES) | $(STAMP)
 run: venv pyz
 	exec $(PYTHON) ./robotwtf.pyz serve $(ARGS)
 
+# The browser tests drive Debian's Chromium (Playwright downloads no browser of its own). Run as
+# root with apt-get, make installs it; anywhere else it stops and names the command to run.
+CHROMIUM := /usr/bin/chromium
+BROWSER_PACKAGES := chromium fonts-liberation
+browser:
+	@if [ ! -x $(CHROMIUM) ] || [ ! -d /usr/share/fonts/truetype/liberation ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing $(BROWSER_PACKAGES) with apt-get (for the browser tests)"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES) >/dev/null 2>&1 \
+	      || { apt-get update -qq && apt-get install -y -qq --no-install-recommends $(BROWSER_PACKAGES) >/dev/null; }; \
+	  else \
+	    echo "The browser tests need Chromium and its fonts. Run: sudo apt-get install -y $(BROWSER_PACKAGES)" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+
 # pytest's status is make's status; the screenshots folder is named last either way.
-test: venv pyz
+test: venv pyz browser
 	@mkdir -p $(SCREENSHOTS)
 	@status=0; $(VPY) -m pytest tests $(SEPARATE_SUITES) $(PYTEST_ARGS) || status=$$?; \
 	  echo "screenshots: $(CURDIR)/$(SCREENSHOTS)"; exit $$status

@@ -62,7 +62,7 @@ def atproto_client(inst: store.Instance) -> AtprotoClient:
 MACHINE_PATH_RE = re.compile(
     r"/healthz|/\.well-known/.*|/auth/client-metadata\.json|/oauth/(token|register|revoke)|/w/[^/]+/mcp")
 HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
-CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
+CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; connect-src 'self'; "
        "base-uri 'none'; frame-ancestors 'none'")
 
 access_log = logging.getLogger("robotwtf.access")
@@ -361,11 +361,28 @@ def request_form() -> bottle.FormsDict:
     a multipart field that is not UTF-8 or a malformed part: those are the sender's mistakes."""
     try:
         return bottle.request.POST
+    except bottle.HTTPError as refused:
+        if refused.status_code != 413 or not bottle.request.route.config.get("oversized_form"):
+            raise
+        return _oversized_form()
     except UnicodeDecodeError:
         raise store.BadInput("The form is not valid UTF-8 text. Send it from a browser page, or encode it "
                        "as UTF-8.") from None
     except (bottle.MultipartError, ValueError):
         raise store.BadInput("The form could not be read (its multipart body is malformed).") from None
+
+
+def _oversized_form() -> bottle.FormsDict:
+    """A url-encoded body over MAX_FORM_BYTES, which bottle refuses with a bare 413, read for the
+    routes declared with oversized_form=True (the editor's). Waitress already accepted the body
+    (under --max-body-bytes), and refusing it unread would lose the text typed: the save fails
+    with TooLarge instead, and the edit page comes back holding the text and the reason."""
+    form = bottle.FormsDict()
+    for name, value in urllib.parse.parse_qsl(bottle.request.body.read().decode("latin-1"), keep_blank_values=True,
+                                              encoding="latin-1"):
+        form[name] = value
+    bottle.request.environ["bottle.request.post"] = form
+    return form
 
 
 def form_text(name: str, default: str = "") -> str:
@@ -1101,9 +1118,9 @@ def missing_page(wiki: WikiAccess, path: str, message: str):
 
 # The sidebar's page tree: folders come from the `/` in page paths; the current page is marked
 # and its folders are open. It is plain HTML (<details> expands without a script), built with
-# string joins rather than a template: a 5,000-page wiki is thousands of entries. A wiki past
-# TREE_ENTRIES shows the current page's folders in full and other folders as links to their
-# folder page; a folder past LISTING_ENTRIES shows the first ones and a link to the rest.
+# string joins rather than a template: a 5,000-page wiki is thousands of entries. A wiki of more
+# than TREE_ENTRIES entries shows the current page's folders in full and every other folder as a
+# link to its folder page; a folder of more than LISTING_ENTRIES shows those and a link to the rest.
 TREE_ENTRIES = 1000
 LISTING_ENTRIES = 200
 
@@ -1120,45 +1137,36 @@ class TreeNode:
 def build_tree(paths: list[str]) -> TreeNode:
     root = TreeNode("", "")
     for path in paths:
-        node, parts = root, path.split("/")
+        node, parts, trail = root, path.split("/"), [root]
         for depth in range(1, len(parts) + 1):
             key = store.path_key("/".join(parts[:depth]))
             child = node.children.get(key)
             if child is None:
                 child = node.children[key] = TreeNode("/".join(parts[:depth]), key)
-                for ancestor in _ancestors(root, parts[:depth - 1]):
+                for ancestor in trail:
                     ancestor.size += 1
             node = child
+            trail.append(node)
         node.is_page = True
     return root
-
-
-def _ancestors(root: TreeNode, parts: list[str]):
-    node = root
-    yield node
-    for depth in range(1, len(parts) + 1):
-        node = node.children[store.path_key("/".join(parts[:depth]))]
-        yield node
 
 
 def page_tree(db: sqlite3.Connection, wiki: WikiAccess, current: str) -> str:
     """The sidebar: the wiki's page tree as HTML, `current` highlighted and its folders open."""
     root = build_tree(store.page_paths(db, wiki.id))
-    budget = [TREE_ENTRIES]
-    items = _tree_items(wiki, root, store.path_key(current), budget)
+    items = _tree_items(wiki, root, store.path_key(current), root.size <= TREE_ENTRIES)
     return ('<nav class="sidebar" aria-label="Pages of this wiki"><details class="sidebar-box" data-open-wide>'
             '<summary>Pages</summary><ul class="tree">' + "".join(items) + '</ul><p class="sidebar-more">'
             f'<a href="{wiki.url("pages")}">All pages</a> · <a href="{wiki.url("recent")}">Recent changes</a>'
             '</p></details></nav>')
 
 
-def _tree_items(wiki: WikiAccess, node: TreeNode, current: str, budget: list[int]) -> list[str]:
+def _tree_items(wiki: WikiAccess, node: TreeNode, current: str, whole: bool) -> list[str]:
     children = sorted(node.children.values(), key=lambda child: child.key)
     shown = children[:LISTING_ENTRIES]
     shown += [c for c in children[LISTING_ENTRIES:] if current == c.key or current.startswith(c.key + "/")]
     items = []
     for child in shown:
-        budget[0] -= 1
         here = child.key == current
         marks = (' aria-current="page"' if here else "") + ("" if child.is_page else ' class="folder"')
         link = (f'<a href="{html.escape(wiki.page_url(child.path))}"{marks}>'
@@ -1166,8 +1174,8 @@ def _tree_items(wiki: WikiAccess, node: TreeNode, current: str, budget: list[int
         on_way = here or current.startswith(child.key + "/")
         if not child.children:
             items.append(f"<li>{link}</li>")
-        elif on_way or budget[0] >= child.size:
-            inner = "".join(_tree_items(wiki, child, current, budget))
+        elif on_way or whole:
+            inner = "".join(_tree_items(wiki, child, current, whole))
             items.append(f'<li><details{" open" if on_way else ""}><summary>{link}</summary><ul>{inner}</ul>'
                          "</details></li>")
         else:
@@ -1249,30 +1257,12 @@ def preview_html(wiki: WikiAccess, path: str, content: str) -> str:
     return title + rendered.html
 
 
-def editor_form() -> None:
-    """Reads the editor's form even when its url-encoded body is over MAX_FORM_BYTES, which
-    bottle refuses with a bare 413 that would lose the text. Such a body was accepted by waitress
-    (under --max-body-bytes), so it is parsed here; the save then fails with TooLarge and the
-    edit page comes back holding the text and the reason."""
-    try:
-        request_form()
-    except bottle.HTTPError as refused:
-        if refused.status_code != 413:
-            raise
-        body = bottle.request.body.read().decode("latin-1")
-        form = bottle.FormsDict()
-        for name, value in urllib.parse.parse_qsl(body, keep_blank_values=True, encoding="latin-1"):
-            form[name] = value
-        bottle.request.environ["bottle.request.post"] = form
-
-
 @requires_member("editor")
 def page_preview(wiki: WikiAccess):
     """POST /-/preview (the editor's script): the text as HTML, for the preview pane."""
     inst = instance()
     inst.limiter.hit("preview:" + current_user()["did"], PREVIEWS_PER_MINUTE, "Too many previews in a short "
                      "time; wait a moment.")
-    editor_form()
     bottle.response.content_type = "text/html; charset=utf-8"
     bottle.response.set_header("Cache-Control", "no-store")
     return preview_html(wiki, form_text("path").strip(), form_text("content"))
@@ -1295,7 +1285,6 @@ def page_new_form(wiki: WikiAccess):
 
 @requires_member("editor")
 def page_create(wiki: WikiAccess):
-    editor_form()
     path, content, message = form_text("path"), form_text("content"), form_text("message")
     if form_text("preview"):
         return edit_form(wiki, path, content, "", message, creating=True, preview=preview_or_reason(wiki, path, content))
@@ -1316,7 +1305,6 @@ def page_edit_form(wiki: WikiAccess, path: str):
 
 @requires_member("editor")
 def page_save(wiki: WikiAccess, path: str):
-    editor_form()
     content, base, message = form_text("content"), form_text("base_revision").strip(), form_text("message")
     if form_text("preview"):
         return edit_form(wiki, path, content, base, message, preview=preview_or_reason(wiki, path, content))
