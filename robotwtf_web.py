@@ -1424,8 +1424,17 @@ def attachment_upload(wiki: WikiAccess, path: str):
         stored = change.attachment
         return json_response({"filename": stored.filename, "content_type": stored.content_type,
                               "url": wiki.attachment_url(change.page.path, stored.filename),
-                              "markdown": attachment_markdown(stored)})
+                              "markdown": attachment_markdown(stored), "revision": change.revision,
+                              "previous_revision": revision_before(wiki, change)})
     return redirect(wiki.url("attachments", path))
+
+
+def revision_before(wiki: WikiAccess, change: store.Change) -> str | None:
+    """The page's revision just before `change`, if nothing else changed it since. The editor
+    that attached a file moves its base revision on only from that one: an attachment doesn't
+    change the text, but another person's edit in between must still meet the conflict check."""
+    history = store.page_history(instance().db(), wiki.id, change.page.path, limit=2)
+    return history[1].id if len(history) == 2 and history[0].id == change.revision else None
 
 
 def free_attachment_name(db: sqlite3.Connection, wiki: WikiAccess, path: str, filename: str) -> str:

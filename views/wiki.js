@@ -39,8 +39,6 @@ function Editor(form) {
   this.previewBody = form.querySelector(".preview-body");
   this.maxBytes = Number(form.dataset.maxBytes);
   this.encoder = new TextEncoder();
-  this.draftKey = "robotwtf-draft " + form.getAttribute("action") + " " +
-    (form.querySelector("[name=base_revision]") || {value: ""}).value;
   this.restoreDraft();
   this.setUpToolbar();
   this.setUpPreview();
@@ -76,17 +74,24 @@ Editor.prototype.pagePath = function () {
   return field ? field.value.trim() : decodeURIComponent(this.form.getAttribute("action").split("/-/edit/")[1]);
 };
 
+// The copy belongs to this editor and the revision it is based on: a page saved since is not
+// overwritten with an old copy.
+Editor.prototype.draftKey = function () {
+  const base = this.form.querySelector("[name=base_revision]");
+  return "robotwtf-draft " + this.form.getAttribute("action") + " " + (base ? base.value : "");
+};
+
 Editor.prototype.keepDraft = function () {
   const message = this.form.querySelector("[name=message]");
   try {
-    sessionStorage.setItem(this.draftKey, JSON.stringify({
+    sessionStorage.setItem(this.draftKey(), JSON.stringify({
       page: this.pagePath(), content: this.text.value, message: message ? message.value : "", at: Date.now()}));
   } catch (error) { /* storage full or off: the server still answers with the text where it can */ }
 };
 
 Editor.prototype.restoreDraft = function () {
   let draft = null;
-  try { draft = JSON.parse(sessionStorage.getItem(this.draftKey)); } catch (error) { return; }
+  try { draft = JSON.parse(sessionStorage.getItem(this.draftKey())); } catch (error) { return; }
   if (!draft || draft.content === this.text.value) { return; }
   const path = this.form.querySelector("input[name=path]");
   if (path && path.value.trim() && path.value.trim() !== draft.page) { return; }
@@ -260,7 +265,15 @@ Editor.prototype.attach = async function (files) {
                                          credentials: "same-origin"});
       if (!response.ok) { this.say(`${file.name} was not attached: ${await errorMessage(response)}`, true); continue; }
       const stored = await response.json();
-      this.replaceSelection(stored.markdown, "", this.lineStart() === "" ? "\n" : "", false);
+      // Attaching made a revision; the text this editor holds is still based on the page's text.
+      const base = this.form.querySelector("[name=base_revision]");
+      if (base && stored.previous_revision && base.value === stored.previous_revision) { base.value = stored.revision; }
+      // An image goes on a line of its own; a link to a file stays in the sentence being written.
+      if (stored.content_type.startsWith("image/")) {
+        this.replaceSelection(this.lineStart() + stored.markdown + "\n", "", "", false);
+      } else {
+        this.replaceSelection(stored.markdown, "", "", false);
+      }
       this.say(`Attached ${stored.filename} to this page.`);
     } catch (error) {
       this.say(`${file.name} was not attached: the server could not be reached.`, true);
