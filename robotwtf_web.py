@@ -1396,7 +1396,8 @@ def attachments_list(wiki: WikiAccess, path: str, error: str = "", status: int =
     db = instance().db()
     page = store.read_page(db, wiki.id, path)
     return wiki_render("attachments", wiki, status=status, page=page,
-                       attachments=store.list_attachments(db, wiki.id, page.path), error=error)
+                       attachments=store.list_attachments(db, wiki.id, page.path), error=error,
+                       markdown=attachment_markdown)
 
 
 @requires_member("viewer")

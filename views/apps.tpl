@@ -77,8 +77,11 @@
   </select>
   <fieldset>
     <legend>Allow it to</legend>
+  % scope_names = {'wiki:read': 'Read', 'wiki:write': 'Write'}
   % for scope, label in labels.items():
-    <label><input type="checkbox" name="scope" value="{{scope}}" checked> {{label}} <code>{{scope}}</code></label>
+    <label class="choice"><input type="checkbox" name="scope" value="{{scope}}" checked>
+      <span><strong>{{scope_names[scope]}}</strong> <code>{{scope}}</code></span>
+      <span class="explain">{{label[:1].upper() + label[1:]}}.</span></label>
   % end
     <p class="muted">On a wiki where you are a viewer, a token can only read.</p>
   </fieldset>

@@ -11,11 +11,12 @@
 <ul class="files">
 % for file in attachments:
   <li>
-    % if file.content_type.startswith('image/') and file.content_type != 'image/svg+xml':
+    % if file.content_type.startswith('image/'):
     <img class="thumb" src="{{wiki.attachment_url(page.path, file.filename)}}" alt="">
     % end
     <a href="{{wiki.attachment_url(page.path, file.filename)}}">{{file.filename}}</a>
     <span class="muted">{{file.content_type}} · {{size(file.size)}} · <span title="{{utc(file.updated_at)}}">{{ago(file.updated_at)}}</span></span>
+    <code class="markdown" title="Markdown for this page">{{markdown(file)}}</code>
     % if wiki.can_edit:
     <form method="post" action="{{wiki.url('delete-attachment', page.path)}}" class="inline"
           data-confirm="Delete {{file.filename}}?">
@@ -27,7 +28,9 @@
   </li>
 % end
 </ul>
-<p class="hint">Show an image on the page with <code>![description](/w/{{wiki.slug}}/-/attachment/…)</code>: copy the link of the file.</p>
+<p class="hint">In this page's text, <code>![description](photo.png)</code> shows an attached image and
+<code>[text](notes.pdf)</code> links to an attached file; from another page, add its path:
+<code>![](../{{page.path.rsplit('/', 1)[-1]}}/photo.png)</code> next to it.</p>
 % else:
 <p class="muted">This page has no attachments.</p>
 % end

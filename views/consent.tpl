@@ -29,23 +29,27 @@ sends you back to.</p>
   <fieldset>
     <legend>Which wiki may it use?</legend>
     % for index, choice in enumerate(wikis):
-    <label><input type="radio" name="wiki" value="{{choice['slug']}}" {{'checked' if index == 0 else ''}}>
-      {{choice['title']}} <span class="muted">/w/{{choice['slug']}} · {{choice['role']}}</span></label>
+    <label class="choice"><input type="radio" name="wiki" value="{{choice['slug']}}" {{'checked' if index == 0 else ''}}>
+      <span>{{choice['title']}}</span>
+      <span class="explain">/w/{{choice['slug']}} · you are {{choice['role']}}</span></label>
     % end
   </fieldset>
 % else:
   <p class="error">You are not a member of any wiki yet, so there is nothing to connect the app to.</p>
 % end
+% scope_names = {'wiki:read': 'Read', 'wiki:write': 'Write'}
 % if can_approve:
   <fieldset>
     <legend>Allow it to</legend>
     % for scope in requested:
     %   allowed = scope in role_scopes(target['role']) if target else True
-    <label><input type="checkbox" name="grant_scope" value="{{scope}}" {{'checked' if allowed else 'disabled'}}>
-      {{labels[scope]}} <code>{{scope}}</code>
+    <label class="choice"><input type="checkbox" name="grant_scope" value="{{scope}}" {{'checked' if allowed else 'disabled'}}>
+      <span><strong>{{scope_names[scope]}}</strong> <code>{{scope}}</code></span>
+      <span class="explain">{{labels[scope][:1].upper() + labels[scope][1:]}}.
       % if not allowed:
-      <span class="muted">(your role cannot grant this)</span>
+      (your role cannot grant this)
       % end
+      </span>
     </label>
     % end
     % if not target:
