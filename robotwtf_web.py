@@ -1125,36 +1125,39 @@ TREE_ENTRIES = 1000
 LISTING_ENTRIES = 200
 
 
-@dataclasses.dataclass
 class TreeNode:
-    path: str
-    key: str
-    is_page: bool = False
-    size: int = 0                 # entries below it
-    children: dict = dataclasses.field(default_factory=dict)
+    """A page or folder of the tree; `key` is its path_key, `children` by their last segment's key."""
+    __slots__ = ("path", "key", "is_page", "children")
+
+    def __init__(self, path: str, key: str):
+        self.path, self.key, self.is_page, self.children = path, key, False, {}
+
+    def size(self) -> int:
+        """Entries below it."""
+        return sum(1 + child.size() for child in self.children.values())
 
 
-def build_tree(paths: list[str]) -> TreeNode:
-    root = TreeNode("", "")
-    for path in paths:
-        node, parts, trail = root, path.split("/"), [root]
-        for depth in range(1, len(parts) + 1):
-            key = store.path_key("/".join(parts[:depth]))
-            child = node.children.get(key)
+def build_tree(paths: list[tuple[str, str]]) -> tuple[TreeNode, int]:
+    """The folders and pages of (path, path_key) pairs, and how many entries they make. A folder's
+    key is the prefix of its pages' keys (path_key works character by character)."""
+    root, entries = TreeNode("", ""), 0
+    for path, key in paths:
+        node = root
+        for part, part_key in zip(path.split("/"), key.split("/")):
+            child = node.children.get(part_key)
             if child is None:
-                child = node.children[key] = TreeNode("/".join(parts[:depth]), key)
-                for ancestor in trail:
-                    ancestor.size += 1
+                child = node.children[part_key] = TreeNode(f"{node.path}/{part}" if node.path else part,
+                                                           f"{node.key}/{part_key}" if node.key else part_key)
+                entries += 1
             node = child
-            trail.append(node)
         node.is_page = True
-    return root
+    return root, entries
 
 
 def page_tree(db: sqlite3.Connection, wiki: WikiAccess, current: str) -> str:
     """The sidebar: the wiki's page tree as HTML, `current` highlighted and its folders open."""
-    root = build_tree(store.page_paths(db, wiki.id))
-    items = _tree_items(wiki, root, store.path_key(current), root.size <= TREE_ENTRIES)
+    root, entries = build_tree(store.page_paths(db, wiki.id))
+    items = _tree_items(wiki, root, store.path_key(current), entries <= TREE_ENTRIES)
     return ('<nav class="sidebar" aria-label="Pages of this wiki"><details class="sidebar-box" data-open-wide>'
             '<summary>Pages</summary><ul class="tree">' + "".join(items) + '</ul><p class="sidebar-more">'
             f'<a href="{wiki.url("pages")}">All pages</a> · <a href="{wiki.url("recent")}">Recent changes</a>'
@@ -1179,7 +1182,7 @@ def _tree_items(wiki: WikiAccess, node: TreeNode, current: str, whole: bool) -> 
             items.append(f'<li><details{" open" if on_way else ""}><summary>{link}</summary><ul>{inner}</ul>'
                          "</details></li>")
         else:
-            items.append(f'<li>{link} <span class="count">{child.size}</span></li>')
+            items.append(f'<li>{link} <span class="count">{child.size()}</span></li>')
     if len(children) > len(shown):
         more = len(children) - len(shown)
         target = wiki.page_url(node.path) if node.path else wiki.url("pages")

@@ -92,6 +92,8 @@ CREATE TABLE pages (
 );
 CREATE UNIQUE INDEX pages_live_path ON pages(wiki_id, path_key) WHERE deleted_at IS NULL;
 CREATE INDEX pages_wiki_updated ON pages(wiki_id, updated_at);
+-- Covers the browser's page tree (every live path of a wiki in order) without reading the pages.
+CREATE INDEX pages_live_paths ON pages(wiki_id, path_key, path) WHERE deleted_at IS NULL;
 
 -- Every change to a page, with the page's full content after it. seq orders them; id is the
 -- opaque id people and agents quote (any unique prefix of 7+ characters finds it).

@@ -200,9 +200,14 @@ def test_the_editor_uploads_as_json_and_never_replaces_a_file(alice, garden):
     def upload(name: str, data: bytes) -> requests.Response:
         return alice.post(f"{garden}/-/attachments/Compost", {"keep_existing": "1"},
                           files={"file": (name, data)}, headers={"Accept": "application/json"})
+    before = stored_page(alice.site, "Compost")[1]
     first, second = upload("image.png", tiny_png()), upload("image.png", tiny_png(8, 8))
+    after_first = first.json()["revision"]
     assert first.json() == {"filename": "image.png", "content_type": "image/png",
-                            "url": "/w/garden/-/attachment/Compost/image.png", "markdown": "![image](image.png)"}
+                            "url": "/w/garden/-/attachment/Compost/image.png", "markdown": "![image](image.png)",
+                            "revision": after_first, "previous_revision": before}
+    assert second.json()["previous_revision"] == after_first
+    assert second.json()["revision"] == stored_page(alice.site, "Compost")[1]
     assert second.json()["filename"] == "image-2.png" and second.json()["markdown"] == "![image-2](image-2.png)"
     assert upload("notes [v2].txt", b"hello").json()["markdown"] == r"[notes \[v2\]](notes%20%5Bv2%5D.txt)"
     assert alice.get(f"{garden}/-/attachment/Compost/image.png").content == tiny_png()
