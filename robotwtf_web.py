@@ -886,14 +886,24 @@ def _heading_close(renderer, tokens, idx, options, env) -> str:
     return f'<a class="anchor" href="#{html.escape(anchor)}" aria-label="Link to this section"></a></{tokens[idx].tag}>\n'
 
 
+def _details(renderer, tokens, idx, options, env) -> str:
+    """`::: details Summary` … `:::` folds its content under the summary (<details>, no script)."""
+    token = tokens[idx]
+    if token.nesting != 1:
+        return "</details>\n"
+    summary = token.info.strip().removeprefix("details").strip() or "Details"
+    return f"<details><summary>{html.escape(summary)}</summary>\n"
+
+
 @functools.cache
 def markdown_parser():
     """Built once, on the first page shown (the CLI never needs markdown_it)."""
     from markdown_it import MarkdownIt
+    from mdit_py_plugins.container import container_plugin
     from mdit_py_plugins.footnote import footnote_plugin
     from mdit_py_plugins.tasklists import tasklists_plugin
     md = MarkdownIt("commonmark", {"html": False, "highlight": highlight_code}).enable(["table", "strikethrough"])
-    md.use(tasklists_plugin).use(footnote_plugin)
+    md.use(tasklists_plugin).use(footnote_plugin).use(container_plugin, "details", render=_details)
     md.validateLink = is_safe_link
     md.inline.ruler.before("link", "wikilink", _wikilink_rule)
     md.add_render_rule("heading_close", _heading_close)

@@ -137,7 +137,8 @@ def test_preview_button_without_a_script_keeps_the_text_and_saves_nothing(site, 
 def test_markdown_features_render_safely(alice, garden):
     content = ("Intro with a note.[^n]\n\n## Jobs\n\n- [ ] sow\n- [x] water\n\n## Code\n\n```python\n"
                "def grow(days):\n    return 'tall'  # soon\n```\n\n### Raw\n\n<script>alert(1)</script>\n\n"
-               "[bad](javascript:alert(1))\n\n[^n]: The note.\n")
+               "[bad](javascript:alert(1))\n\n::: details More <i>about</i> it\nFolded **away**.\n:::\n\n"
+               "[^n]: The note.\n")
     assert alice.post(f"{garden}/-/new", {"path": "Features", "content": content}).status_code == 303
     page = alice.get(f"{garden}/Features")
     body = page.text
@@ -149,6 +150,8 @@ def test_markdown_features_render_safely(alice, garden):
     assert not re.search(r"<article.*style=", body, re.S)   # the CSP forbids style attributes
     assert '<h2 id="jobs">Jobs<a class="anchor" href="#jobs" aria-label="Link to this section"></a></h2>' in body
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
+    assert ("<details><summary>More &lt;i&gt;about&lt;/i&gt; it</summary>\n<p>Folded <strong>away</strong>.</p>\n"
+            "</details>") in body
     assert "<p>[bad](javascript:alert(1))</p>" in body and "href=\"javascript" not in body
     toc = re.search(r'<nav class="toc".*?</nav>', body, re.S).group(0)
     assert re.findall(r'href="#([^"]+)"', toc) == ["jobs", "code", "raw"]
