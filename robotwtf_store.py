@@ -2326,6 +2326,13 @@ def page_paths(db: sqlite3.Connection, wiki_id: int) -> list[tuple[str, str]]:
                           "AND deleted_at IS NULL ORDER BY path_key", (wiki_id,)).fetchall()
 
 
+def latest_revision(db: sqlite3.Connection, wiki_id: int) -> str | None:
+    """The id of the wiki's newest revision: every write makes a new one (ids are random, never
+    reused), so what is computed from the wiki's pages can be cached under it."""
+    row = db.execute("SELECT id FROM revisions WHERE wiki_id = ? ORDER BY seq DESC LIMIT 1", (wiki_id,)).fetchone()
+    return row[0] if row else None
+
+
 def similar_page_paths(db: sqlite3.Connection, wiki_id: int, text: str, n: int = 3) -> list[str]:
     """Up to n live pages whose name (last path segment) is spelled like `text`, closest first."""
     import difflib

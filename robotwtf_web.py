@@ -326,10 +326,17 @@ def error_response(status: int, code: str, message: str, headers: dict | None = 
                                               **(headers or {})})
 
 
+@functools.cache
+def template_lookup() -> list[str]:
+    """views/ as bottle's template lookup, one list for the life of the process: bottle keeps
+    compiled templates under the lookup's id(), so a new list per call compiled every template
+    of every page again (~15 ms a page)."""
+    return [str(store.resource_root().joinpath("views"))]
+
+
 def render(name: str, **context) -> str:
     """A template from views/, given the signed-in user, a CSRF token and the config."""
-    views = str(store.resource_root().joinpath("views"))
-    return bottle.template(name, template_lookup=[views], user=current_user(), csrf_token=csrf_token,
+    return bottle.template(name, template_lookup=template_lookup(), user=current_user(), csrf_token=csrf_token,
                            cfg=instance().cfg, **context)
 
 
@@ -1136,21 +1143,18 @@ LISTING_ENTRIES = 200
 
 
 class TreeNode:
-    """A page or folder of the tree; `key` is its path_key, `children` by their last segment's key."""
-    __slots__ = ("path", "key", "is_page", "children")
+    """A page or folder of the tree; `key` is its path_key, `children` by their last segment's
+    key, `size` the number of entries below it."""
+    __slots__ = ("path", "key", "is_page", "children", "size")
 
     def __init__(self, path: str, key: str):
-        self.path, self.key, self.is_page, self.children = path, key, False, {}
-
-    def size(self) -> int:
-        """Entries below it."""
-        return sum(1 + child.size() for child in self.children.values())
+        self.path, self.key, self.is_page, self.children, self.size = path, key, False, {}, 0
 
 
-def build_tree(paths: list[tuple[str, str]]) -> tuple[TreeNode, int]:
-    """The folders and pages of (path, path_key) pairs, and how many entries they make. A folder's
-    key is the prefix of its pages' keys (path_key works character by character)."""
-    root, entries = TreeNode("", ""), 0
+def build_tree(paths: list[tuple[str, str]]) -> TreeNode:
+    """The folders and pages of (path, path_key) pairs. A folder's key is the prefix of its
+    pages' keys (path_key works character by character)."""
+    root = TreeNode("", "")
     for path, key in paths:
         node = root
         for part, part_key in zip(path.split("/"), key.split("/")):
@@ -1158,16 +1162,40 @@ def build_tree(paths: list[tuple[str, str]]) -> tuple[TreeNode, int]:
             if child is None:
                 child = node.children[part_key] = TreeNode(f"{node.path}/{part}" if node.path else part,
                                                            f"{node.key}/{part_key}" if node.key else part_key)
-                entries += 1
             node = child
         node.is_page = True
-    return root, entries
+    _count(root)
+    return root
+
+
+def _count(node: TreeNode) -> int:
+    node.size = sum(1 + _count(child) for child in node.children.values())
+    return node.size
+
+
+# Built trees by wiki id, each under the wiki's latest revision when it was built: a page view
+# asks the database only for that revision's id, and builds the tree again after any write.
+# Several worker processes each keep their own; the database decides for all of them.
+_trees: dict[int, tuple[str | None, TreeNode]] = {}
+TREES_KEPT = 64
+
+
+def wiki_tree(db: sqlite3.Connection, wiki_id: int) -> TreeNode:
+    latest = store.latest_revision(db, wiki_id)   # before the paths: a write in between rebuilds next time
+    cached = _trees.get(wiki_id)
+    if cached is not None and cached[0] == latest:
+        return cached[1]
+    tree = build_tree(store.page_paths(db, wiki_id))
+    if len(_trees) >= TREES_KEPT:
+        _trees.pop(next(iter(_trees)), None)
+    _trees[wiki_id] = (latest, tree)
+    return tree
 
 
 def page_tree(db: sqlite3.Connection, wiki: WikiAccess, current: str) -> str:
     """The sidebar: the wiki's page tree as HTML, `current` highlighted and its folders open."""
-    root, entries = build_tree(store.page_paths(db, wiki.id))
-    items = _tree_items(wiki, root, store.path_key(current), entries <= TREE_ENTRIES)
+    root = wiki_tree(db, wiki.id)
+    items = _tree_items(wiki, root, store.path_key(current), root.size <= TREE_ENTRIES)
     return ('<nav class="sidebar" aria-label="Pages of this wiki"><details class="sidebar-box" data-open-wide>'
             '<summary>Pages</summary><ul class="tree">' + "".join(items) + '</ul><p class="sidebar-more">'
             f'<a href="{wiki.url("pages")}">All pages</a> · <a href="{wiki.url("recent")}">Recent changes</a>'
@@ -1192,7 +1220,7 @@ def _tree_items(wiki: WikiAccess, node: TreeNode, current: str, whole: bool) -> 
             items.append(f'<li><details{" open" if on_way else ""}><summary>{link}</summary><ul>{inner}</ul>'
                          "</details></li>")
         else:
-            items.append(f'<li>{link} <span class="count">{child.size()}</span></li>')
+            items.append(f'<li>{link} <span class="count">{child.size}</span></li>')
     if len(children) > len(shown):
         more = len(children) - len(shown)
         target = wiki.page_url(node.path) if node.path else wiki.url("pages")

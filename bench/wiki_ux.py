@@ -112,7 +112,7 @@ def time_trees(data: str, slug: str, n: int) -> dict:
     row = store.get_wiki(db, slug)
     store.update_wiki(db, row["id"], visibility="public")
     wiki = web.WikiAccess(store.get_wiki(db, slug), None)
-    paths = store.page_paths(db, wiki.id)
+    paths = [path for path, _ in store.page_paths(db, wiki.id)]
     ms, html = [], ""
     for path in paths[:: max(1, len(paths) // n)][:n]:
         started = time.perf_counter()

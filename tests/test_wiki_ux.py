@@ -246,6 +246,12 @@ def test_the_sidebar_tree_marks_the_page_and_opens_its_folders(alice, garden):
     home = alice.get(f"{garden}/").text
     assert '<details><summary><a href="/w/garden/Plants" class="folder">Plants</a></summary>' in home
     assert '<a href="/w/garden/" aria-current="page">Home</a>' in home
+    # the tree is kept between page views until the next write: a new page shows at once
+    assert alice.post(f"{garden}/-/new", {"path": "Plants/Herbs/Thyme", "content": "x"}).status_code == 303
+    assert '<a href="/w/garden/Plants/Herbs/Thyme">Thyme</a>' in alice.get(f"{garden}/").text
+    revision = stored_page(alice.site, "Plants/Herbs/Thyme")[1]
+    assert alice.post(f"{garden}/-/delete/Plants/Herbs/Thyme", {"base_revision": revision}).status_code == 303
+    assert "Thyme" not in alice.get(f"{garden}/").text
 
 
 def test_a_big_wiki_shows_the_current_branch_and_links_other_folders(site, alice):
