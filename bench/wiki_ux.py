@@ -25,7 +25,7 @@ from pathlib import Path
 UX_PAGES = 5_000
 SAMPLES = 100   # pages viewed (and trees rendered), spread over the corpus
 TARGETS = ["page view with sidebar + TOC p50 < 100 ms server time on 5k pages",
-           "page tree (sidebar) p50 < 100 ms server time on 5k pages"]
+           "page tree (sidebar) built after a write p50 < 100 ms on 5k pages"]
 ACCESS_LINE_RE = re.compile(r"robotwtf\.access: GET (/w/\S+/.*) 200 ([0-9.]+)ms$")
 
 
@@ -39,8 +39,9 @@ def measure(bench, out: Path, slug: str, log) -> None:
     env = dict(bench.rw.env(data), SHIV_INTERPRETER="1")
     tree = json.loads(subprocess.run([bench.rw.python, str(bench.rw.pyz), __file__, str(data), slug, str(SAMPLES)],
                                      env=env, check=True, capture_output=True, text=True, timeout=600).stdout)
-    for ms in tree["ms"]:
-        bench.record("ux.tree_ms", ms)
+    for cold, warm in zip(tree["cold"], tree["warm"]):
+        bench.record("ux.tree_cold_ms", cold)
+        bench.record("ux.tree_ms", warm)
     bench.record("ux.tree_entries", tree["entries"])
     server = bench.rw.serve(data, name="robotwtf-ux")
     try:
@@ -62,7 +63,8 @@ def measure(bench, out: Path, slug: str, log) -> None:
         bench.record("ux.page_ms", ms)
     bench.record("ux.page_kb", statistics.median(sizes) / 1024)
     log(f"  page view p50 {statistics.median(times):.1f} ms server time; tree p50 "
-        f"{statistics.median(tree['ms']):.1f} ms ({tree['entries']} entries shown)")
+        f"{statistics.median(tree['warm']):.1f} ms, after a write {statistics.median(tree['cold']):.1f} ms "
+        f"({tree['entries']} entries shown)")
 
 
 def fetch(port: int, slug: str, path: str) -> bytes:
@@ -80,7 +82,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def report_lines(samples: dict, summary) -> list[str]:
-    page, tree = samples.get("ux.page_ms", []), samples.get("ux.tree_ms", [])
+    page, tree, cold = samples.get("ux.page_ms", []), samples.get("ux.tree_ms", []), samples.get("ux.tree_cold_ms", [])
     return [
         "",
         f"## the wiki in the browser ({UX_PAGES:,}-page wiki, {SAMPLES} pages)",
@@ -89,8 +91,10 @@ def report_lines(samples: dict, summary) -> list[str]:
         "|---|---|---|",
         f"| page view with sidebar page tree + table of contents, server time (access log) | "
         f"{percentile(page, .5):.1f} | {percentile(page, .99):.1f} |",
-        f"| page tree alone (robotwtf_web.page_tree, in-process) | {percentile(tree, .5):.1f} | "
-        f"{percentile(tree, .99):.1f} |",
+        f"| page tree alone (robotwtf_web.page_tree, in-process), kept since the last write | "
+        f"{percentile(tree, .5):.1f} | {percentile(tree, .99):.1f} |",
+        f"| page tree alone, built again (the first view after a write) | {percentile(cold, .5):.1f} | "
+        f"{percentile(cold, .99):.1f} |",
         "",
         f"Page view HTML: {summary(samples.get('ux.page_kb', []), '.0f')} KB; sidebar entries shown: "
         f"{summary(samples.get('ux.tree_entries', []), '.0f')} (a wiki past 1,000 entries shows the current "
@@ -100,7 +104,7 @@ def report_lines(samples: dict, summary) -> list[str]:
 
 def targets(samples: dict) -> list[tuple[str, bool, str]]:
     page = percentile(samples.get("ux.page_ms", []), .5) if samples.get("ux.page_ms") else 1e9
-    tree = percentile(samples.get("ux.tree_ms", []), .5) if samples.get("ux.tree_ms") else 1e9
+    tree = percentile(samples.get("ux.tree_cold_ms", []), .5) if samples.get("ux.tree_cold_ms") else 1e9
     return [(TARGETS[0], page < 100, f"{page:.1f} ms"), (TARGETS[1], tree < 100, f"{tree:.1f} ms")]
 
 
@@ -113,12 +117,16 @@ def time_trees(data: str, slug: str, n: int) -> dict:
     store.update_wiki(db, row["id"], visibility="public")
     wiki = web.WikiAccess(store.get_wiki(db, slug), None)
     paths = [path for path, _ in store.page_paths(db, wiki.id)]
-    ms, html = [], ""
+    cold, warm, html = [], [], ""
     for path in paths[:: max(1, len(paths) // n)][:n]:
+        web._trees.clear()   # as after a write: the tree is built from the database again
+        started = time.perf_counter()
+        web.page_tree(db, wiki, path)
+        cold.append((time.perf_counter() - started) * 1000)
         started = time.perf_counter()
         html = web.page_tree(db, wiki, path)
-        ms.append((time.perf_counter() - started) * 1000)
-    return {"ms": ms, "entries": html.count("<li>")}
+        warm.append((time.perf_counter() - started) * 1000)
+    return {"cold": cold, "warm": warm, "entries": html.count("<li>")}
 
 
 if __name__ == "__main__":
