@@ -125,10 +125,21 @@ def test_a_pasted_image_is_attached_and_shown(site, alice):
     page.wait_for_function("() => document.querySelector('.preview-body img').naturalWidth === 24")
     page.set_input_files(".attach-input", files=[{"name": "plan.svg", "mimeType": "image/svg+xml", "buffer": SVG}])
     expect(page.locator("#content")).to_have_value(re.compile(r"!\[plan\]\(plan\.svg\)\n$"))
+    page.evaluate("""() => {
+        const data = new DataTransfer();
+        data.items.add(new File(["sow in March"], "sowing notes.txt", {type: "text/plain"}));
+        document.querySelector("#content").dispatchEvent(
+            new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+    }""")
+    expect(page.locator("#content")).to_have_value(re.compile(r"\[sowing notes\]\(sowing%20notes\.txt\)$"))
+    page.locator("#content").press("Control+End")
+    page.keyboard.type("\n")
     page.click("button:has-text('Save') >> nth=0")
     expect(page.locator("article img")).to_have_count(2)
     page.wait_for_function("() => [...document.querySelectorAll('article img')].every(i => i.naturalWidth > 0)")
     assert page.locator("article img").evaluate_all("images => images.map(i => i.naturalWidth)") == [24, 40]
+    expect(page.locator("article a:text-is('sowing notes')")).to_have_attribute(
+        "href", "/w/garden/-/attachment/Plants/Tomato/sowing%20notes.txt")
     alice.shot("ux-02-page-with-pasted-image-and-svg")
     with page.expect_download() as download:
         page.evaluate("url => { location.href = url; }", "/w/garden/-/attachment/Plants/Tomato/plan.svg")
@@ -224,6 +235,10 @@ def test_the_apps_413_brings_the_text_back_without_a_script(site, chromium):
         expect(page.locator(".preview-body strong")).to_have_text("again")
         expect(page.locator("#content")).to_have_value("# Scratch\n\nShort **again**.\n")
         person.shot("ux-06-no-script-preview")
+        page.goto(f"{site.url}/w/garden/Plants/Herbs/Basil")   # <details> open by CSS alone on wide screens
+        expect(page.locator(".sidebar a[aria-current=page]")).to_be_visible()
+        expect(page.locator(".toc a")).to_have_count(3)
+        expect(page.locator(".toc a").first).to_be_visible()
         assert person.errors == []
     finally:
         person.close()
