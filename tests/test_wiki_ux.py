@@ -328,3 +328,15 @@ def test_a_body_over_the_form_limit_comes_back_in_the_editor(site, alice, garden
     assert stored_page(site, "Plants/Herbs/Basil") == before
     created = alice.post(f"{garden}/-/new", {"path": "Huge", "content": big})
     assert created.status_code == 413 and textarea(created) == big and stored_page(site, "Huge") is None
+
+
+# --- look ------------------------------------------------------------------------------------------
+
+def test_favicon_and_colour_schemes(site, alice):
+    icon = requests.get(site.url + "/static/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["Content-Type"] == "image/svg+xml"
+    assert icon.headers["X-Content-Type-Options"] == "nosniff" and icon.text.startswith("<svg")
+    page = alice.get("/").text
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page
+    assert '<meta name="color-scheme" content="light dark">' in page
+    assert "@media (prefers-color-scheme: dark)" in requests.get(site.url + "/static/style.css").text

@@ -12,7 +12,7 @@
 <body>
 <header class="top">
 <div class="top-inner">
-  <a class="brand" href="/">robotwtf</a>
+  <a class="brand" href="/"><img src="/static/favicon.svg" alt="" width="22" height="22">robotwtf</a>
   <nav>
   % if user:
     % if user['is_admin']:
