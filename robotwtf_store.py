@@ -40,6 +40,7 @@ DB_FILE = "robotwtf.db"
 ES256_KEY_FILE = "es256-key.pem"
 RS256_KEY_FILE = "rs256-key.pem"
 KEY_FILES = (ES256_KEY_FILE, RS256_KEY_FILE)
+SERVED_URL_FILE = "served-url"   # the public URL `serve` last served on, for the CLI's links
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -345,6 +346,26 @@ def _validate_public_url(url: str) -> str:
     if parts.path not in ("", "/"):
         raise ConfigError(f"--public-url {url!r} must not have a path: robotwtf serves from the root.")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def with_served_public_url(cfg: Config, values: dict, environ=os.environ) -> Config:
+    """`cfg` with the public URL the server last served on (recorded by record_served_url), for
+    commands that print links, unless the public URL or the port was given (flag or environment):
+    then the operator said where the server is."""
+    if any(values.get(name) is not None or env in environ
+           for name, env in (("public_url", "ROBOTWTF_PUBLIC_URL"), ("port", "ROBOTWTF_PORT"))):
+        return cfg
+    try:
+        served = _validate_public_url((cfg.data / SERVED_URL_FILE).read_text(encoding="utf-8").strip())
+    except (OSError, UnicodeError, ConfigError):
+        return cfg   # never served yet (or the file is damaged): the configured URL it is
+    return dataclasses.replace(cfg, public_url=served)
+
+
+def record_served_url(cfg: Config) -> None:
+    """Remember the public URL `serve` serves on, so `login-link` and `invite create` print links
+    that work (a server started with --port 9123 gets links on 9123)."""
+    write_private_file(cfg.data / SERVED_URL_FILE, (cfg.public_url + "\n").encode())
 
 
 def _parse_resolver(text: str) -> None:
@@ -1040,6 +1061,10 @@ def find_user(db: sqlite3.Connection, ident: str) -> sqlite3.Row:
 
 def list_users(db: sqlite3.Connection) -> list[sqlite3.Row]:
     return db.execute("SELECT * FROM users ORDER BY username").fetchall()
+
+
+def has_users(db: sqlite3.Connection) -> bool:
+    return db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
 
 
 # --- sessions and one-time links ---------------------------------------------------------------
