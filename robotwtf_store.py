@@ -1105,13 +1105,26 @@ def create_login_link(db: sqlite3.Connection, did: str) -> str:
     return token
 
 
+SPENT_LOGIN_LINK = ("This login link is invalid, expired or already used. "
+                    "Ask the operator for a new one (`robotwtf login-link USER`).")
+
+
+def login_link_user(db: sqlite3.Connection, token: str) -> sqlite3.Row:
+    """The user a live login link signs in, without spending it (its confirmation page shows them)."""
+    row = db.execute("SELECT users.* FROM login_links JOIN users ON users.did = login_links.user_did "
+                     "WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
+                     (hash_secret(token), now())).fetchone()
+    if row is None:
+        raise Forbidden(SPENT_LOGIN_LINK)
+    return row
+
+
 def consume_login_link(db: sqlite3.Connection, token: str) -> str:
     """The link's user, marking it used in the same statement so two clicks can't both win."""
     row = db.execute("UPDATE login_links SET used_at = ? WHERE token_hash = ? AND used_at IS NULL "
                      "AND expires_at > ? RETURNING user_did", (now(), hash_secret(token), now())).fetchone()
     if row is None:
-        raise Forbidden("This login link is invalid, expired or already used. "
-                        "Ask the operator for a new one (`robotwtf login-link USER`).")
+        raise Forbidden(SPENT_LOGIN_LINK)
     return row[0]
 
 

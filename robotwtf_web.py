@@ -685,10 +685,19 @@ def admin_create_invite():
     return admin_page(instance().cfg.url("/auth/login?" + urllib.parse.urlencode({"invite": token})))
 
 
-def login_link():
-    """GET of a one-time link logs the browser in (CONTRACT §2); the token is in the query so it
-    never reaches the access log, and Referrer-Policy keeps it out of Referer headers."""
-    did = store.consume_login_link(instance().db(), bottle.request.query.get("token", ""))
+def login_link_page():
+    """GET of a one-time link asks "Sign in as alice?" and spends nothing (CONTRACT §2), so a
+    link-preview bot that fetches it leaves it working. The access log never records the query,
+    Referrer-Policy keeps the token out of Referer headers, and no cache may keep the page."""
+    token = bottle.request.query.get("token", "")
+    person = store.login_link_user(instance().db(), token)
+    bottle.response.set_header("Cache-Control", "no-store")
+    return render("login_link", person=person, token=token)
+
+
+def login_link_confirm():
+    """POST from the confirmation page (CSRF-checked): spends the link and logs the browser in."""
+    did = store.consume_login_link(instance().db(), form_text("token"))
     start_session(did)
     return redirect("/")
 

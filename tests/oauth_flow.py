@@ -16,6 +16,7 @@ import urllib.parse
 import requests
 
 import robotwtf_store as store
+from conftest import follow_login_link
 
 CLAUDE_CALLBACK = "https://claude.ai/api/mcp/auth_callback"
 CLAUDE_REGISTRATION = {  # what Claude.ai sends (mcp-and-claude-notes §1)
@@ -88,8 +89,7 @@ class World:
         """A browser signed in as `did` through a one-time login link."""
         token = store.create_login_link(self.db, did)
         browser = requests.Session()
-        response = browser.get(f"{self.server.url}/auth/login-link?token={token}", allow_redirects=False)
-        assert response.status_code == 303, response.text
+        follow_login_link(browser, f"{self.server.url}/auth/login-link?token={token}")
         return browser
 
     def sql(self, statement: str, *params) -> list:

@@ -1,0 +1,81 @@
+"""Issue 11, the people's side: operators' first start and links, login-link confirmation,
+names instead of DIDs, word diffs, messages written for people, error pages inside a wiki,
+sign-in failures that say the network is at fault, the "Connect an agent" panel, export/import
+round trips, renaming a page with its sub-pages, and the no-store / scope-challenge details.
+Everything through the real CLI and a real server over HTTP."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sqlite3
+import subprocess
+
+import requests
+
+from conftest import ENTRY, follow_login_link, start_server
+
+ALICE = "did:plc:" + "a" * 24
+BOB = "did:plc:" + "b" * 24
+
+
+def csrf(page: requests.Response) -> str:
+    return re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text).group(1)
+
+
+# --- operators -------------------------------------------------------------------------------------
+
+def test_first_start_tells_the_operator_how_to_get_in_and_the_commands_work(tmp_path):
+    srv = start_server(tmp_path / "data", "--signup", "closed")
+    try:
+        log = srv.log()
+        assert "This is a new robotwtf instance: nobody has signed in yet." in log
+        assert "Sign-up policy: closed" in log
+        assert f"The first person to sign in at {srv.url} becomes the instance admin." in log
+        commands = re.findall(r"^    (python3 robotwtf\.py .*)$", log, re.M)
+        assert [shlex.split(c)[4] for c in commands] == ["user", "login-link"]
+        for command in commands:  # exactly as printed, on the same data folder
+            done = subprocess.run([*ENTRY, *shlex.split(command)[2:]], env=srv.env, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+        link = done.stdout.strip()
+        assert link.startswith(f"{srv.url}/auth/login-link?token=")
+        follow_login_link(requests.Session(), link)
+    finally:
+        srv.stop()
+    again = start_server(tmp_path / "data")
+    try:
+        assert "This is a new robotwtf instance" not in again.log()
+    finally:
+        again.stop()
+
+
+def test_links_use_the_url_the_server_serves_on(tmp_path):
+    srv = start_server(tmp_path / "data")   # a free port, like `serve --port 9123`
+    try:
+        srv.cli("user", "add", ALICE, "--username", "alice")
+        plain = dict(srv.env)
+        del plain["ROBOTWTF_PORT"]           # the operator's shell: no port, no public URL given
+        cli = type(srv.cli)(srv.data, plain)
+        assert cli("login-link", "alice").stdout.startswith(f"{srv.url}/auth/login-link?token=")
+        assert cli("invite", "create").stdout.startswith(f"{srv.url}/auth/login?invite=")
+        assert cli("wiki", "create", "notes", "--owner", "alice").stdout.strip() == f"created {srv.url}/w/notes/"
+        token = cli("token", "create", "notes", "--user", "alice")
+        assert token.stdout.strip().startswith("rwpat_") and len(token.stdout.splitlines()) == 1
+        assert f"claude mcp add --transport http notes {srv.url}/w/notes/mcp" in token.stderr
+        given = cli("--public-url", "https://wiki.example.org", "login-link", "alice").stdout
+        assert given.startswith("https://wiki.example.org/auth/login-link?token=")
+        assert cli("--port", "9999", "invite", "create").stdout.startswith("http://127.0.0.1:9999/")
+        env = type(srv.cli)(srv.data, {**plain, "ROBOTWTF_PUBLIC_URL": "https://env.example.org"})
+        assert env("invite", "create").stdout.startswith("https://env.example.org/")
+    finally:
+        srv.stop()
+
+
+def test_user_list_when_empty_and_login_link_for_a_stranger(cli):
+    cli("init")
+    empty = cli("user", "list")
+    assert empty.stdout == "" and "no users yet" in empty.stderr
+    unknown = cli("login-link", "nobody", check=False)
+    assert unknown.returncode == 1
+    assert "No user is known as 'nobody'" in unknown.stderr and "robotwtf user add DID --username nobody" in unknown.stderr
+    assert cli("user", "list").stdout == ""
