@@ -222,11 +222,13 @@ class ProtocolError(Exception):
 
 
 class InsufficientScope(Exception):
-    """The token lacks scopes the request needs; answered with HTTP 403 for the whole POST."""
+    """The token lacks scopes the request needs; answered with HTTP 403 for the whole POST.
+    `scopes` is everything to ask for (what the token holds plus what it lacks), `missing` the lack."""
 
-    def __init__(self, scopes: list[str]) -> None:
-        super().__init__(" ".join(scopes))
+    def __init__(self, scopes: list[str], missing: list[str]) -> None:
+        super().__init__(" ".join(missing))
         self.scopes = scopes
+        self.missing = missing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,7 +281,7 @@ def handle_http(
             return _handle_batch(server, payload, lowered, context)
         return _handle_single(server, payload, lowered, context)
     except InsufficientScope as missing:
-        return _insufficient_scope_reply(missing.scopes, context)
+        return _insufficient_scope_reply(missing, context)
     except store.RateLimited as limited:
         return rate_limited_reply(limited)
 
@@ -303,10 +305,12 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def _insufficient_scope_reply(scopes: list[str], context: RequestContext) -> Reply:
-    # basic/authorization "Runtime Insufficient Scope Errors": 403 naming every scope needed.
-    needed = " ".join(scopes)
-    description = f"This operation needs the {needed} scope; reconnect and grant it."
+def _insufficient_scope_reply(refusal: InsufficientScope, context: RequestContext) -> Reply:
+    # basic/authorization "Runtime Insufficient Scope Errors" (2025-11-25 "Step-Up Authorization
+    # Flow"): the challenge names every scope the call needs, those already granted included, so
+    # a client that re-authorizes with exactly that set keeps what it could do before.
+    needed = " ".join(refusal.scopes)
+    description = f"This operation needs the {' '.join(refusal.missing)} scope; reconnect and grant {needed}."
     challenge = (
         f'Bearer error="insufficient_scope", scope="{needed}", '
         f'resource_metadata="{context.resource_metadata_url}", error_description="{description}"'
@@ -503,7 +507,7 @@ def _parse_batch_item(item: Any) -> Message | dict[str, Any]:
 
 
 def _require_scopes(server: Server, messages: list[Message], context: RequestContext) -> None:
-    """Raise InsufficientScope naming every scope the requests need that the token lacks."""
+    """Raise InsufficientScope if the token lacks a scope the requests need."""
     needed = set()
     for message in messages:
         name = message.params.get("name")
@@ -513,7 +517,7 @@ def _require_scopes(server: Server, messages: list[Message], context: RequestCon
                 needed.add(tool.scope)
     missing = sorted(needed - context.scopes)
     if missing:
-        raise InsufficientScope(missing)
+        raise InsufficientScope(sorted(needed | context.scopes), missing)
 
 
 def _admit_writes(server: Server, messages: list[Message], context: RequestContext) -> None:

@@ -81,6 +81,9 @@ def edge(app, cfg: store.Config):
 
         def start(status, headers, exc_info=None):
             status_seen.append(status)
+            if environ.get("robotwtf.user") is not None:
+                # What a signed-in person sees is theirs: no cache keeps it (ASVS 5.0 14.3.2).
+                headers = [(n, v) for n, v in headers if n.lower() != "cache-control"] + [("Cache-Control", "no-store")]
             names = {name.lower() for name, _ in headers}
             extra = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
             if any(name.lower() == "content-type" and value.startswith("text/html") for name, value in headers):

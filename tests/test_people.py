@@ -79,3 +79,35 @@ def test_user_list_when_empty_and_login_link_for_a_stranger(cli):
     assert unknown.returncode == 1
     assert "No user is known as 'nobody'" in unknown.stderr and "robotwtf user add DID --username nobody" in unknown.stderr
     assert cli("user", "list").stdout == ""
+
+
+# --- security details: no-store, the step-up challenge ------------------------------------------------
+
+def test_no_store_on_what_depends_on_the_person_on_oauth_and_on_tokens(tmp_path):
+    from oauth_flow import CLAUDE_REGISTRATION, World
+    srv = start_server(tmp_path / "data")
+    try:
+        world = World(srv)
+        flow = world.flow()
+        consent = flow.consent_page()
+        assert consent.status_code == 200 and consent.headers["Cache-Control"] == "no-store"  # ASVS 14.3.2
+        world.sql("UPDATE wikis SET visibility = 'public' WHERE slug = ?", flow.slug)
+        for path in ("/", "/account", "/account/apps", f"/w/{flow.slug}/", f"/w/{flow.slug}/-/history/Home",
+                     f"/w/{flow.slug}/-/settings", f"/w/{flow.slug}/Nothing-here"):
+            response = flow.browser.get(srv.url + path)
+            assert response.headers["Cache-Control"] == "no-store", path
+        anonymous = requests.get(f"{srv.url}/w/{flow.slug}/")
+        assert anonymous.status_code == 200 and anonymous.headers["Cache-Control"] == "private, no-cache"
+        assert requests.get(srv.url + "/static/style.css").headers["Cache-Control"] == "public, max-age=3600"
+        registration = requests.post(srv.url + "/oauth/register", json=CLAUDE_REGISTRATION)
+        assert registration.status_code == 201 and registration.headers["Cache-Control"] == "no-store"
+        tokens = flow.token(flow.code())
+        assert tokens.status_code == 200 and tokens.headers["Cache-Control"] == "no-store"
+        bad = requests.post(srv.url + "/oauth/token", data={"grant_type": "nonsense"})
+        assert bad.status_code == 400 and bad.headers["Cache-Control"] == "no-store"
+        revoked = flow.revoke(tokens.json()["refresh_token"])
+        assert revoked.status_code == 200 and revoked.headers["Cache-Control"] == "no-store"
+        metadata = requests.get(srv.url + "/.well-known/oauth-authorization-server")
+        assert metadata.headers["Cache-Control"] == "public, max-age=300"   # a public document
+    finally:
+        srv.stop()
