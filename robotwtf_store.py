@@ -608,6 +608,16 @@ SELECT w.id,
        WHERE p.wiki_id = w.id AND p.deleted_at IS NULL)
 FROM wikis w;
 """),
+    # 7: revisions that came in with an imported robotwtf export keep their authors and times;
+    # this marks them, with the id they had there and the author's name as that instance knew it.
+    (7, """
+CREATE TABLE imported_revisions (
+    revision_id TEXT PRIMARY KEY REFERENCES revisions(id) ON DELETE CASCADE,
+    original_id TEXT NOT NULL,
+    author_name TEXT NOT NULL DEFAULT '',
+    imported_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"""),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1
 
@@ -1928,6 +1938,9 @@ class Revision:
     current_path: str
     page_deleted: bool
     content: str | None = None
+    author_username: str | None = None   # None when the author is not (or no longer) a user here
+    imported_from: str | None = None     # the revision's id in the export it was imported from
+    imported_author: str = ""            # the author's name as the exporting instance knew it
 
     @property
     def short_id(self) -> str:
@@ -2022,9 +2035,12 @@ def highlight_snippet(snippet: str, start: str, end: str, escape=lambda text: te
 
 PAGE_INFO_COLUMNS = ("id, wiki_id, path, revision_id, title, category, tags, meta, words, size, created_at, "
                      "updated_at, deleted_at")
-REVISION_SELECT = ("SELECT revisions.*, users.handle AS author_handle, pages.path AS current_path, "
-                   "pages.deleted_at AS page_deleted_at FROM revisions JOIN pages ON pages.id = revisions.page_id "
-                   "LEFT JOIN users ON users.did = revisions.author_did ")
+REVISION_SELECT = ("SELECT revisions.*, users.handle AS author_handle, users.username AS author_username, "
+                   "pages.path AS current_path, pages.deleted_at AS page_deleted_at, "
+                   "imported.original_id AS imported_from, imported.author_name AS imported_author "
+                   "FROM revisions JOIN pages ON pages.id = revisions.page_id "
+                   "LEFT JOIN users ON users.did = revisions.author_did "
+                   "LEFT JOIN imported_revisions imported ON imported.revision_id = revisions.id ")
 
 
 def _page_info_fields(row: sqlite3.Row) -> tuple:
@@ -2046,7 +2062,8 @@ def _revision(row: sqlite3.Row, with_content: bool = False) -> Revision:
     return Revision(row["id"], row["page_id"], row["kind"], row["path"], row["old_path"], row["attachment"],
                     row["author_did"], row["author_handle"], row["via"], row["message"], row["created_at"],
                     row["current_path"], row["page_deleted_at"] is not None,
-                    row["content"] if with_content else None)
+                    row["content"] if with_content else None, row["author_username"], row["imported_from"],
+                    row["imported_author"] or "")
 
 
 def _attachment(row: sqlite3.Row, with_data: bool = False) -> Attachment:

@@ -890,16 +890,72 @@ def _set_heading_ids(tokens) -> None:
             opening.attrSet("id", anchor if seen[anchor] == 1 else f"{anchor}-{seen[anchor]}")
 
 
-DIFF_KINDS = {"@": "hunk", "+": "add", "-": "del"}
+# --- diffs with the changed words marked -------------------------------------------------------------
+# The lines of a unified diff (difflib, as store.unified_diff), where a changed line that still
+# resembles the line it replaced has its changed words wrapped in <del>/<ins>, so a one-word edit
+# in a long paragraph shows as one word, not two walls of text.
+
+DIFF_CONTEXT = 3
+WORD_RE = re.compile(r"\w+|\s+|[^\w\s]")
+SIMILAR_ENOUGH = 0.5   # below this share of equal words, marking every word would only be noise
 
 
-def diff_lines(text: str) -> list[tuple[str, str]]:
-    """A unified diff as (kind, line) pairs to show: file (the two header lines), hunk, add, del
-    or same."""
-    lines = text.splitlines()
-    header = 2 if len(lines) >= 2 and lines[0].startswith("--- ") and lines[1].startswith("+++ ") else 0
-    return [("file", line) for line in lines[:header]] + \
-        [(DIFF_KINDS.get(line[:1], "same"), line) for line in lines[header:]]
+@dataclasses.dataclass(frozen=True)
+class DiffLine:
+    kind: str   # file, hunk, same, add or del
+    html: str   # the line, escaped, with changed words marked
+
+
+def diff_view_lines(old_text: str, new_text: str, old_label: str, new_label: str) -> list[DiffLine]:
+    """The diff from old_text to new_text to show ([] when equal): a header, then hunks."""
+    import difflib
+    old, new = old_text.splitlines(), new_text.splitlines()
+    rows: list[DiffLine] = []
+    for group in difflib.SequenceMatcher(None, old, new, autojunk=False).get_grouped_opcodes(DIFF_CONTEXT):
+        first, last = group[0], group[-1]
+        rows.append(DiffLine("hunk", html.escape(f"@@ -{_hunk_range(first[1], last[2])} "
+                                                 f"+{_hunk_range(first[3], last[4])} @@")))
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                rows += [DiffLine("same", " " + html.escape(line)) for line in old[i1:i2]]
+                continue
+            removed, added = old[i1:i2], new[j1:j2]
+            pairs = list(zip(removed, added)) if tag == "replace" else []
+            marked = [_marked_words(a, b) for a, b in pairs]
+            rows += [DiffLine("del", "-" + (marked[k][0] if k < len(marked) else html.escape(line)))
+                     for k, line in enumerate(removed)]
+            rows += [DiffLine("add", "+" + (marked[k][1] if k < len(marked) else html.escape(line)))
+                     for k, line in enumerate(added)]
+    if rows:
+        rows[:0] = [DiffLine("file", html.escape("--- " + old_label)), DiffLine("file", html.escape("+++ " + new_label))]
+    return rows
+
+
+def _hunk_range(start: int, stop: int) -> str:
+    """A unified diff's line range: 1-based start, and the length unless it is 1."""
+    length = stop - start
+    return f"{start + 1}" if length == 1 else f"{start + 1 if length else start},{length}"
+
+
+def _marked_words(old_line: str, new_line: str) -> tuple[str, str]:
+    """Both lines escaped, with the words that differ in <del> (old) and <ins> (new)."""
+    import difflib
+    a, b = WORD_RE.findall(old_line), WORD_RE.findall(new_line)
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    if matcher.ratio() < SIMILAR_ENOUGH:
+        return html.escape(old_line), html.escape(new_line)
+    old_html, new_html = [], []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        before, after = html.escape("".join(a[i1:i2])), html.escape("".join(b[j1:j2]))
+        if tag == "equal":
+            old_html.append(before)
+            new_html.append(after)
+            continue
+        if before:
+            old_html.append(f"<del>{before}</del>")
+        if after:
+            new_html.append(f"<ins>{after}</ins>")
+    return "".join(old_html), "".join(new_html)
 
 
 def time_ago(t: int) -> str:
@@ -912,6 +968,13 @@ def time_ago(t: int) -> str:
                 return time.strftime("%Y-%m-%d", time.gmtime(t))
             return f"{count} {unit}{'s' if count > 1 else ''} ago"
     return "just now"
+
+
+def describe_via(via: str) -> str:
+    """How a change was made, in words: `web`, `cli`, `mcp:<client>` or `token:<name>` as stored."""
+    kind, _, name = via.partition(":")
+    return {"web": "in the browser", "cli": "from the command line", "mcp": f"through {name}",
+            "token": f"with the token “{name}”"}.get(kind, via)
 
 
 def utc_time(t: int) -> str:
@@ -930,7 +993,7 @@ def wiki_render(template: str, wiki: WikiAccess, status: int = 200, **context) -
     changed), hence `private, no-cache`."""
     bottle.response.status = status
     bottle.response.set_header("Cache-Control", "private, no-cache")
-    return render(template, wiki=wiki, ago=time_ago, utc=utc_time, size=human_size, **context)
+    return render(template, wiki=wiki, ago=time_ago, utc=utc_time, size=human_size, via=describe_via, **context)
 
 
 # --- wikis in the browser: reading ---------------------------------------------------------------------
@@ -1001,7 +1064,9 @@ def diff_view(wiki: WikiAccess):
     if not old or not new:
         raise store.BadInput("Choose two revisions to compare.")
     diff = store.diff_revisions(instance().db(), wiki.id, old, new)
-    return wiki_render("diff", wiki, diff=diff, lines=diff_lines(diff.text))
+    lines = diff_view_lines(diff.old.content, diff.new.content, f"{diff.old.path}@{diff.old.short_id}",
+                            f"{diff.new.path}@{diff.new.short_id}")
+    return wiki_render("diff", wiki, diff=diff, lines=lines)
 
 
 # --- wikis in the browser: writing pages ------------------------------------------------------------
@@ -1052,23 +1117,26 @@ def page_save(wiki: WikiAccess, path: str):
     try:
         change = store.write_page(inst.db(), wiki.id, path, content, base, author=web_author(), quotas=inst.cfg.quotas,
                             message=message)
-    except (store.Conflict, store.NotFound) as stale:
-        return conflict_page(wiki, path, content, message, stale.message)
+    except (store.Conflict, store.NotFound):
+        return conflict_page(wiki, path, content, message)
     except (store.BadInput, store.TooLarge, store.QuotaExceeded) as refused:
         return edit_form(wiki, path, content, base, message, refused.message, refused.status)
     return redirect(wiki.page_url(change.page.path))
 
 
-def conflict_page(wiki: WikiAccess, path: str, content: str, message: str, reason: str):
-    """409: the page changed (or went away) since the editor loaded it. Shows the current text,
-    the editor's text in a form based on the current revision, and the diff between them."""
+def conflict_page(wiki: WikiAccess, path: str, content: str, message: str):
+    """409: the page changed (or went away) since the editor loaded it. Says who changed it and
+    when, and shows the current text, the editor's text in a form based on the current revision,
+    and the diff between them."""
+    db = instance().db()
     try:
-        current = store.read_page(instance().db(), wiki.id, path)
+        current = store.read_page(db, wiki.id, path)
     except store.NotFound:
         current = None
-    diff = store.unified_diff(current.content, content, f"current ({current.revision})", "yours") if current else ""
+    lines = diff_view_lines(current.content, content, f"current ({current.revision})", "yours") if current else []
+    other_change = store.page_history(db, wiki.id, current.path, limit=1)[0] if current else None
     return wiki_render("conflict", wiki, status=409, path=path, current=current, content=content, message=message,
-                       reason=reason, lines=diff_lines(diff))
+                       lines=lines, other_change=other_change)
 
 
 def rename_form(wiki: WikiAccess, path: str, new_path: str = "", message: str = "", error: str = "",

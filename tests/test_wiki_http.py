@@ -332,10 +332,15 @@ def test_stale_edit_shows_both_versions_and_loses_nothing(site, people):
                     {"content": "line one\nalice's <line>\n", "base_revision": base, "message": "mine"})
     assert conflict.status_code == 409
     page = text(conflict)
-    assert f"Page 'Shared' changed since revision {base}" in page
+    said = " ".join(re.sub(r"<[^>]+>", " ", page.split('id="other-change">')[1].split("</p>")[0]).split())
+    assert re.fullmatch(r"bob @bob\.test changed Shared in the browser just now : “Update Shared” \(revision [0-9a-f]{8} \), "
+                        r"after you started editing\.", said), said
     assert "bob's line" in page.split("Current version")[1].split("Your version")[0]
     assert field(conflict, "content") == "line one\nalice's <line>\n" and field(conflict, "message") == "mine"
-    assert "+alice's <line>" in page and "-bob's line" in page
+    changed = [(kind, html.unescape(re.sub("<[^>]+>", "", line)))
+               for kind, line in re.findall(r'<div class="line (add|del)">(.*?)</div>', conflict.text)]
+    assert changed == [("del", "-bob's line"), ("add", "+alice's <line>")]
+    assert '<div class="line del">-<del>bob</del>&#x27;s ' in conflict.text   # the changed words are marked
     assert "alice&#039;s &lt;line&gt;" in conflict.text and "<line>" not in conflict.text
     current, new_base = source(site, alice, slug, "Shared")
     assert current == "line one\nbob's line\n" and field(conflict, "base_revision") == new_base
@@ -956,7 +961,7 @@ def test_stale_and_malformed_base_revisions(site, people, bad_input_wiki):
     for base_revision, status, message in [
         ("zzzzzzz", 400, "'zzzzzzz' is not a revision id; revision ids are hexadecimal, like 3f9a2c1b7d04."),
         ("abc", 400, "'abc' is too short to name a revision; give at least 7 characters."),
-        ("0123456789ab", 409, "'0123456789ab' is not a revision of page 'Versioned'"),
+        ("0123456789ab", 409, "This page changed while you were editing"),
         ("", 400, "The form lost the revision it was based on."),
     ]:
         refused = post(site, alice, url(slug, "Versioned", "edit"), {"content": "v2", "base_revision": base_revision})
