@@ -40,18 +40,14 @@
   % for person in members:
     <tr>
       <td>
-        % if person['handle'] or person['username']:
-        <strong>{{person['handle'] or person['username']}}</strong>
-        % else:
-        <span class="muted">has not signed in yet</span>
-        % end
+        % include('person', username=person['username'], handle=person['handle'], nobody='has not signed in yet')
         <br><code class="did">{{person['did']}}</code>
       </td>
       <td>
         <form method="post" action="{{wiki.url('settings/members/role')}}" class="inline-form">
           <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
           <input type="hidden" name="did" value="{{person['did']}}">
-          <select name="role" aria-label="Role of {{person['handle'] or person['did']}}">
+          <select name="role" aria-label="Role of {{person['username'] or person['did']}}">
           % for role in ('owner', 'editor', 'viewer'):
             <option value="{{role}}"{{!' selected' if role == person['role'] else ''}}>{{role}}</option>
           % end
@@ -61,7 +57,7 @@
       </td>
       <td>
         <form method="post" action="{{wiki.url('settings/members/remove')}}" class="inline"
-              data-confirm="Remove {{person['handle'] or person['did']}} from this wiki?">
+              data-confirm="Remove {{person['username'] or person['did']}} from this wiki?">
           <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
           <input type="hidden" name="did" value="{{person['did']}}">
           <button type="submit" class="link">remove</button>
