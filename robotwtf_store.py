@@ -48,12 +48,17 @@ SERVED_URL_FILE = "served-url"   # the public URL `serve` last served on, for th
 # them into their own error shapes, once.
 
 class RobotError(Exception):
+    """`message` is written for whoever called: agents read it in tool results, operators in the
+    CLI. `case` and `facts` name the situation in data, so an edge that speaks to someone else
+    (the browser, to people) can say it in its own words without repeating the checks."""
     status = 400
     code = "bad_input"
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, case: str = "", **facts):
         super().__init__(message)
         self.message = message
+        self.case = case
+        self.facts = facts
 
 
 class BadInput(RobotError):
@@ -129,20 +134,22 @@ RESERVED_SLUGS = frozenset("""
 """.split())
 
 
+SLUG_RULES = (
+    (lambda v: bool(v), "is required"),
+    (lambda v: 3 <= len(v) <= 30, "must be 3 to 30 characters long"),
+    (lambda v: v == v.lower(), "must be lower case"),
+    (lambda v: not (v.startswith("-") or v.endswith("-")), "must not start or end with a hyphen"),
+    (lambda v: SLUG_RE.fullmatch(v) is not None, "may contain only letters a-z, digits and hyphens"),
+)
+
+
 def validate_slug(value: str, what: str = "slug") -> str:
     """Wiki slugs and usernames share CONTRACT §3's rules; the message names the broken rule."""
-    if not value:
-        raise BadInput(f"A {what} is required.")
-    if len(value) < 3 or len(value) > 30:
-        raise BadInput(f"A {what} must be 3 to 30 characters long.")
-    if value != value.lower():
-        raise BadInput(f"A {what} must be lower case.")
-    if value.startswith("-") or value.endswith("-"):
-        raise BadInput(f"A {what} must not start or end with a hyphen.")
-    if not SLUG_RE.fullmatch(value):
-        raise BadInput(f"A {what} may contain only letters a-z, digits and hyphens.")
+    for holds, rule in SLUG_RULES:
+        if not holds(value):
+            raise BadInput(f"A {what} {rule}.", "name_rule", what=what, rule=rule)
     if value in RESERVED_SLUGS:
-        raise BadInput(f"'{value}' is reserved; choose another {what}.")
+        raise BadInput(f"'{value}' is reserved; choose another {what}.", "name_reserved", what=what, value=value)
     return value
 
 
@@ -2183,7 +2190,8 @@ def _check_new_page_quotas(db: sqlite3.Connection, wiki_id: int, quotas: Quotas,
     usage = wiki_usage(db, wiki_id)
     if usage.pages >= quotas.pages_per_wiki:
         raise QuotaExceeded(f"This wiki has reached its limit of {quotas.pages_per_wiki} pages. Delete pages "
-                            "it no longer needs, or ask the operator to raise --max-pages-per-wiki.")
+                            "it no longer needs, or ask the operator to raise --max-pages-per-wiki.",
+                            "quota_pages", limit=quotas.pages_per_wiki)
     _check_bytes_quota(db, wiki_id, quotas, growth, usage)
 
 
@@ -2196,7 +2204,8 @@ def _check_bytes_quota(db: sqlite3.Connection, wiki_id: int, quotas: Quotas, gro
     if used + growth > quotas.bytes_per_wiki:
         raise QuotaExceeded(f"This change needs {growth} more bytes but the wiki uses {used} of its "
                             f"{quotas.bytes_per_wiki}. Delete pages or attachments it no longer needs, or ask "
-                            "the operator to raise --max-wiki-bytes.")
+                            "the operator to raise --max-wiki-bytes.", "quota_bytes", growth=growth, used=used,
+                            limit=quotas.bytes_per_wiki)
 
 
 # --- wiki storage: recording changes ---------------------------------------------------------------------
@@ -2443,7 +2452,8 @@ def write_page(db: sqlite3.Connection, wiki_id: int, path: str, content: str, ba
         if not base_revision:
             if row is not None:
                 raise Conflict(f"Page '{row['path']}' already exists (revision {row['revision_id']}). Read it "
-                               "and pass its revision to replace it, or choose another path.")
+                               "and pass its revision to replace it, or choose another path.", "page_exists",
+                               path=row["path"])
             _check_new_page_quotas(db, wiki_id, quotas, text.fields["size"])
             page_id = _record(db, wiki_id, None, "create", path, text, author, _message(message, f"Create {path}"))
             return Change(_page_by_id(db, page_id), "create")
@@ -2501,7 +2511,7 @@ def rename_page(db: sqlite3.Connection, wiki_id: int, path: str, new_path: str, 
         taken = _live_row(db, wiki_id, new_path)
         if taken is not None and taken["id"] != row["id"]:
             raise Conflict(f"Page '{taken['path']}' already exists; choose another new path, or rename or "
-                           "delete that page first.")
+                           "delete that page first.", "page_exists", path=taken["path"])
         text = f"Rename {old_path} to {new_path}"
         _record(db, wiki_id, row["id"], "rename", new_path, _rewritten(row, old_key, new_path), author,
                 _message(message, text), old_path=old_path)
@@ -2558,7 +2568,7 @@ def restore_revision(db: sqlite3.Connection, wiki_id: int, revision: str, *, aut
             living = _live_row(db, wiki_id, target)
             if living is not None:
                 raise Conflict(f"Page '{living['path']}' exists now. Restore to another path, or rename that "
-                               "page first.")
+                               "page first.", "page_exists", path=living["path"])
             files = db.execute("SELECT coalesce(sum(size), 0) FROM attachments WHERE page_id = ?",
                                (row["id"],)).fetchone()[0]
             _check_new_page_quotas(db, wiki_id, quotas, len(old["content"].encode()) + files)
@@ -2740,11 +2750,12 @@ def create_wiki(db: sqlite3.Connection, slug: str, owner_did: str, title: str = 
     with transaction(db):
         owner = get_user(db, owner_did)
         if db.execute("SELECT 1 FROM wikis WHERE slug = ?", (slug,)).fetchone():
-            raise Conflict(f"The wiki slug '{slug}' is taken; choose another.")
+            raise Conflict(f"The wiki slug '{slug}' is taken; choose another.", "wiki_taken", slug=slug)
         owned = db.execute("SELECT count(*) FROM wikis WHERE owner_did = ?", (owner_did,)).fetchone()[0]
         if owned >= quotas.wikis_per_user and not owner["is_admin"]:
             raise QuotaExceeded(f"You already have {owned} wikis, the most one person may create here. Delete one "
-                                "you no longer need, or ask the operator to raise --max-wikis-per-user.")
+                                "you no longer need, or ask the operator to raise --max-wikis-per-user.",
+                                "quota_wikis", owned=owned)
         t = now()
         wiki_id = db.execute("INSERT INTO wikis (slug, title, description, owner_did, created_at) "
                              "VALUES (?, ?, ?, ?, ?)", (slug, title, description, owner_did, t)).lastrowid
@@ -2850,7 +2861,7 @@ def add_member(db: sqlite3.Connection, wiki_id: int, did: str, role: str) -> Non
     with transaction(db):
         _wiki_by_id(db, wiki_id)
         if member_role(db, wiki_id, did):
-            raise Conflict(f"{did} is already a member; change their role instead.")
+            raise Conflict(f"{did} is already a member; change their role instead.", "already_member", did=did)
         db.execute("INSERT INTO members (wiki_id, user_did, role, added_at) VALUES (?, ?, ?, ?)",
                    (wiki_id, did, role, now()))
 

@@ -300,6 +300,66 @@ class ErrorPlugin:
         return wrapper
 
 
+# --- messages for people -------------------------------------------------------------------------
+# The core's error messages are written for agents and operators ("pass its revision", "raise
+# --max-pages-per-wiki"). Where that reads wrongly to a person, the core names the case and its
+# facts, and the browser says it here in its own words, with a link to the obvious next step.
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """A sentence for a page, in parts: (text, None) or (link text, URL)."""
+    parts: tuple[tuple[str, str | None], ...]
+
+    @classmethod
+    def plain(cls, text: str) -> "Message":
+        return cls(((text, None),))
+
+    def __str__(self) -> str:
+        return "".join(text for text, _ in self.parts)
+
+    def __bool__(self) -> bool:
+        return bool(str(self))
+
+
+NAME_WORDS = {"slug": "short name", "username": "username"}   # what the forms call them
+
+
+def _page_exists(facts: dict, wiki: "WikiAccess | None") -> Message:
+    if wiki is None:
+        return Message.plain(f"A page called {facts['path']} already exists; choose another name.")
+    return Message(((f"A page called {facts['path']} already exists — ", None),
+                    ("open it", wiki.page_url(facts["path"])), (" or choose another name.", None)))
+
+
+PEOPLE_SENTENCES = {
+    "page_exists": _page_exists,
+    "name_rule": lambda f, wiki: Message.plain(f"The {NAME_WORDS.get(f['what'], f['what'])} {f['rule']}."),
+    "name_reserved": lambda f, wiki: Message.plain(
+        f"“{f['value']}” is kept for robotwtf's own pages; choose another {NAME_WORDS.get(f['what'], f['what'])}."),
+    "wiki_taken": lambda f, wiki: Message(((f"There is already a wiki at /w/{f['slug']}/ — choose another short "
+                                            "name.", None),)),
+    "quota_pages": lambda f, wiki: Message.plain(
+        f"This wiki has reached its limit of {f['limit']} pages. Delete pages it no longer needs, or ask the "
+        "instance's admin for more room."),
+    "quota_bytes": lambda f, wiki: Message.plain(
+        f"This wiki is full: it uses {human_size(f['used'])} of its {human_size(f['limit'])}, and this change "
+        f"needs {human_size(f['growth'])} more. Delete pages or attachments it no longer needs, or ask the "
+        "instance's admin for more room."),
+    "quota_wikis": lambda f, wiki: Message.plain(
+        f"You already have {f['owned']} wikis, the most one person may create here. Delete one you no longer "
+        "need, or ask the instance's admin."),
+    "already_member": lambda f, wiki: Message.plain(
+        "That person is already a member of this wiki; change their role in the list above instead."),
+}
+
+
+def people_message(error: store.RobotError, wiki: "WikiAccess | None" = None) -> Message:
+    """What to tell a person about `error`: the browser's own sentence for its case, else the
+    core's message (already fit for people)."""
+    sentence = PEOPLE_SENTENCES.get(error.case)
+    return sentence(error.facts, wiki) if sentence else Message.plain(error.message)
+
+
 GENERIC_MESSAGES = {
     400: "The request was not understood.",
     403: "You may not do that.",
@@ -474,7 +534,7 @@ def home():
     return dashboard()
 
 
-def dashboard(error: str = "", status: int = 200, form: dict | None = None) -> str:
+def dashboard(error: Message | str = "", status: int = 200, form: dict | None = None) -> str:
     """The signed-in person's wikis, those they own apart from those shared with them."""
     did = current_user()["did"]
     wikis = store.user_wikis(instance().db(), did)
@@ -491,7 +551,7 @@ def wiki_create():
         wiki = store.create_wiki(inst.db(), form["slug"].strip(), current_user()["did"], form["title"], form["description"],
                            public_url=inst.cfg.public_url, quotas=inst.cfg.quotas, via="web")
     except (store.BadInput, store.Conflict, store.QuotaExceeded) as refused:
-        return dashboard(refused.message, refused.status, form)
+        return dashboard(people_message(refused), refused.status, form)
     return redirect(f"/w/{wiki['slug']}/")
 
 
@@ -595,7 +655,7 @@ def _pending_signup() -> dict:
     return claims
 
 
-def signup_page(error: str = "", username: str = ""):
+def signup_page(error: Message | str = "", username: str = ""):
     claims = _pending_signup()
     inst = instance()
     refusal = store.signup_refusal(inst.db(), inst.cfg.signup, claims.get("invite"))
@@ -611,7 +671,7 @@ def signup_submit():
         store.sign_up(inst.db(), inst.cfg.signup, claims["sub"], claims.get("handle"), username, claims.get("invite"))
     except (store.BadInput, store.Conflict) as e:
         bottle.response.status = e.status
-        return signup_page(e.message, username)
+        return signup_page(people_message(e), username)
     bottle.response.delete_cookie(SIGNUP_COOKIE, path="/")
     start_session(claims["sub"])
     return redirect(safe_return_to(claims.get("return_to")))
@@ -1074,7 +1134,7 @@ def diff_view(wiki: WikiAccess):
 # revision gets the conflict screen, which shows both versions and their diff.
 
 def edit_form(wiki: WikiAccess, path: str, content: str, base_revision: str, message: str = "",
-              error: str = "", status: int = 200, creating: bool = False):
+              error: Message | str = "", status: int = 200, creating: bool = False):
     return wiki_render("edit", wiki, status=status, path=path, content=content, base_revision=base_revision,
                        message=message, error=error, creating=creating)
 
@@ -1097,7 +1157,8 @@ def page_create(wiki: WikiAccess):
         change = store.write_page(inst.db(), wiki.id, path, content, author=web_author(), quotas=inst.cfg.quotas,
                             message=message)
     except (store.BadInput, store.TooLarge, store.QuotaExceeded, store.Conflict) as refused:
-        return edit_form(wiki, path, content, "", message, refused.message, refused.status, creating=True)
+        return edit_form(wiki, path, content, "", message, people_message(refused, wiki), refused.status,
+                         creating=True)
     return redirect(wiki.page_url(change.page.path))
 
 
@@ -1120,7 +1181,7 @@ def page_save(wiki: WikiAccess, path: str):
     except (store.Conflict, store.NotFound):
         return conflict_page(wiki, path, content, message)
     except (store.BadInput, store.TooLarge, store.QuotaExceeded) as refused:
-        return edit_form(wiki, path, content, base, message, refused.message, refused.status)
+        return edit_form(wiki, path, content, base, message, people_message(refused, wiki), refused.status)
     return redirect(wiki.page_url(change.page.path))
 
 
@@ -1139,7 +1200,7 @@ def conflict_page(wiki: WikiAccess, path: str, content: str, message: str):
                        lines=lines, other_change=other_change)
 
 
-def rename_form(wiki: WikiAccess, path: str, new_path: str = "", message: str = "", error: str = "",
+def rename_form(wiki: WikiAccess, path: str, new_path: str = "", message: str = "", error: Message | str = "",
                 status: int = 200):
     page = store.read_page(instance().db(), wiki.id, path)
     return wiki_render("rename", wiki, status=status, page=page, new_path=new_path or page.path, message=message,
@@ -1158,7 +1219,7 @@ def page_rename(wiki: WikiAccess, path: str):
         change = store.rename_page(instance().db(), wiki.id, path, new_path, author=web_author(), message=message,
                              base_revision=form_text("base_revision").strip())
     except (store.BadInput, store.Conflict, store.TooLarge) as refused:
-        return rename_form(wiki, path, new_path, message, refused.message, refused.status)
+        return rename_form(wiki, path, new_path, message, people_message(refused, wiki), refused.status)
     return redirect(wiki.page_url(change.page.path))
 
 
@@ -1188,7 +1249,7 @@ def revision_restore(wiki: WikiAccess, revision: str):
 ATTACHMENT_CSP = "default-src 'none'; img-src 'self'; sandbox"
 
 
-def attachments_list(wiki: WikiAccess, path: str, error: str = "", status: int = 200):
+def attachments_list(wiki: WikiAccess, path: str, error: Message | str = "", status: int = 200):
     db = instance().db()
     page = store.read_page(db, wiki.id, path)
     return wiki_render("attachments", wiki, status=status, page=page,
@@ -1208,7 +1269,7 @@ def attachment_upload(wiki: WikiAccess, path: str):
         store.put_attachment(inst.db(), wiki.id, path, filename, data, author=web_author(), quotas=inst.cfg.quotas,
                        message=form_text("message"))
     except (store.BadInput, store.TooLarge, store.QuotaExceeded) as refused:
-        return attachments_list(wiki, path, refused.message, refused.status)
+        return attachments_list(wiki, path, people_message(refused, wiki), refused.status)
     return redirect(wiki.url("attachments", path))
 
 
@@ -1233,7 +1294,7 @@ def attachment_delete(wiki: WikiAccess, path: str):
 
 # --- wikis in the browser: settings (owners) ------------------------------------------------------------
 
-def settings_form(wiki: WikiAccess, error: str = "", status: int = 200, member: str = ""):
+def settings_form(wiki: WikiAccess, error: Message | str = "", status: int = 200, member: str = ""):
     inst = instance()
     db = inst.db()
     return wiki_render("settings", wiki, status=status, members=store.list_members(db, wiki.id),
@@ -1252,7 +1313,7 @@ def settings_save(wiki: WikiAccess):
         store.update_wiki(instance().db(), wiki.id, title=form_text("title"), description=form_text("description"),
                     visibility=form_text("visibility"))
     except store.BadInput as refused:
-        return settings_form(wiki, refused.message, refused.status)
+        return settings_form(wiki, people_message(refused, wiki), refused.status)
     return redirect(wiki.url("settings"))
 
 
@@ -1281,7 +1342,7 @@ def member_add(wiki: WikiAccess):
     try:
         store.add_member(instance().db(), wiki.id, member_did(ident), form_text("role"))
     except (store.BadInput, store.Conflict) as refused:
-        return settings_form(wiki, refused.message, refused.status, ident)
+        return settings_form(wiki, people_message(refused, wiki), refused.status, ident)
     return redirect(wiki.url("settings"))
 
 
@@ -1291,7 +1352,7 @@ def member_change_role(wiki: WikiAccess):
     try:
         store.set_member_role(instance().db(), wiki.id, did, role)
     except (store.BadInput, store.Conflict, store.NotFound) as refused:
-        return settings_form(wiki, refused.message, refused.status)
+        return settings_form(wiki, people_message(refused, wiki), refused.status)
     stepped_down = did == current_user()["did"] and role != "owner"
     return redirect(wiki.page_url(store.HOME_PAGE) if stepped_down else wiki.url("settings"))
 
@@ -1302,7 +1363,7 @@ def member_remove(wiki: WikiAccess):
     try:
         store.remove_member(instance().db(), wiki.id, did)
     except (store.Conflict, store.NotFound) as refused:
-        return settings_form(wiki, refused.message, refused.status)
+        return settings_form(wiki, people_message(refused, wiki), refused.status)
     return redirect("/" if did == current_user()["did"] else wiki.url("settings"))
 
 
@@ -1323,7 +1384,7 @@ def wiki_import(wiki: WikiAccess):
         _, data = form_upload("archive")
         report = store.import_pages(inst.db(), wiki.id, data, author=web_author(), quotas=inst.cfg.quotas)
     except store.BadInput as refused:
-        return settings_form(wiki, refused.message, refused.status)
+        return settings_form(wiki, people_message(refused, wiki), refused.status)
     return wiki_render("import", wiki, report=report)
 
 

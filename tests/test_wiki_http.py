@@ -152,19 +152,19 @@ def test_create_wiki_makes_default_pages_and_opens_home(site, people):
 
 
 @pytest.mark.parametrize("slug, status, message", [
-    ("", 400, "A slug is required."),
-    ("ab", 400, "A slug must be 3 to 30 characters long."),
-    ("a" * 31, 400, "A slug must be 3 to 30 characters long."),
-    ("Garden", 400, "A slug must be lower case."),
-    ("-garden", 400, "A slug must not start or end with a hyphen."),
-    ("garden-", 400, "A slug must not start or end with a hyphen."),
-    ("gar_den", 400, "A slug may contain only letters a-z, digits and hyphens."),
-    ("gar/den", 400, "A slug may contain only letters a-z, digits and hyphens."),
-    ("../etc", 400, "A slug may contain only letters a-z, digits and hyphens."),
-    ("mcp", 400, "'mcp' is reserved; choose another slug."),
-    ("admin", 400, "'admin' is reserved; choose another slug."),
-    ("well-known", 400, "'well-known' is reserved; choose another slug."),
-    ("taken-slug", 409, "The wiki slug 'taken-slug' is taken; choose another."),
+    ("", 400, "The short name is required."),   # the form's label, "Short name", and its rule
+    ("ab", 400, "The short name must be 3 to 30 characters long."),
+    ("a" * 31, 400, "The short name must be 3 to 30 characters long."),
+    ("Garden", 400, "The short name must be lower case."),
+    ("-garden", 400, "The short name must not start or end with a hyphen."),
+    ("garden-", 400, "The short name must not start or end with a hyphen."),
+    ("gar_den", 400, "The short name may contain only letters a-z, digits and hyphens."),
+    ("gar/den", 400, "The short name may contain only letters a-z, digits and hyphens."),
+    ("../etc", 400, "The short name may contain only letters a-z, digits and hyphens."),
+    ("mcp", 400, "“mcp” is kept for robotwtf's own pages; choose another short name."),
+    ("admin", 400, "“admin” is kept for robotwtf's own pages; choose another short name."),
+    ("well-known", 400, "“well-known” is kept for robotwtf's own pages; choose another short name."),
+    ("taken-slug", 409, "There is already a wiki at /w/taken-slug/ — choose another short name."),
 ])
 def test_create_wiki_refuses_bad_and_reserved_slugs(site, people, slug, status, message):
     if slug == "taken-slug" and get(site, people["bob"], "/w/taken-slug/").status_code == 404:
@@ -316,7 +316,8 @@ def test_create_refuses_an_existing_page_and_keeps_the_text(site, people):
     before = snapshot(site, people["alice"], slug)
     refused = post(site, people["alice"], f"/w/{slug}/-/new", {"path": "home", "content": "my <new> text"})
     assert refused.status_code == 409
-    assert "Page 'Home' already exists" in text(refused)
+    assert (f'A page called Home already exists — <a href="/w/{slug}/">open it</a> or choose another name.'
+            in refused.text)
     assert field(refused, "content") == "my <new> text" and field(refused, "path") == "home"
     assert snapshot(site, people["alice"], slug) == before
 
@@ -611,7 +612,8 @@ def test_members_add_change_role_and_remove(site, people):
     assert get(site, bob, url(slug, "Home", "edit")).status_code == 200
 
     for path, data, status, message in [
-        ("/members", {"member": BOB, "role": "viewer"}, 409, f"{BOB} is already a member; change their role instead."),
+        ("/members", {"member": BOB, "role": "viewer"}, 409,
+         "That person is already a member of this wiki; change their role in the list above instead."),
         ("/members", {"member": "did:foo", "role": "viewer"}, 400, "'did:foo' is not a did:plc or did:web identifier."),
         ("/members", {"member": "", "role": "viewer"}, 400, "Type the person's handle (like alice.bsky.social) or DID."),
         ("/members", {"member": CAROL, "role": "god"}, 400, "'god' is not a role; choose owner, editor or viewer."),

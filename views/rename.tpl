@@ -4,9 +4,7 @@
   % include('page_actions', path=page.path, current='rename')
 </div>
 <h1>Rename {{page.path}}</h1>
-% if error:
-<p class="error" role="alert">{{error}}</p>
-% end
+% include('message', error=error)
 <p>The page keeps its history, and links to it from other pages are updated to the new path.</p>
 <form method="post" action="{{wiki.url('rename', page.path)}}" class="stack">
   <input type="hidden" name="csrf_token" value="{{csrf_token()}}">

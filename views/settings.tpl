@@ -1,8 +1,6 @@
 % rebase('layout', title='Settings')
 <h1>Settings</h1>
-% if error:
-<p class="error" role="alert">{{error}}</p>
-% end
+% include('message', error=error)
 
 <section class="panel">
 <h2>About this wiki</h2>
