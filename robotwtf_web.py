@@ -296,7 +296,7 @@ class ErrorPlugin:
                 return callback(*args, **kwargs)
             except store.RobotError as e:
                 headers = {"Retry-After": str(e.retry_after)} if isinstance(e, store.RateLimited) else {}
-                return error_response(e.status, e.code, e.message, headers)
+                return error_response(e.status, e.code, e, headers)
         return wrapper
 
 
@@ -375,16 +375,69 @@ def wants_json() -> bool:
     return is_machine_path(bottle.request.path) or ("application/json" in accept and "text/html" not in accept)
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None) -> bottle.HTTPResponse:
+ERROR_HEADINGS = {400: "That did not work", 403: "Not allowed", 404: "Not found", 405: "Not allowed here",
+                  413: "Too large", 429: "Slow down", 500: "Something went wrong"}
+PAGE_ACTIONS = ("edit", "rename", "delete", "history", "attachments")   # /w/<slug>/-/<action>/<page path>
+
+
+def error_response(status: int, code: str, error: store.RobotError | str,
+                   headers: dict | None = None) -> bottle.HTTPResponse:
+    """An error as JSON for machines, else as a page for people: inside a wiki the caller may read,
+    the wiki's own page (its header and navigation) with the obvious next step."""
     if wants_json():
+        message = error.message if isinstance(error, store.RobotError) else error
         body = json.dumps({"error": code, "message": message})
         content_type = "application/json"
     else:
-        body = render("error", status=status, message=message, sign_in_url="/auth/login?" + urllib.parse.urlencode(
-            {"return_to": safe_return_to(urllib.parse.quote(bottle.request.fullpath))}))
+        body = _error_page(status, error, (headers or {}).get("Retry-After"))
         content_type = "text/html; charset=utf-8"
     return bottle.HTTPResponse(body, status, {"Content-Type": content_type, "Cache-Control": "no-store",
                                               **(headers or {})})
+
+
+def _error_page(status: int, error: store.RobotError | str, retry_after: str | None) -> str:
+    wiki = _wiki_of_request()
+    message = people_message(error, wiki) if isinstance(error, store.RobotError) else Message.plain(error)
+    context = dict(error_status=status, heading=ERROR_HEADINGS.get(status, f"Error {status}"), message=message,
+                   actions=_next_steps(status, wiki, retry_after))
+    return wiki_render("error", wiki, status, **context) if wiki is not None else render("error", **context)
+
+
+def _wiki_of_request() -> "WikiAccess | None":
+    """The wiki the failed request was about, if the caller may read it (a hidden wiki stays hidden)."""
+    parts = bottle.request.path.split("/")
+    if len(parts) < 3 or parts[1] != "w" or not store.SLUG_RE.fullmatch(parts[2]):
+        return None
+    try:
+        return open_wiki(parts[2], "viewer")
+    except (store.RobotError, sqlite3.Error):  # hidden, or the database is what failed: no wiki header
+        return None
+
+
+def _page_of_request() -> str | None:
+    """The page path of a page-action URL (/w/<slug>/-/edit/<path> and the like), else None."""
+    parts = bottle.request.path.split("/", 5)
+    if len(parts) == 6 and parts[3] == "-" and parts[4] in PAGE_ACTIONS:
+        return parts[5]
+    return None
+
+
+def _next_steps(status: int, wiki: "WikiAccess | None", retry_after: str | None) -> list[tuple[str, str]]:
+    """(text, URL) of what to do next, the likeliest first."""
+    here = bottle.request.fullpath + (f"?{bottle.request.query_string}" if bottle.request.query_string else "")
+    steps = []
+    if status in (403, 404) and current_user() is None:
+        steps.append(("Sign in", "/auth/login?" + urllib.parse.urlencode({"return_to": safe_return_to(here)})))
+    page = _page_of_request() if wiki is not None else None
+    if status == 404 and page and wiki.can_edit:
+        steps.append((f"Create {page}", wiki.new_page_url(page)))
+    if status in (429, 500) and bottle.request.method == "GET":
+        steps.append((f"Try again in {retry_after} seconds" if retry_after else "Try again", here))
+    if wiki is not None:
+        steps += [(f"{wiki.title} home", wiki.page_url(store.HOME_PAGE)), ("All pages", wiki.url("pages"))]
+    else:
+        steps.append(("Back to the start", "/"))
+    return steps
 
 
 def render(name: str, **context) -> str:
@@ -496,7 +549,7 @@ class App(bottle.Bottle):
     def default_error_handler(self, res: bottle.HTTPError):
         message = res.body if isinstance(res.body, str) and res.status_code < 500 and res.body \
             and not res.body.startswith("Not found: ") else GENERIC_MESSAGES.get(res.status_code, res.status_line)
-        response = error_response(res.status_code, "server_error" if res.status_code >= 500 else "error", message)
+        response = error_response(res.status_code, "server_error" if res.status_code >= 500 else "error", str(message))
         for name, value in res.headerlist:
             if name.lower() == "allow":
                 response.set_header("Allow", value)

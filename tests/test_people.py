@@ -111,3 +111,76 @@ def test_no_store_on_what_depends_on_the_person_on_oauth_and_on_tokens(tmp_path)
         assert metadata.headers["Cache-Control"] == "public, max-age=300"   # a public document
     finally:
         srv.stop()
+
+
+# --- error pages inside a wiki ------------------------------------------------------------------------
+
+def signed_in_site(tmp_path, *args):
+    srv = start_server(tmp_path / "data", *args)
+    srv.cli("user", "add", ALICE, "--username", "alice", "--handle", "alice.test")
+    srv.cli("user", "add", BOB, "--username", "bob", "--handle", "bob.test")
+    srv.cli("wiki", "create", "garden", "--owner", "alice", "--title", "Garden notes")
+    db = sqlite3.connect(srv.data / "robotwtf.db")
+    db.execute("INSERT INTO members (wiki_id, user_did, role, added_at) SELECT id, ?, 'viewer', 0 FROM wikis", (BOB,))
+    db.commit()
+    db.close()
+    return srv, srv.login("alice"), srv.login("bob")
+
+
+def steps(page: requests.Response) -> list[tuple[str, str]]:
+    """The error page's next steps: (text, href)."""
+    buttons = page.text.split('<p class="buttons">')[1].split("</p>")[0]
+    return [(text, href.replace("&amp;", "&")) for href, text in re.findall(r'href="([^"]+)">([^<]+)</a>', buttons)]
+
+
+def test_error_pages_inside_a_wiki_keep_its_header_and_offer_the_next_step(tmp_path):
+    srv, alice, bob = signed_in_site(tmp_path, "--writes-per-minute", "2")
+    try:
+        missing = alice.get(srv.url + "/w/garden/-/edit/Plants/Fig")
+        assert missing.status_code == 404 and 'class="wikibar"' in missing.text and "Garden notes" in missing.text
+        assert "Page not found: &#039;Plants/Fig&#039;" in missing.text
+        assert steps(missing) == [("Create Plants/Fig", "/w/garden/-/new?path=Plants%2FFig"),
+                                  ("Garden notes home", "/w/garden/"), ("All pages", "/w/garden/-/pages")]
+        viewer = bob.get(srv.url + "/w/garden/-/edit/Home")
+        assert viewer.status_code == 403 and 'class="wikibar"' in viewer.text
+        assert "You can read this wiki but not change it" in viewer.text
+        assert steps(viewer) == [("Garden notes home", "/w/garden/"), ("All pages", "/w/garden/-/pages")]
+        viewer_missing = bob.get(srv.url + "/w/garden/-/history/Nope")
+        assert viewer_missing.status_code == 404 and "Create" not in str(steps(viewer_missing))
+        bad = alice.get(srv.url + "/w/garden/-/diff", params={"from": "zzzzzzz", "to": "abc"})
+        assert bad.status_code == 400 and 'class="wikibar"' in bad.text and "is not a revision id" in bad.text
+        no_route = alice.get(srv.url + "/w/garden/-/nonsense")
+        assert no_route.status_code == 404 and 'class="wikibar"' in no_route.text
+        method = alice.put(srv.url + "/w/garden/Home")
+        assert method.status_code == 405 and 'class="wikibar"' in method.text and "GET" in method.headers["Allow"]
+        page = alice.get(srv.url + "/w/garden/-/edit/Home")
+        form = {"csrf_token": re.search(r'name="csrf_token" value="([0-9a-f]+)"', page.text)[1],
+                "content": "x" * 5_000_000, "base_revision": "0" * 12}
+        too_big = alice.post(srv.url + "/w/garden/-/edit/Home", data=form)
+        assert too_big.status_code == 413 and 'class="wikibar"' in too_big.text
+        for _ in range(3):
+            limited = alice.post(srv.url + "/w/garden/-/settings", data={"csrf_token": form["csrf_token"], "title": "G"})
+        assert limited.status_code == 429 and 'class="wikibar"' in limited.text
+        assert "Too many changes" in limited.text and int(limited.headers["Retry-After"]) >= 1
+        stranger = requests.get(srv.url + "/w/garden/-/edit/Home")
+        assert stranger.status_code == 404 and 'class="wikibar"' not in stranger.text   # private: not revealed
+        assert steps(stranger)[0] == ("Sign in", "/auth/login?return_to=%2Fw%2Fgarden%2F-%2Fedit%2FHome")
+        outside = alice.get(srv.url + "/nothing/here")
+        assert outside.status_code == 404 and 'class="wikibar"' not in outside.text
+        assert steps(outside) == [("Back to the start", "/")]
+    finally:
+        srv.stop()
+
+
+def test_a_server_error_inside_a_wiki_keeps_its_header(tmp_path):
+    srv, alice, _ = signed_in_site(tmp_path)
+    try:
+        db = sqlite3.connect(srv.data / "robotwtf.db")
+        db.execute("DROP TABLE links")   # every page view reads it: a genuine failure inside the wiki
+        db.commit()
+        broken = alice.get(srv.url + "/w/garden/Home")
+        assert broken.status_code == 500 and 'class="wikibar"' in broken.text
+        assert "Something went wrong on our side" in broken.text and "Traceback" not in broken.text
+        assert steps(broken)[0] == ("Try again", "/w/garden/Home")
+    finally:
+        srv.stop()
