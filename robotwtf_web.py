@@ -654,13 +654,27 @@ def login_start():
     try:
         authorize_url, pending = atproto.start_login(identifier, *atproto_client(inst).client_args())
     except atproto.AtprotoError as e:
-        return login_page(str(e), 400 if isinstance(e, atproto.BadIdentifier) else 502, identifier)
+        return login_page(sign_in_problem(e), 400 if isinstance(e, atproto.BadIdentifier) else 502, identifier)
     browser_secret = store.new_secret(16)
     invite = form.getunicode("invite", "")
     store.save_login_request(inst.db(), pending, browser_secret, safe_return_to(form.getunicode("return_to")),
                        store.hash_secret(invite) if invite else None)
     _set_cookie(LOGIN_COOKIE, browser_secret, store.LOGIN_REQUEST_SECONDS)
     return redirect(authorize_url)
+
+
+def sign_in_problem(error) -> str:
+    """What went wrong with a sign-in, for the person: no answer from a server is said as such
+    (try again later), apart from a handle or account that does not exist (check what you typed)."""
+    import robotwtf_atproto as atproto
+    if isinstance(error, atproto.Unreachable):
+        return couldnt_reach(error)
+    return str(error)
+
+
+def couldnt_reach(error) -> str:
+    return (f"Couldn't reach {error.host}: it did not answer. It may be down, or this server's connection to "
+            "the internet may be; nothing is wrong with what you typed. Try again in a few minutes.")
 
 
 def login_callback():
@@ -673,7 +687,7 @@ def login_callback():
     try:
         identity = atproto.finish_login(json.loads(request["pending"]), query.dict, *atproto_client(inst).client_args())
     except atproto.AtprotoError as e:
-        return login_page(str(e), 400 if isinstance(e, atproto.LoginError) else 502)
+        return login_page(sign_in_problem(e), 400 if isinstance(e, atproto.LoginError) else 502)
     db = inst.db()
     known = db.execute("SELECT handle FROM users WHERE did = ?", (identity.did,)).fetchone()
     if known is None:
@@ -1384,6 +1398,8 @@ def member_did(ident: str) -> str:
     client = atproto_client(inst)
     try:
         identity = atproto.resolve_identity(ident.removeprefix("@"), client.fetcher, client.resolver, inst.cfg.plc_url)
+    except atproto.Unreachable as e:
+        raise store.UpstreamError(couldnt_reach(e)) from None
     except atproto.AtprotoError as e:
         raise store.BadInput(f"{e} Check the handle, or add the person by DID.") from None
     return identity.did
@@ -1394,7 +1410,7 @@ def member_add(wiki: WikiAccess):
     ident = form_text("member").strip()
     try:
         store.add_member(instance().db(), wiki.id, member_did(ident), form_text("role"))
-    except (store.BadInput, store.Conflict) as refused:
+    except (store.BadInput, store.Conflict, store.UpstreamError) as refused:
         return settings_form(wiki, people_message(refused, wiki), refused.status, ident)
     return redirect(wiki.url("settings"))
 

@@ -184,3 +184,51 @@ def test_a_server_error_inside_a_wiki_keeps_its_header(tmp_path):
         assert steps(broken)[0] == ("Try again", "/w/garden/Home")
     finally:
         srv.stop()
+
+
+# --- sign-in: "couldn't reach" apart from "does not exist" ---------------------------------------------
+
+def test_sign_in_says_when_a_server_could_not_be_reached(tmp_path):
+    from conftest import free_port
+    from fakedns import FakeDNS
+    from fakepds import FakePDS
+    closed = f"http://127.0.0.1:{free_port()}"   # nothing listens there
+    with FakeDNS() as dns_server, FakePDS() as pds:
+        env = {"ROBOTWTF_INSECURE_DEV_NETWORK": "1", "ROBOTWTF_PLC_URL": pds.plc_url,
+               "ROBOTWTF_DNS_RESOLVER": dns_server.address}
+        srv = start_server(tmp_path / "data", env_extra=env)
+        dark_plc = start_server(tmp_path / "data2", env_extra={**env, "ROBOTWTF_PLC_URL": closed + "/plc"})
+        try:
+            did = pds.add_account("alice.test", pds_url=closed)          # her PDS is down
+            dns_server.txt("_atproto.alice.test", f"did={did}")
+            dns_server.txt("_atproto.bob.test", f"did={pds.add_account('bob.test')}")
+
+            def sign_in(site, identifier: str) -> requests.Response:
+                browser = requests.Session()
+                page = browser.get(site.url + "/auth/login")
+                return browser.post(site.url + "/auth/login", data={"csrf_token": csrf(page), "identifier": identifier},
+                                    allow_redirects=False)
+
+            down = sign_in(srv, "alice.test")
+            assert down.status_code == 502
+            assert "Couldn&#039;t reach 127.0.0.1: it did not answer." in down.text
+            assert "nothing is wrong with what you typed" in down.text
+            no_plc = sign_in(dark_plc, "bob.test")
+            assert no_plc.status_code == 502 and "Couldn&#039;t reach 127.0.0.1" in no_plc.text
+            nobody = sign_in(srv, "nobody.test")
+            assert "That handle does not resolve: nobody.test." in nobody.text and "reach" not in nobody.text
+            assert sign_in(srv, "bob.test").status_code == 303   # the same server, reachable: on to the PDS
+            assert sqlite3.connect(srv.data / "robotwtf.db").execute("SELECT count(*) FROM users").fetchone()[0] == 0
+
+            dark_plc.cli("user", "add", ALICE, "--username", "carol")
+            dark_plc.cli("wiki", "create", "garden", "--owner", "carol")
+            carol = dark_plc.login("carol")
+            settings = carol.get(dark_plc.url + "/w/garden/-/settings")
+            added = carol.post(dark_plc.url + "/w/garden/-/settings/members",
+                               data={"csrf_token": csrf(settings), "member": "bob.test", "role": "editor"})
+            assert added.status_code == 502 and "Couldn&#039;t reach 127.0.0.1" in added.text
+            assert 'value="bob.test"' in added.text   # what was typed stays in the form
+            assert "bob.test" not in carol.get(dark_plc.url + "/w/garden/-/settings").text.split("<h3>Add someone")[0]
+        finally:
+            srv.stop()
+            dark_plc.stop()
