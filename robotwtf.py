@@ -137,6 +137,8 @@ def build_app(inst: store.Instance) -> web.App:
     app.route("/w/<slug>/-/settings/export", "GET", web.wiki_export)
     app.route("/w/<slug>/-/settings/import", "POST", web.wiki_import)
     app.route("/w/<slug>/-/settings/delete", "POST", web.wiki_delete)
+    app.route("/w/<slug>/-/connect", "GET", web.connect_view)
+    app.route("/w/<slug>/-/connect", "POST", web.connect_token)
     return app
 
 
@@ -306,8 +308,7 @@ def cmd_invite_create(cfg: store.Config, args) -> int:
 def cmd_wiki_create(cfg: store.Config, args) -> int:
     db = open_instance_db(cfg)
     owner = store.find_user(db, args.owner)
-    wiki = store.create_wiki(db, args.slug, owner["did"], args.title or "", public_url=cfg.public_url,
-                       quotas=cfg.quotas, via="cli")
+    wiki = store.create_wiki(db, args.slug, owner["did"], args.title or "", quotas=cfg.quotas, via="cli")
     print(f"created {cfg.url('/w/' + wiki['slug'] + '/')}")
     return 0
 

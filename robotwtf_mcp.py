@@ -84,7 +84,8 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class Reply(NamedTuple):
-    """What to send back: HTTP status, extra headers, and a JSON-able body (None = no body)."""
+    """What to send back: HTTP status, extra headers, and a JSON-able body (None = no body; a str is
+    sent as it is: the HTML page for browsers)."""
 
     status: int
     headers: dict[str, str]
@@ -1739,6 +1740,8 @@ def _stale(last_used_at: int | None) -> bool:
 def serve_request(inst, server: Server, slug: str) -> Reply:
     """Authenticate one HTTP request to a wiki's endpoint and answer it through handle_http."""
     request = bottle.request
+    if request.method == "GET" and "text/html" in request.get_header("Accept", "") and store.SLUG_RE.fullmatch(slug):
+        return _browser_page(slug)
     if request.method != "POST":
         return handle_http(server, request.method, b"", {}, None)
     if not store.SLUG_RE.fullmatch(slug):
@@ -1763,6 +1766,15 @@ def serve_request(inst, server: Server, slug: str) -> Reply:
     return handle_http(server, "POST", request.body.read(), dict(request.headers.items()), context)
 
 
+def _browser_page(slug: str) -> Reply:
+    """A person who opened the MCP address in a browser learns what it is for and where the wiki's
+    "Connect an agent" page is. Every other GET stays 405: MCP clients never ask for text/html.
+    The same page for every slug, so it says nothing about which private wikis exist."""
+    import robotwtf_web as web
+    body = web.render("mcp_endpoint", slug=slug, connect_url=f"/w/{slug}/-/connect")
+    return Reply(200, {"Content-Type": "text/html; charset=utf-8"}, body)
+
+
 def _rate_key(caller) -> str:
     """One bucket per OAuth grant or personal token (CONTRACT §5: limits are per grant)."""
     return f"mcp:grant:{caller.grant_id}" if caller.grant_id is not None else f"mcp:token:{caller.token_id}"
@@ -1781,5 +1793,6 @@ def _unauthorized_reply(refusal, metadata_url: str) -> Reply:
 
 
 def _http_response(reply: Reply) -> bottle.HTTPResponse:
-    body = "" if reply.body is None else json.dumps(reply.body, ensure_ascii=False)
+    body = reply.body if isinstance(reply.body, str) else "" if reply.body is None else json.dumps(
+        reply.body, ensure_ascii=False)
     return bottle.HTTPResponse(body, reply.status, {**reply.headers, "Cache-Control": "no-store"})

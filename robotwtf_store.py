@@ -2740,7 +2740,7 @@ def delete_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename:
 # --- wikis and members ------------------------------------------------------------------------------
 
 def create_wiki(db: sqlite3.Connection, slug: str, owner_did: str, title: str = "", description: str = "", *,
-                public_url: str, quotas: Quotas, via: str = "web") -> sqlite3.Row:
+                quotas: Quotas, via: str = "web") -> sqlite3.Row:
     """A new wiki owned by owner_did, with its default pages (Home, Getting Started, Agent Guide)
     written by the owner. Counts against the owner's wikis-per-user quota unless they are an
     instance admin."""
@@ -2761,7 +2761,7 @@ def create_wiki(db: sqlite3.Connection, slug: str, owner_did: str, title: str = 
                              "VALUES (?, ?, ?, ?, ?)", (slug, title, description, owner_did, t)).lastrowid
         db.execute("INSERT INTO members (wiki_id, user_did, role, added_at) VALUES (?, ?, 'owner', ?)",
                    (wiki_id, owner_did, t))
-        for path, content in default_pages(slug, title, description, public_url):
+        for path, content in default_pages(slug, title, description):
             _record(db, wiki_id, None, "create", path, page_text(content), author, f"Create {path}")
     return get_wiki(db, slug)
 
@@ -2898,10 +2898,10 @@ def _keep_an_owner(db: sqlite3.Connection, wiki_id: int) -> None:
 
 # --- default pages ------------------------------------------------------------------------------------
 
-def default_pages(slug: str, title: str, description: str, public_url: str) -> list[tuple[str, str]]:
+def default_pages(slug: str, title: str, description: str) -> list[tuple[str, str]]:
     """(path, content) of the pages a new wiki starts with: Home, Getting Started for people,
-    Agent Guide for agents."""
-    mcp_url = f"{public_url}/w/{slug}/mcp"
+    Agent Guide for agents. No page holds the server's address (it may change with --public-url):
+    Getting Started links to the wiki's "Connect an agent" page, which shows the current one."""
     about = description or "A wiki shared by people and their AI agents. Pages are Markdown, and every change is " \
                            "kept in the page's history."
     home = f"""# {title}
@@ -2931,27 +2931,16 @@ with its author, so you can see what changed and bring back any earlier version.
 - The wiki is private until an owner makes it public. Owners add people as editors or viewers in
   the wiki's settings.
 
-## Connect Claude.ai
+## Connect an agent
 
-1. In Claude.ai, open **Settings → Connectors** and choose **Add custom connector**.
-2. Name it, and paste this wiki's MCP URL: `{mcp_url}`
-3. Claude sends you here to sign in and approve what it may do. There is no token to copy.
+Open **[Connect an agent](/w/{slug}/-/connect)**: it shows this wiki's MCP address, the steps for
+Claude.ai, and for Claude Code a ready-made `claude mcp add` command with a new personal access
+token. It always shows the address the server has now, so it stays right if the wiki moves.
 
-## Connect Claude Code
-
-Create a personal access token for this wiki on your dashboard (or ask the operator to run
-`robotwtf token create {slug} --user <you>`), then run:
-
-```
-claude mcp add --transport http {slug} {mcp_url} --header "Authorization: Bearer <token>"
-```
-
-Treat the token like a password: whoever holds it can use this wiki as you. Revoke it if it leaks.
-
-## Other agents
-
-Any MCP client that speaks Streamable HTTP can use `{mcp_url}`, signing in through OAuth as Claude.ai
-does, or sending a personal token in an `Authorization: Bearer` header as Claude Code does.
+- **Claude.ai** signs you in here and asks what it may do; there is no token to copy.
+- **Claude Code** and other programs send a personal access token. Treat it like a password:
+  whoever holds it can use this wiki as you. Revoke it on your Connected apps page if it leaks.
+- **Any other MCP client** that speaks Streamable HTTP can connect either way.
 
 ## What agents can do here
 

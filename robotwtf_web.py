@@ -570,7 +570,8 @@ def healthz():
 
 # The stylesheet and the one small script (progressive enhancement: every page works without
 # it), kept beside the templates. Scripts must come from our origin: the CSP forbids inline ones.
-STATIC_FILES = {"style.css": "text/css; charset=utf-8", "wiki.js": "text/javascript; charset=utf-8"}
+STATIC_FILES = {"style.css": "text/css; charset=utf-8", "wiki.js": "text/javascript; charset=utf-8",
+                "copy.js": "text/javascript; charset=utf-8"}
 
 
 def static_file(name: str):
@@ -602,7 +603,7 @@ def wiki_create():
     inst = instance()
     try:
         wiki = store.create_wiki(inst.db(), form["slug"].strip(), current_user()["did"], form["title"], form["description"],
-                           public_url=inst.cfg.public_url, quotas=inst.cfg.quotas, via="web")
+                                 quotas=inst.cfg.quotas, via="web")
     except (store.BadInput, store.Conflict, store.QuotaExceeded) as refused:
         return dashboard(people_message(refused), refused.status, form)
     return redirect(f"/w/{wiki['slug']}/")
@@ -1365,8 +1366,55 @@ def settings_form(wiki: WikiAccess, error: Message | str = "", status: int = 200
     inst = instance()
     db = inst.db()
     return wiki_render("settings", wiki, status=status, members=store.list_members(db, wiki.id),
-                       usage=store.wiki_usage(db, wiki.id), quotas=inst.cfg.quotas,
-                       mcp_url=inst.cfg.url(f"/w/{wiki.slug}/mcp"), error=error, member=member)
+                       usage=store.wiki_usage(db, wiki.id), quotas=inst.cfg.quotas, error=error, member=member,
+                       **connect_context(wiki))
+
+
+# --- wikis in the browser: connecting agents -------------------------------------------------------------
+# One "Connect an agent" panel per wiki (its own page, and a section of the settings): the MCP
+# address as this server serves it now (never a copy frozen into a page), a personal token and the
+# whole `claude mcp add` command shown once, and Claude.ai's steps, or why Claude.ai can't get here.
+
+def connect_context(wiki: WikiAccess, token: str = "", token_name: str = "") -> dict:
+    cfg = instance().cfg
+    return dict(mcp_url=cfg.url(f"/w/{wiki.slug}/mcp"), unreachable=unreachable_from_the_internet(cfg),
+                token_scopes=" and ".join(SCOPE_WORDS[s] for s in sorted(store.role_scopes(wiki.role))),
+                token=token, token_name=token_name)
+
+
+SCOPE_WORDS = {"wiki:read": "read", "wiki:write": "write"}
+
+
+def unreachable_from_the_internet(cfg: store.Config) -> str:
+    """Why a service on the internet (Claude.ai connects from Anthropic's servers) cannot reach
+    the public URL, or '' when nothing says it can't."""
+    import ipaddress
+    host = urllib.parse.urlsplit(cfg.public_url).hostname or ""
+    if cfg.is_loopback_public_url:
+        return f"{cfg.public_url} is this computer's own (loopback) address, which no other machine can open"
+    if not cfg.is_https:
+        return f"{cfg.public_url} is plain http, and Claude.ai connects only to https addresses"
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return ""
+    return "" if address.is_global else f"{host} is an address on a private network, not on the internet"
+
+
+@requires_member("viewer")
+def connect_view(wiki: WikiAccess):
+    return wiki_render("connect", wiki, **connect_context(wiki))
+
+
+@requires_member("viewer")
+def connect_token(wiki: WikiAccess):
+    """A new personal token for this wiki with what the person's role allows, shown once."""
+    user = current_user()
+    if user is None or wiki.role is None:
+        raise store.Forbidden("Only members of this wiki can create a token for it. Sign in as one.")
+    name = f"Claude Code, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC"
+    token = store.create_personal_token(instance().db(), user["did"], wiki.slug, store.role_scopes(wiki.role), name)
+    return wiki_render("connect", wiki, **connect_context(wiki, token, name))
 
 
 @requires_member("owner")

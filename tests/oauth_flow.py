@@ -71,8 +71,7 @@ class World:
     def wiki(self, owner: str, title: str = "") -> str:
         """A new wiki owned by `owner`, with a slug no other test uses."""
         slug = f"wiki-{next(_numbers)}-{secrets.token_hex(3)}"
-        store.create_wiki(self.db, slug, owner, title or f"Wiki {slug}", public_url=self.server.url,
-                       quotas=self.inst.cfg.quotas)
+        store.create_wiki(self.db, slug, owner, title or f"Wiki {slug}", quotas=self.inst.cfg.quotas)
         return slug
 
     def set_role(self, slug: str, did: str, role: str | None) -> None:

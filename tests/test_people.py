@@ -232,3 +232,104 @@ def test_sign_in_says_when_a_server_could_not_be_reached(tmp_path):
         finally:
             srv.stop()
             dark_plc.stop()
+
+
+# --- connecting agents ------------------------------------------------------------------------------------
+
+def test_connect_panel_on_a_loopback_address_warns_and_its_token_command_works(tmp_path):
+    from mcp_client import Endpoint
+    srv, alice, bob = signed_in_site(tmp_path)
+    try:
+        panel = alice.get(srv.url + "/w/garden/-/connect")
+        assert panel.status_code == 200 and panel.headers["Cache-Control"] == "no-store"
+        assert f'<code id="mcp-url">{srv.url}/w/garden/mcp</code>' in panel.text
+        assert "Claude.ai cannot reach this address:</strong> " + srv.url in panel.text
+        assert "Running behind a reverse proxy (https)" in panel.text and "--public-url https://" in panel.text
+        assert "Settings → Connectors" not in panel.text   # no steps that would paste a loopback URL
+        assert 'data-copy="mcp-url" hidden' in panel.text and '<script src="/static/copy.js"' in panel.text
+        assert requests.get(srv.url + "/static/copy.js").headers["Content-Type"].startswith("text/javascript")
+        created = alice.post(srv.url + "/w/garden/-/connect", data={"csrf_token": csrf(panel)})
+        assert created.status_code == 200 and created.headers["Cache-Control"] == "no-store"
+        command = re.search(r'<code id="claude-command">([^<]+)</code>', created.text)[1].replace("&quot;", '"')
+        words = shlex.split(command)
+        assert words[:6] == ["claude", "mcp", "add", "--transport", "http", "garden"]
+        assert words[6] == f"{srv.url}/w/garden/mcp" and words[7] == "--header"
+        token = words[8].removeprefix("Authorization: Bearer ")
+        called = Endpoint(words[6], token).call("read_note", path="Home")
+        assert called["isError"] is False                    # the command's URL and token really work
+        assert token not in alice.get(srv.url + "/w/garden/-/connect").text   # shown once
+        assert "Claude Code, " in alice.get(srv.url + "/account/apps").text
+        viewer = bob.get(srv.url + "/w/garden/-/connect")
+        assert "allowed to read, and shows" in " ".join(viewer.text.split())
+        viewer_token = bob.post(srv.url + "/w/garden/-/connect", data={"csrf_token": csrf(viewer)})
+        bob_token = shlex.split(re.search(r'<code id="claude-command">([^<]+)</code>',
+                                          viewer_token.text)[1].replace("&quot;", '"'))[8].split()[-1]
+        row = sqlite3.connect(srv.data / "robotwtf.db").execute(
+            "SELECT scope FROM personal_tokens WHERE user_did = ?", (BOB,)).fetchone()
+        assert row == ("wiki:read",) and bob_token.startswith("rwpat_")
+        settings = alice.get(srv.url + "/w/garden/-/settings")
+        assert 'id="connect"' in settings.text and f"{srv.url}/w/garden/mcp" in settings.text
+        getting_started = alice.get(srv.url + "/w/garden/Getting%20Started")
+        assert 'href="/w/garden/-/connect"' in getting_started.text and "127.0.0.1" not in getting_started.text.split(
+            "<article")[1].split("</article>")[0]
+        stranger = requests.get(srv.url + "/w/garden/-/connect")
+        assert stranger.status_code == 404
+        forged = alice.post(srv.url + "/w/garden/-/connect", data={})
+        assert forged.status_code == 403
+    finally:
+        srv.stop()
+
+
+def test_connect_panel_on_an_https_address_gives_claude_ai_steps(tmp_path):
+    srv = start_server(tmp_path / "data", public_url="https://wiki.example.org")
+    try:
+        srv.cli("user", "add", ALICE, "--username", "alice")
+        srv.cli("wiki", "create", "garden", "--owner", "alice")
+        db = sqlite3.connect(srv.data / "robotwtf.db")
+        db.execute("UPDATE wikis SET visibility = 'public'")
+        db.commit()
+        # A stranger reads the public wiki's panel (https cookies need https, so no sign-in here).
+        panel = requests.get(srv.url + "/w/garden/-/connect", headers={"Host": "wiki.example.org"})
+        assert panel.status_code == 200
+        assert '<code id="mcp-url">https://wiki.example.org/w/garden/mcp</code>' in panel.text
+        assert "cannot reach" not in panel.text and "Settings → Connectors" in panel.text
+        assert "Members of this wiki can create a token for Claude Code here once signed in." in panel.text
+    finally:
+        srv.stop()
+
+
+def test_changing_the_public_url_changes_what_people_are_told(tmp_path):
+    srv = start_server(tmp_path / "data")
+    srv.cli("user", "add", ALICE, "--username", "alice")
+    srv.cli("wiki", "create", "garden", "--owner", "alice")
+    db = sqlite3.connect(srv.data / "robotwtf.db")
+    db.execute("UPDATE wikis SET visibility = 'public'")
+    db.commit()
+    srv.stop()
+    moved = start_server(tmp_path / "data", public_url="https://moved.example.org")
+    try:
+        host = {"Host": "moved.example.org"}
+        panel = requests.get(moved.url + "/w/garden/-/connect", headers=host)
+        assert "https://moved.example.org/w/garden/mcp" in panel.text and "127.0.0.1" not in panel.text
+        guide = requests.get(moved.url + "/w/garden/Getting%20Started", headers=host).text
+        assert "127.0.0.1" not in guide and "moved.example.org" not in guide.split("<article")[1]
+    finally:
+        moved.stop()
+
+
+def test_a_browser_opening_the_mcp_address_gets_a_page_and_everything_else_405(tmp_path):
+    srv, alice, _ = signed_in_site(tmp_path)
+    try:
+        for browser in (alice, requests.Session()):
+            page = browser.get(srv.url + "/w/garden/mcp", headers={"Accept": "text/html,application/xhtml+xml,*/*"})
+            assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+            assert "This is an address for AI agents" in page.text and 'href="/w/garden/-/connect"' in page.text
+            assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+        private = requests.get(srv.url + "/w/no-such-wiki/mcp", headers={"Accept": "text/html"})
+        assert private.status_code == 200 and "no-such-wiki" in private.text   # reveals nothing either way
+        for headers in ({}, {"Accept": "text/event-stream"}, {"Accept": "application/json"}, {"Accept": "*/*"}):
+            refused = requests.get(srv.url + "/w/garden/mcp", headers=headers)
+            assert refused.status_code == 405 and refused.headers["Allow"] == "POST", headers
+        assert requests.delete(srv.url + "/w/garden/mcp", headers={"Accept": "text/html"}).status_code == 405
+    finally:
+        srv.stop()

@@ -19,7 +19,6 @@ import robotwtf_store as store
 ALICE = "did:plc:aliceaaaaaaaaaaaaaaaaaaa"
 BOB = "did:plc:bobbbbbbbbbbbbbbbbbbbbbb"
 CAROL = "did:plc:carolccccccccccccccccccc"
-PUBLIC_URL = "https://wiki.example.org"
 QUOTAS = store.Quotas(pages_per_wiki=100, bytes_per_wiki=50 * 1024 * 1024, wikis_per_user=3)
 WEB = store.Author(ALICE, "web")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -53,7 +52,7 @@ def db(db_path):
 
 @pytest.fixture
 def wiki(db) -> int:
-    return store.create_wiki(db, "notes", ALICE, "Notes", public_url=PUBLIC_URL, quotas=QUOTAS)["id"]
+    return store.create_wiki(db, "notes", ALICE, "Notes", quotas=QUOTAS)["id"]
 
 
 def write(db, wiki, path, content, base="", **kw):
@@ -88,10 +87,8 @@ def test_new_wiki_starts_with_home_getting_started_and_agent_guide(db, wiki):
     pages = store.list_pages(db, wiki)
     assert [p.path for p in pages] == ["Agent Guide", "Getting Started", "Home"]
     started = store.read_page(db, wiki, "Getting Started").content
-    assert f"{PUBLIC_URL}/w/notes/mcp" in started
-    assert "Settings → Connectors" in started
-    assert (f'claude mcp add --transport http notes {PUBLIC_URL}/w/notes/mcp '
-            '--header "Authorization: Bearer <token>"') in started
+    assert "[Connect an agent](/w/notes/-/connect)" in started and "claude mcp add" in started
+    assert "http" not in started   # no server address is frozen into a page: the panel shows the current one
     guide = store.read_page(db, wiki, "Agent Guide").content
     for advice in ("recent changes", "edit_note", "[[Page Path|text]]", "commit_message", "revision"):
         assert advice in guide
@@ -109,33 +106,33 @@ def test_new_wiki_starts_with_home_getting_started_and_agent_guide(db, wiki):
     ("mcp", "is reserved"), ("Abc", "lower case"), ("a_bc", "only letters"), ("../etc", "only letters"),
     ("", "is required")])
 def test_bad_slugs_are_refused(db, wiki, slug, message):
-    refused(db, store.BadInput, message, store.create_wiki, db, slug, ALICE, public_url=PUBLIC_URL, quotas=QUOTAS)
+    refused(db, store.BadInput, message, store.create_wiki, db, slug, ALICE, quotas=QUOTAS)
 
 
 def test_taken_slug_bad_title_and_unknown_owner(db, wiki):
     refused(db, store.Conflict, "The wiki slug 'notes' is taken", store.create_wiki, db, "notes", BOB,
-            public_url=PUBLIC_URL, quotas=QUOTAS)
+            quotas=QUOTAS)
     refused(db, store.BadInput, "1 to 200 characters", store.create_wiki, db, "other", BOB, "x" * 201,
-            public_url=PUBLIC_URL, quotas=QUOTAS)
+            quotas=QUOTAS)
     refused(db, store.NotFound, "No user has the DID", store.create_wiki, db, "other", CAROL,
-            public_url=PUBLIC_URL, quotas=QUOTAS)
+            quotas=QUOTAS)
 
 
 def test_title_with_html_is_stored_verbatim(db):
     title = "<script>alert('t')</script> & co"
-    row = store.create_wiki(db, "html-wiki", ALICE, title, "<b>bold</b>", public_url=PUBLIC_URL, quotas=QUOTAS)
+    row = store.create_wiki(db, "html-wiki", ALICE, title, "<b>bold</b>", quotas=QUOTAS)
     assert row["title"] == title and row["description"] == "<b>bold</b>"
     assert store.read_page(db, row["id"], "Home").content.startswith(f"# {title}\n\n<b>bold</b>\n")
 
 
 def test_wikis_per_user_quota_spares_admins(db):
     quotas = store.Quotas(100, 10**8, wikis_per_user=1)
-    store.create_wiki(db, "bobs-wiki", BOB, public_url=PUBLIC_URL, quotas=quotas)
+    store.create_wiki(db, "bobs-wiki", BOB, quotas=quotas)
     error = refused(db, store.QuotaExceeded, "You already have 1 wikis", store.create_wiki, db, "bobs-second", BOB,
-                    public_url=PUBLIC_URL, quotas=quotas)
+                    quotas=quotas)
     assert error.status == 403 and error.code == "quota_exceeded"
-    store.create_wiki(db, "alices-1", ALICE, public_url=PUBLIC_URL, quotas=quotas)
-    store.create_wiki(db, "alices-2", ALICE, public_url=PUBLIC_URL, quotas=quotas)  # the first user is the admin
+    store.create_wiki(db, "alices-1", ALICE, quotas=quotas)
+    store.create_wiki(db, "alices-2", ALICE, quotas=quotas)  # the first user is the admin
 
 
 def test_update_and_delete_wiki(db, wiki):
@@ -473,7 +470,7 @@ def test_search_follows_writes_in_the_same_transaction(db, wiki):
     assert [h.path for h in store.search_pages(db, wiki, "fruit")] == ["Fruit"]  # the path is indexed
     refused(db, store.Conflict, "changed since", write, db, wiki, "Fruit", "cherry", base)
     assert store.search_pages(db, wiki, "cherry") == []
-    other = store.create_wiki(db, "other", BOB, public_url=PUBLIC_URL, quotas=QUOTAS)["id"]
+    other = store.create_wiki(db, "other", BOB, quotas=QUOTAS)["id"]
     assert store.search_pages(db, other, "banana") == []
 
 
@@ -789,7 +786,7 @@ def test_import_round_trips_an_export_and_reports_what_it_skipped(db, wiki):
     write(db, wiki, "Projects/Garden", "beds [[Home]]")
     store.put_attachment(db, wiki, "Projects/Garden", "plan.png", PNG, author=WEB, quotas=QUOTAS)
     exported = store.export_wiki(db, wiki)
-    target = store.create_wiki(db, "copy", BOB, public_url=PUBLIC_URL, quotas=QUOTAS)["id"]
+    target = store.create_wiki(db, "copy", BOB, quotas=QUOTAS)["id"]
     report = store.import_pages(db, target, exported, author=store.Author(BOB, "web"), quotas=QUOTAS)
     assert report.created == ("Projects/Garden",)
     assert dict(report.skipped) == {

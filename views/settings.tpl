@@ -22,13 +22,7 @@
 </form>
 </section>
 
-<section class="panel">
-<h2>Connect an AI agent</h2>
-<p>This wiki's MCP address:</p>
-<p><code class="secret">{{mcp_url}}</code></p>
-<p class="hint">Add it as a custom connector in Claude.ai, or to any MCP client. The
-<a href="{{wiki.page_url('Getting Started')}}">Getting Started</a> page explains each way.</p>
-</section>
+% include('connect_panel')
 
 <section class="panel">
 <h2>Members</h2>
