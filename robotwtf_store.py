@@ -2028,8 +2028,11 @@ class Usage:
 
 @dataclasses.dataclass(frozen=True)
 class ImportReport:
-    created: tuple[str, ...]
+    created: tuple[str, ...]               # live pages created
     skipped: tuple[tuple[str, str], ...]   # (name in the zip, why it was skipped)
+    revisions: int = 0                     # revisions brought in with their history (robotwtf exports)
+    attachments: int = 0
+    deleted: tuple[str, ...] = ()          # deleted pages brought in with their history, to restore later
 
 
 def highlight_snippet(snippet: str, start: str, end: str, escape=lambda text: text) -> str:
@@ -2993,42 +2996,69 @@ You are working in a wiki that people and other agents rely on. These habits kee
 # --- export and import ------------------------------------------------------------------------------
 
 EXPORT_MANIFEST = "history.json"
+EXPORT_FORMAT = "robotwtf-export-2"   # -1 (before issue 11) had no revision contents
 MAX_IMPORT_ENTRIES = 20_000
+REVISION_KINDS = ("create", "update", "rename", "delete", "restore", "attachment")
 
 
 def export_wiki(db: sqlite3.Connection, wiki_id: int) -> bytes:
     """A zip of the wiki: `pages/<path>.md` for each live page, `attachments/<path>/<file>` for
-    their attachments, and `history.json` listing every page (deleted ones too) with its
-    revisions' metadata. Read in one transaction, so it is a consistent snapshot."""
+    their attachments (`deleted/<n>/<file>` for those kept with deleted pages), `revisions/<id>.md`
+    for every content in the pages' histories, and `history.json` listing every page (deleted ones
+    too) with its revisions and attachments. Read in one transaction: a consistent snapshot that
+    import_pages brings back whole into another wiki."""
     buffer = io.BytesIO()
     with read_snapshot(db), zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         wiki = _wiki_by_id(db, wiki_id)
-        manifest = {"format": "robotwtf-export-1", "exported_at": now(),
+        manifest = {"format": EXPORT_FORMAT, "exported_at": now(),
                     "wiki": {k: wiki[k] for k in ("slug", "title", "description", "visibility", "created_at")},
                     "pages": []}
-        for page in db.execute("SELECT * FROM pages WHERE wiki_id = ? ORDER BY path_key, id", (wiki_id,)).fetchall():
+        pages = db.execute("SELECT * FROM pages WHERE wiki_id = ? ORDER BY path_key, id", (wiki_id,)).fetchall()
+        for number, page in enumerate(pages, 1):
             if page["deleted_at"] is None:
                 archive.writestr(f"pages/{page['path']}.md", page["content"])
-                for attachment in db.execute("SELECT filename, data FROM attachments WHERE page_id = ? "
-                                             "ORDER BY filename_key", (page["id"],)):
-                    archive.writestr(f"attachments/{page['path']}/{attachment['filename']}", attachment["data"])
-            manifest["pages"].append(_manifest_page(db, page))
+            folder = f"attachments/{page['path']}" if page["deleted_at"] is None else f"deleted/{number}"
+            manifest["pages"].append(_export_page(db, archive, page, folder))
         archive.writestr(EXPORT_MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
     return buffer.getvalue()
 
 
-def _manifest_page(db: sqlite3.Connection, page: sqlite3.Row) -> dict:
-    revisions = db.execute("SELECT id, kind, path, old_path, attachment, author_did, via, message, created_at "
-                           "FROM revisions WHERE page_id = ? ORDER BY seq", (page["id"],))
+def _export_page(db: sqlite3.Connection, archive: zipfile.ZipFile, page: sqlite3.Row, folder: str) -> dict:
+    """A page's manifest entry; writes its revisions' contents (once per change of content) and
+    its attachments into the archive."""
+    revisions, previous = [], None
+    for row in db.execute(REVISION_SELECT + "WHERE revisions.page_id = ? ORDER BY revisions.seq", (page["id"],)):
+        if previous is None or row["content"] != previous[0]:
+            previous = (row["content"], f"revisions/{row['id']}.md")
+            archive.writestr(previous[1], row["content"])
+        revisions.append({"id": row["id"], "kind": row["kind"], "path": row["path"], "old_path": row["old_path"],
+                          "attachment": row["attachment"], "author_did": row["author_did"],
+                          "author_name": _author_name(row), "via": row["via"], "message": row["message"],
+                          "created_at": row["created_at"], "content": previous[1]})
+    attachments = []
+    for row in db.execute("SELECT filename, data, author_did, updated_at FROM attachments WHERE page_id = ? "
+                          "ORDER BY filename_key", (page["id"],)):
+        archive.writestr(f"{folder}/{row['filename']}", row["data"])
+        attachments.append({"filename": row["filename"], "file": f"{folder}/{row['filename']}",
+                            "author_did": row["author_did"], "updated_at": row["updated_at"]})
     return {"path": page["path"], "revision": page["revision_id"], "deleted_at": page["deleted_at"],
-            "revisions": [dict(r) for r in revisions]}
+            "revisions": revisions, "attachments": attachments}
+
+
+def _author_name(row: sqlite3.Row) -> str:
+    """How a revision's author is named here: `username (@handle)`, or as recorded on import."""
+    if row["author_username"]:
+        return row["author_username"] + (f" (@{row['author_handle']})" if row["author_handle"] else "")
+    return row["imported_author"] or ""
 
 
 def import_pages(db: sqlite3.Connection, wiki_id: int, data: bytes, *, author: Author, quotas: Quotas) -> ImportReport:
-    """Create pages from a zip of Markdown files: `A/B.md` becomes page `A/B` (a robotwtf export's
-    `pages/` folder is stripped). Existing pages are never overwritten. Anything that can't be
-    imported (not Markdown, a bad path or content, an existing page, over a quota) is skipped
-    and reported with the reason; the pages that can be are created in one transaction."""
+    """Bring pages in from a zip. A robotwtf export (history.json, format 2) comes back whole:
+    every page with its history (authors, messages and times as recorded, each revision marked as
+    imported), deleted pages and attachments. Any other zip of Markdown files: `A/B.md` becomes
+    page `A/B`, written by `author`. Existing pages are never overwritten. What can't be imported
+    (not Markdown, a bad path or content, an existing page, over a quota) is skipped and reported
+    with the reason; everything else is imported in one transaction."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         entries = archive.infolist()
@@ -3036,44 +3066,211 @@ def import_pages(db: sqlite3.Connection, wiki_id: int, data: bytes, *, author: A
         raise BadInput("That file is not a zip archive; export a folder of Markdown files as .zip.") from None
     if len(entries) > MAX_IMPORT_ENTRIES:
         raise BadInput(f"The archive has {len(entries)} entries; import at most {MAX_IMPORT_ENTRIES} at a time.")
-    ours = any(e.filename == EXPORT_MANIFEST for e in entries)
-    created, skipped = [], []
+    unpacked = sum(e.file_size for e in entries)
+    if unpacked > 4 * quotas.bytes_per_wiki:
+        raise BadInput(f"The archive unpacks to {unpacked} bytes, more than this wiki could hold with its history "
+                       f"({4 * quotas.bytes_per_wiki}); import it in parts.")
     with archive, transaction(db):
         _wiki_by_id(db, wiki_id)
-        for entry in entries:
-            if entry.is_dir() or (ours and entry.filename == EXPORT_MANIFEST):
-                continue
+        manifest = _export_manifest(archive)
+        if manifest is not None and manifest.get("format") == EXPORT_FORMAT:
+            return _import_export(db, wiki_id, archive, manifest, quotas)
+        return _import_markdown_files(db, wiki_id, archive, entries, manifest is not None, author, quotas)
+
+
+def _export_manifest(archive: zipfile.ZipFile) -> dict | None:
+    """The archive's robotwtf manifest, or None for a plain zip of Markdown files."""
+    if EXPORT_MANIFEST not in archive.namelist():
+        return None
+    try:
+        manifest = json.loads(_read_entry(archive, EXPORT_MANIFEST, 64 * MAX_PAGE_BYTES))
+    except ValueError:
+        raise BadInput(f"The archive's {EXPORT_MANIFEST} is not valid JSON; export the wiki again.") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("pages", []), list):
+        raise BadInput(f"The archive's {EXPORT_MANIFEST} is not a robotwtf export's; export the wiki again.")
+    return manifest
+
+
+def _read_entry(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """An entry's bytes, at most `limit` of them (a zip's declared sizes are not trusted)."""
+    try:
+        with archive.open(name) as f:
+            raw = f.read(limit + 1)
+    except KeyError:
+        raise BadInput(f"{name} is missing from the archive") from None
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as e:
+        raise BadInput(f"{name} cannot be read from the archive ({e})") from None
+    if len(raw) > limit:
+        raise TooLarge(f"{name} is larger than {limit} bytes")
+    return raw
+
+
+def _import_markdown_files(db: sqlite3.Connection, wiki_id: int, archive: zipfile.ZipFile,
+                           entries: list[zipfile.ZipInfo], ours: bool, author: Author, quotas: Quotas) -> ImportReport:
+    """Pages from the Markdown files of a zip (a robotwtf export of format 1: its `pages/` folder,
+    and its `attachments/` for the pages created)."""
+    created, skipped, files = [], [], 0
+    for entry in entries:
+        if entry.is_dir() or (ours and entry.filename == EXPORT_MANIFEST) \
+                or (ours and entry.filename.startswith("attachments/")):
+            continue
+        try:
+            path, content = _import_entry(archive, entry, ours)
+            if _live_row(db, wiki_id, path) is not None:
+                raise Conflict("a page with this path already exists")
+            _check_new_page_quotas(db, wiki_id, quotas, len(content.encode()))
+        except RobotError as e:
+            skipped.append((entry.filename, e.message))
+            continue
+        _record(db, wiki_id, None, "create", path, page_text(content), author, f"Import {path}")
+        created.append(path)
+    for entry in entries:
+        if ours and entry.filename.startswith("attachments/") and not entry.is_dir():
             try:
-                path, content = _import_entry(archive, entry, ours)
-                if _live_row(db, wiki_id, path) is not None:
-                    raise Conflict("a page with this path already exists")
-                _check_new_page_quotas(db, wiki_id, quotas, len(content.encode()))
+                files += _import_attachment_file(db, wiki_id, archive, entry, created, author, quotas)
             except RobotError as e:
                 skipped.append((entry.filename, e.message))
-                continue
-            _record(db, wiki_id, None, "create", path, page_text(content), author, f"Import {path}")
-            created.append(path)
-    return ImportReport(tuple(created), tuple(skipped))
+    return ImportReport(tuple(created), tuple(skipped), attachments=files)
+
+
+def _import_attachment_file(db: sqlite3.Connection, wiki_id: int, archive: zipfile.ZipFile, entry: zipfile.ZipInfo,
+                            created: list[str], author: Author, quotas: Quotas) -> int:
+    """`attachments/<page path>/<file>` of a format-1 export, attached to its page if this import
+    created the page."""
+    path, _, filename = entry.filename.removeprefix("attachments/").rpartition("/")
+    if path not in created:
+        raise Conflict("its page was not created by this import")
+    data = _read_entry(archive, entry.filename, MAX_ATTACHMENT_BYTES)
+    row = _live_row(db, wiki_id, path)
+    _check_bytes_quota(db, wiki_id, quotas, len(data))
+    _insert_attachment(db, row["id"], sanitize_filename(filename), data, author.did, now())
+    return 1
+
+
+def _insert_attachment(db: sqlite3.Connection, page_id: int, name: str, data: bytes, author_did: str,
+                       updated_at: int) -> None:
+    db.execute("INSERT INTO attachments (page_id, filename_key, filename, content_type, size, data, author_did, "
+               "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               (page_id, name.casefold(), name, sniff_content_type(data, name), len(data), data, author_did,
+                updated_at))
+
+
+@dataclasses.dataclass(frozen=True)
+class _ImportedRevision:
+    kind: str
+    path: str
+    old_path: str | None
+    attachment: str | None
+    author: Author
+    author_name: str
+    message: str
+    created_at: int
+    content: str
+    original_id: str
+
+
+def _import_export(db: sqlite3.Connection, wiki_id: int, archive: zipfile.ZipFile, manifest: dict,
+                   quotas: Quotas) -> ImportReport:
+    """Every page of a format-2 export with its history and attachments; a page that can't be
+    imported whole is skipped whole."""
+    created, deleted, skipped, counts = [], [], [], [0, 0]
+    contents: dict[str, str] = {}   # revisions/<id>.md, read and checked once however often named
+    for entry in manifest["pages"]:
+        label = entry.get("path") if isinstance(entry, dict) and isinstance(entry.get("path"), str) else "?"
+        try:
+            revisions, files, deleted_at = _checked_export_page(archive, entry, contents)
+            path = revisions[-1].path
+            if deleted_at is None:
+                if _live_row(db, wiki_id, path) is not None:
+                    raise Conflict("a page with this path already exists")
+                _check_new_page_quotas(db, wiki_id, quotas,
+                                       len(revisions[-1].content.encode()) + sum(len(f[1]) for f in files))
+        except RobotError as e:
+            skipped.append((f"pages/{label}.md", e.message))
+            continue
+        _insert_history(db, wiki_id, revisions, files, deleted_at)
+        (created if deleted_at is None else deleted).append(path)
+        counts[0] += len(revisions)
+        counts[1] += len(files)
+    return ImportReport(tuple(created), tuple(skipped), revisions=counts[0], attachments=counts[1],
+                        deleted=tuple(deleted))
+
+
+def _checked_export_page(archive: zipfile.ZipFile, entry, contents: dict[str, str]):
+    """(revisions, attachments as (name, bytes, author DID, time), deleted_at) of one manifest
+    page, every value checked as if it had been written here; BadInput says what is wrong."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("revisions"), list) or not entry["revisions"]:
+        raise BadInput("its entry in the manifest has no revisions")
+    revisions = [_checked_revision(archive, r, contents) for r in entry["revisions"]]
+    deleted_at = entry.get("deleted_at")
+    if deleted_at is not None and (not isinstance(deleted_at, int) or parse_time(deleted_at) is None):
+        raise BadInput("its deletion time is not a time")
+    files = []
+    for item in entry.get("attachments") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("file"), str) \
+                or not isinstance(item.get("filename"), str) or not isinstance(item.get("updated_at"), int):
+            raise BadInput("an attachment's entry in the manifest is malformed")
+        files.append((sanitize_filename(item["filename"]), _read_entry(archive, item["file"], MAX_ATTACHMENT_BYTES),
+                      validate_did(str(item.get("author_did"))), item["updated_at"]))
+    return revisions, files, deleted_at
+
+
+def _checked_revision(archive: zipfile.ZipFile, item, contents: dict[str, str]) -> _ImportedRevision:
+    if not isinstance(item, dict) or item.get("kind") not in REVISION_KINDS:
+        raise BadInput("a revision in the manifest is malformed")
+    name = item.get("content")
+    if not isinstance(name, str) or not name.startswith("revisions/"):
+        raise BadInput(f"revision {_shown(item.get('id'))} names no content file")
+    if name not in contents:
+        contents[name] = validate_content(decode_utf8(_read_entry(archive, name, MAX_PAGE_BYTES), name))
+    created_at = item.get("created_at")
+    if not isinstance(created_at, int) or parse_time(created_at) is None:
+        raise BadInput(f"revision {_shown(item.get('id'))} has no valid time")
+    old_path, attachment = item.get("old_path"), item.get("attachment")
+    return _ImportedRevision(
+        item["kind"], validate_page_path(item.get("path")),
+        None if old_path is None else validate_page_path(old_path),
+        None if attachment is None else sanitize_filename(str(attachment)),
+        Author(validate_did(str(item.get("author_did"))), str(item.get("via"))),
+        _label(str(item.get("author_name") or ""), ""), _message(str(item.get("message") or ""), item["kind"]),
+        created_at, contents[name], _label(str(item.get("id") or ""), "?")[:64])
+
+
+def _insert_history(db: sqlite3.Connection, wiki_id: int, revisions: list[_ImportedRevision],
+                    files: list[tuple[str, bytes, str, int]], deleted_at: int | None) -> None:
+    """A page as its history left it, with that history: revisions get new ids (ids are unique
+    across the instance) and an imported_revisions row each."""
+    last, imported_at = revisions[-1], now()
+    ids = [_new_revision_id(db) for _ in revisions]
+    text = page_text(last.content)
+    fields = dict(text.fields, wiki_id=wiki_id, path=last.path, path_key=path_key(last.path), revision_id=ids[-1],
+                  content=last.content, created_at=revisions[0].created_at, updated_at=last.created_at,
+                  deleted_at=deleted_at)
+    page_id = db.execute(f"INSERT INTO pages ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+                         tuple(fields.values())).lastrowid
+    for revision_id, r in zip(ids, revisions):
+        db.execute("INSERT INTO revisions (id, wiki_id, page_id, kind, path, old_path, attachment, content, "
+                   "author_did, via, message, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (revision_id, wiki_id, page_id, r.kind, r.path, r.old_path, r.attachment, r.content, r.author.did,
+                    r.author.via, r.message, r.created_at))
+        db.execute("INSERT INTO imported_revisions (revision_id, original_id, author_name, imported_at) "
+                   "VALUES (?, ?, ?, ?)", (revision_id, r.original_id, r.author_name, imported_at))
+    for name, data, author_did, updated_at in files:
+        _insert_attachment(db, page_id, name, data, author_did, updated_at)
+    if deleted_at is None:
+        _store_links(db, wiki_id, page_id, text.links)
 
 
 def _import_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, ours: bool) -> tuple[str, str]:
     """(page path, content) for one zip entry, or a RobotError saying why it can't be a page."""
     name = entry.filename
-    if ours and name.startswith("attachments/"):
-        raise BadInput("attachments are not imported; upload them to their page")
     stem, ext = os.path.splitext(name.removeprefix("pages/") if ours else name)
     if ext.lower() not in (".md", ".markdown"):
         raise BadInput("not a Markdown file (.md)")
     if entry.file_size > MAX_PAGE_BYTES:
         raise TooLarge(f"larger than {MAX_PAGE_BYTES} bytes")
     path = validate_page_path(stem)
-    try:
-        with archive.open(entry) as f:
-            raw = f.read(MAX_PAGE_BYTES + 1)
-    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as e:
-        raise BadInput(f"cannot be read from the archive ({e})") from None
-    if len(raw) > MAX_PAGE_BYTES:
-        raise TooLarge(f"larger than {MAX_PAGE_BYTES} bytes")
+    raw = _read_entry(archive, name, MAX_PAGE_BYTES)
     return path, validate_content(decode_utf8(raw, "The file"))
 
 

@@ -333,3 +333,86 @@ def test_a_browser_opening_the_mcp_address_gets_a_page_and_everything_else_405(t
         assert requests.delete(srv.url + "/w/garden/mcp", headers={"Accept": "text/html"}).status_code == 405
     finally:
         srv.stop()
+
+
+# --- data that must survive: export -> import --------------------------------------------------------------
+
+def exported(browser, srv, slug) -> tuple[dict, dict]:
+    """(manifest, files) of a wiki's export over HTTP."""
+    import io
+    import json
+    import zipfile
+    response = browser.get(f"{srv.url}/w/{slug}/-/settings/export")
+    assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        files = {name: archive.read(name) for name in archive.namelist()}
+    return json.loads(files.pop("history.json")), files
+
+
+def comparable(manifest: dict, files: dict, skip=("Home", "Getting Started", "Agent Guide")) -> dict:
+    """Everything a wiki holds, without the ids and file names that only name it in one archive."""
+    pages = {}
+    for page in manifest["pages"]:
+        if page["path"] in skip:
+            continue
+        history = [(r["kind"], r["path"], r["old_path"], r["attachment"], r["author_did"], r["author_name"], r["via"],
+                    r["message"], r["created_at"], files[r["content"]]) for r in page["revisions"]]
+        attachments = [(a["filename"], a["author_did"], a["updated_at"], files[a["file"]]) for a in page["attachments"]]
+        pages[(page["path"], page["deleted_at"])] = (history, attachments)
+    return pages
+
+
+def test_export_then_import_into_a_new_wiki_brings_everything_back(tmp_path):
+    from mcp_client import Endpoint
+    srv, alice, bob = signed_in_site(tmp_path)
+    try:
+        db = sqlite3.connect(srv.data / "robotwtf.db", isolation_level=None)
+        db.execute("UPDATE members SET role = 'editor' WHERE user_did = ?", (BOB,))
+        page = alice.get(srv.url + "/w/garden/-/new")
+        form = {"csrf_token": csrf(page)}
+        for path, content in [("Plants/Tomato", "# Tomato\n\nSee [[Compost]].\n"), ("Compost", "# Compost\n\nbrown"),
+                              ("Old", "to be deleted")]:
+            assert alice.post(srv.url + "/w/garden/-/new", data={**form, "path": path, "content": content},
+                              allow_redirects=False).status_code == 303
+        png = b"\x89PNG\r\n\x1a\n" + bytes(range(256))
+        assert alice.post(srv.url + "/w/garden/-/attachments/Plants/Tomato", data={**form, "message": "photo"},
+                          files={"file": ("june.png", png)}, allow_redirects=False).status_code == 303
+        token = srv.cli("token", "create", "garden", "--user", "bob", "--name", "laptop").stdout.strip()
+        agent = Endpoint(srv.url + "/w/garden/mcp", token)
+        revision = agent.call("read_note", path="Compost")["structuredContent"]["revision"]
+        assert not agent.call("edit_note", path="Compost", revision=revision, old_string="brown",
+                              new_string="browns and greens", commit_message="more precise")["isError"]
+        assert not agent.call("rename_note", path="Plants/Tomato", new_path="Veg/Tomato")["isError"]
+        assert not agent.call("delete_note", path="Old", commit_message="not needed")["isError"]
+        db.execute("UPDATE revisions SET created_at = created_at - 86400 * 30")   # history from a month ago
+        db.execute("UPDATE attachments SET updated_at = updated_at - 86400 * 30")
+        before, before_files = exported(alice, srv, "garden")
+
+        srv.cli("wiki", "create", "garden-copy", "--owner", "alice")
+        settings = alice.get(srv.url + "/w/garden-copy/-/settings")
+        archive = alice.get(srv.url + "/w/garden/-/settings/export").content
+        report = alice.post(srv.url + "/w/garden-copy/-/settings/import", data={"csrf_token": csrf(settings)},
+                            files={"archive": ("garden.zip", archive)})
+        said = " ".join(re.sub("<[^>]+>", " ", report.text).split())
+        assert report.status_code == 200 and "2 pages created, 3 files skipped." in said
+        assert "1 deleted page you can restore" in said and "1 attachment came with the pages." in said
+        after, after_files = exported(alice, srv, "garden-copy")
+        assert comparable(after, after_files) == comparable(before, before_files)   # the two wikis hold the same
+        assert {p["path"] for p in after["pages"]} >= {"Veg/Tomato", "Compost", "Old"}
+
+        history = alice.get(srv.url + "/w/garden-copy/-/history/Compost").text
+        assert "bob" in history and "@bob.test" in history and "with the token “laptop”" in history
+        assert "more precise" in history and history.count("· imported") == 2
+        assert "did:plc" not in history
+        copy = alice.get(srv.url + "/w/garden-copy/Veg/Tomato").text
+        assert "june.png" in copy and 'href="/w/garden-copy/Compost"' in copy     # attachments, live links
+        assert "Veg/Tomato" in alice.get(srv.url + "/w/garden-copy/Compost").text   # backlinks
+        found = alice.get(srv.url + "/w/garden-copy/-/search", params={"q": "greens"}).text
+        assert "Compost" in found.split("<main>")[1]
+        old = re.search(r'action="(/w/garden-copy/-/revision/[0-9a-f]+/restore)"',
+                        alice.get(srv.url + "/w/garden-copy/-/history/Old").text)[1]
+        assert alice.post(srv.url + old, data=form, allow_redirects=False).status_code == 303
+        assert "to be deleted" in alice.get(srv.url + "/w/garden-copy/Old").text   # deleted pages come back too
+        assert "to be deleted" not in alice.get(srv.url + "/w/garden/Old").text     # and the original is untouched
+    finally:
+        srv.stop()

@@ -769,17 +769,23 @@ def test_export_has_pages_attachments_and_history(db, wiki):
     write(db, wiki, "Old", "old")
     store.delete_page(db, wiki, "Old", author=WEB)
     archive = zipfile.ZipFile(io.BytesIO(store.export_wiki(db, wiki)))
-    assert sorted(archive.namelist()) == ["attachments/Projects/Garden/plan.png", "history.json",
-                                          "pages/Agent Guide.md", "pages/Getting Started.md", "pages/Home.md",
-                                          "pages/Projects/Garden.md"]
+    names = archive.namelist()
+    assert sorted(n for n in names if not n.startswith("revisions/")) == [
+        "attachments/Projects/Garden/plan.png", "history.json", "pages/Agent Guide.md", "pages/Getting Started.md",
+        "pages/Home.md", "pages/Projects/Garden.md"]
     assert archive.read("pages/Projects/Garden.md") == b"beds"
     assert archive.read("attachments/Projects/Garden/plan.png") == PNG
     manifest = json.loads(archive.read("history.json"))
-    assert manifest["wiki"]["slug"] == "notes"
+    assert manifest["wiki"]["slug"] == "notes" and manifest["format"] == "robotwtf-export-2"
     pages = {p["path"]: p for p in manifest["pages"]}
     assert [r["kind"] for r in pages["Old"]["revisions"]] == ["create", "delete"] and pages["Old"]["deleted_at"]
-    assert [r["kind"] for r in pages["Projects/Garden"]["revisions"]] == ["create", "attachment"]
-    assert pages["Projects/Garden"]["revisions"][0]["author_did"] == ALICE
+    garden = pages["Projects/Garden"]["revisions"]
+    assert [r["kind"] for r in garden] == ["create", "attachment"]
+    assert garden[0]["author_did"] == ALICE and garden[0]["author_name"] == "alice (@alice.test)"
+    # a revision that did not change the text shares the file of the one before
+    assert garden[0]["content"] == garden[1]["content"] == f"revisions/{garden[0]['id']}.md"
+    assert archive.read(garden[0]["content"]) == b"beds"
+    assert sum(n.startswith("revisions/") for n in names) == 5   # 3 default pages, Garden, Old
 
 
 def test_import_round_trips_an_export_and_reports_what_it_skipped(db, wiki):
@@ -788,15 +794,45 @@ def test_import_round_trips_an_export_and_reports_what_it_skipped(db, wiki):
     exported = store.export_wiki(db, wiki)
     target = store.create_wiki(db, "copy", BOB, quotas=QUOTAS)["id"]
     report = store.import_pages(db, target, exported, author=store.Author(BOB, "web"), quotas=QUOTAS)
-    assert report.created == ("Projects/Garden",)
+    assert report.created == ("Projects/Garden",) and report.revisions == 2 and report.attachments == 1
     assert dict(report.skipped) == {
-        "attachments/Projects/Garden/plan.png": "attachments are not imported; upload them to their page",
         "pages/Agent Guide.md": "a page with this path already exists",
         "pages/Getting Started.md": "a page with this path already exists",
         "pages/Home.md": "a page with this path already exists"}
     page = store.read_page(db, target, "Projects/Garden")
     assert page.content == "beds [[Home]]" and "Projects/Garden" in store.page_links(db, target, "Home").linked_from
-    assert store.page_history(db, target, "Projects/Garden")[0].message == "Import Projects/Garden"
+    old, new = store.page_history(db, wiki, "Projects/Garden"), store.page_history(db, target, "Projects/Garden")
+    assert [(r.kind, r.author_did, r.via, r.message, r.created_at) for r in new] == \
+        [(r.kind, r.author_did, r.via, r.message, r.created_at) for r in old]
+    assert [r.imported_from for r in new] == [r.id for r in old] and {r.id for r in new}.isdisjoint(r.id for r in old)
+    assert store.get_attachment(db, target, "Projects/Garden", "plan.png").data == PNG
+
+
+def test_import_of_a_format_1_export_brings_its_attachments(db, wiki):
+    data = make_zip({"history.json": json.dumps({"format": "robotwtf-export-1", "pages": []}).encode(),
+                     "pages/Plans.md": b"the plan", "attachments/Plans/map.png": PNG,
+                     "attachments/Home/stray.png": PNG})
+    report = store.import_pages(db, wiki, data, author=WEB, quotas=QUOTAS)
+    assert report.created == ("Plans",) and report.attachments == 1
+    assert dict(report.skipped) == {"attachments/Home/stray.png": "its page was not created by this import"}
+    assert store.get_attachment(db, wiki, "Plans", "map.png").data == PNG
+
+
+def test_a_damaged_export_page_is_skipped_whole_and_nothing_else_is_lost(db, wiki):
+    write(db, wiki, "Good", "good")
+    write(db, wiki, "Bad", "bad")
+    exported = zipfile.ZipFile(io.BytesIO(store.export_wiki(db, wiki)))
+    manifest = json.loads(exported.read("history.json"))
+    bad = next(p for p in manifest["pages"] if p["path"] == "Bad")
+    bad["revisions"][0]["author_did"] = "did:example:nobody"
+    files = {n: exported.read(n) for n in exported.namelist()}
+    files["history.json"] = json.dumps(manifest).encode()
+    target = store.create_wiki(db, "copy", BOB, quotas=QUOTAS)["id"]
+    report = store.import_pages(db, target, make_zip(files), author=WEB, quotas=QUOTAS)
+    assert report.created == ("Good",)
+    assert dict(report.skipped)["pages/Bad.md"] == "'did:example:nobody' is not a did:plc or did:web identifier."
+    assert [p.path for p in store.list_pages(db, target)] == ["Agent Guide", "Getting Started", "Good", "Home"]
+    assert store.read_page(db, wiki, "Bad").content == "bad"
 
 
 def test_import_skips_bad_entries_and_creates_the_rest(db, wiki):

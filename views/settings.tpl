@@ -81,10 +81,10 @@ People you add need not have signed in here yet.</p>
 <h2>Export and import</h2>
 <p>{{usage.pages}} of {{quotas.pages_per_wiki}} pages, {{size(usage.bytes)}} of {{size(quotas.bytes_per_wiki)}} used.</p>
 <p><a class="button secondary" href="{{wiki.url('settings/export')}}">Download a zip of the wiki</a></p>
-<p class="hint">Markdown files, attachments and a JSON history manifest.</p>
+<p class="hint">Every page with its whole history and attachments: import it into another wiki to bring it all back.</p>
 <form method="post" action="{{wiki.url('settings/import')}}" enctype="multipart/form-data" class="stack">
   <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
-  <label for="archive">Import pages from a zip of Markdown files <span class="muted">(existing pages are left alone)</span></label>
+  <label for="archive">Import a wiki export, or a zip of Markdown files <span class="muted">(existing pages are left alone)</span></label>
   <input id="archive" name="archive" type="file" accept=".zip,application/zip" required>
   <p class="buttons"><button type="submit">Import</button></p>
 </form>
