@@ -1179,18 +1179,26 @@ def get_history(call: ToolCall) -> ToolResult:
 def rename_note(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     args = call.arguments
-    old_path = args["path"]
+    old_path, with_subpages = args["path"], args.get("move_subpages", False)
     change = store.rename_page(
-        wiki.db, wiki.wiki_id, old_path, args["new_path"], author=wiki.author, message=args.get("commit_message", "")
+        wiki.db, wiki.wiki_id, old_path, args["new_path"], author=wiki.author, message=args.get("commit_message", ""),
+        subpages=with_subpages,
     )
+    moved = [{"from": before, "to": after} for before, after in change.moved]
     result = _page_change(f"Renamed {old_path} to {change.page.path}", change, old_path=old_path,
-                          updated_backlinks=list(change.rewritten))
+                          updated_backlinks=list(change.rewritten), moved_subpages=moved)
+    lines = [result.text]
+    if moved:
+        lines += [f"Moved {len(moved)} sub-pages along:"] + [f"- {m['from']} -> [[{m['to']}]]" for m in moved]
     if change.rewritten:
-        rewritten = "\n".join(f"- [[{path}]]" for path in change.rewritten)
-        text = f"{result.text}\nUpdated the links in {len(change.rewritten)} pages:\n{rewritten}"
+        lines += [f"Updated the links in {len(change.rewritten)} pages:"] + [f"- [[{p}]]" for p in change.rewritten]
     else:
-        text = f"{result.text}\nNo other page linked to it, so no links needed updating."
-    return ToolResult(text, result.structured)
+        lines.append("No other page linked to it, so no links needed updating.")
+    left = [] if with_subpages else store.subpages(wiki.db, wiki.wiki_id, old_path)
+    if left:
+        lines.append(f"{len(left)} pages under {old_path}/ stayed where they were (e.g. {left[0]}); rename again "
+                     "with move_subpages=true to move such pages along with their parent.")
+    return ToolResult("\n".join(lines), result.structured)
 
 
 def delete_note(call: ToolCall) -> ToolResult:
@@ -1486,11 +1494,18 @@ TOOLS = (
         description=(
             "Move a page to a new path. Its history follows it, and every [[link]] to it in other pages "
             "is rewritten in the same change, so no link breaks; the result lists the pages whose links "
-            "were updated. Fails if a page already exists at the new path."
+            "were updated. With move_subpages=true, the pages under path/ (Plants/Tomato under Plants) "
+            "move along to new_path/ in the same change. Fails if a page already exists at a new path."
         ),
-        input_schema=_params({"path": PATH, "new_path": PATH}, {"commit_message": COMMIT_MESSAGE}),
+        input_schema=_params({"path": PATH, "new_path": PATH}, {
+            "commit_message": COMMIT_MESSAGE,
+            "move_subpages": {"type": "boolean", "default": False,
+                              "description": "Also move every page under path/ to the same place under new_path/."},
+        }),
         output_schema=_output(
-            path=STR, revision=REVISION_OUT, kind=STR, old_path=STR, updated_backlinks=STRINGS
+            path=STR, revision=REVISION_OUT, kind=STR, old_path=STR, updated_backlinks=STRINGS,
+            moved_subpages={"type": "array", "items": {"type": "object", "properties": {"from": STR, "to": STR},
+                                                       "required": ["from", "to"]}},
         ),
         annotations=TOOL_ANNOTATIONS["move"],
         scope="wiki:write",

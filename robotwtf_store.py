@@ -1867,12 +1867,13 @@ def _inline_code_spans(content: str):
                 yield match
 
 
-def _rewrite_links(content: str, old_key: str, new_path: str) -> str:
-    """Content with every WikiLink to the page `old_key` pointing at new_path instead, keeping
-    fragments and link texts."""
+def _rewrite_links(content: str, moves: dict[str, str]) -> str:
+    """Content with every WikiLink to a page in `moves` ({old path key: new path}) pointing at
+    its new path instead, keeping fragments and link texts."""
     pieces, last = [], 0
     for link in wikilinks(content):
-        if path_key(link.target) == old_key:
+        new_path = moves.get(path_key(link.target))
+        if new_path is not None:
             text = "" if link.text is None else "|" + link.text
             pieces += [content[last:link.start], f"[[{new_path}{link.fragment}{text}]]"]
             last = link.end
@@ -1972,6 +1973,7 @@ class Change:
     kind: str
     rewritten: tuple[str, ...] = ()
     attachment: Attachment | None = None
+    moved: tuple[tuple[str, str], ...] = ()   # a rename's sub-pages that moved along: (old path, new path)
 
     @property
     def revision(self) -> str:
@@ -2499,37 +2501,64 @@ def edit_page(db: sqlite3.Connection, wiki_id: int, path: str, base_revision: st
 
 
 def rename_page(db: sqlite3.Connection, wiki_id: int, path: str, new_path: str, *, author: Author,
-                message: str = "", base_revision: str = "") -> Change:
+                message: str = "", base_revision: str = "", subpages: bool = False) -> Change:
     """Move a page to new_path (its history follows) and, in the same transaction, rewrite the
-    `[[links]]` to it in every other page, each rewritten page getting its own revision.
-    Conflict if another page has new_path. Change.rewritten lists the rewritten pages."""
+    `[[links]]` to it in every other page, each rewritten page getting one revision. With
+    `subpages`, every live page under `path/` moves along to the same place under `new_path/`
+    (`Plants/Tomato` to `Garden/Tomato`), links to them rewritten alike. Conflict if a page that
+    stays has a path one of them needs. Change.rewritten lists the rewritten pages, Change.moved
+    the sub-pages as (old path, new path)."""
     new_path = validate_page_path(new_path)
     with transaction(db):
         row = _page_row(db, wiki_id, path)
         if base_revision:
             _check_base(db, row, base_revision)
-        old_path, old_key = row["path"], row["path_key"]
+        old_path = row["path"]
         if new_path == old_path:
             raise BadInput(f"'{old_path}' already has that path; give a different new path.")
-        taken = _live_row(db, wiki_id, new_path)
-        if taken is not None and taken["id"] != row["id"]:
-            raise Conflict(f"Page '{taken['path']}' already exists; choose another new path, or rename or "
-                           "delete that page first.", "page_exists", path=taken["path"])
+        depth = old_path.count("/") + 1
+        moves = [(row, new_path)] + [
+            (sub, validate_page_path("/".join([new_path, *sub["path"].split("/")[depth:]])))
+            for sub in (_subpage_rows(db, wiki_id, old_path) if subpages else [])]
+        moving = {moved["id"] for moved, _ in moves}
+        for _, target in moves:
+            taken = _live_row(db, wiki_id, target)
+            if taken is not None and taken["id"] not in moving:
+                raise Conflict(f"Page '{taken['path']}' already exists; choose another new path, or rename or "
+                               "delete that page first.", "page_exists", path=taken["path"])
+        keys = {moved["path_key"]: target for moved, target in moves}
+        # Free the moving pages' paths first, so a page may take a path another one is leaving.
+        db.executemany("UPDATE pages SET path_key = ? WHERE id = ?", [(f"\x00{i}", i) for i in moving])
         text = f"Rename {old_path} to {new_path}"
-        _record(db, wiki_id, row["id"], "rename", new_path, _rewritten(row, old_key, new_path), author,
-                _message(message, text), old_path=old_path)
+        for moved, target in moves:
+            note = _message(message, text) if moved is row else f"{text}: move {moved['path']} to {target}"
+            _record(db, wiki_id, moved["id"], "rename", target, _rewritten(moved, keys), author, note,
+                    old_path=moved["path"])
         rewritten = []
-        for other in db.execute("SELECT pages.* FROM links JOIN pages ON pages.id = links.page_id "
-                                "WHERE links.wiki_id = ? AND links.target_key = ? AND pages.id != ? "
-                                "ORDER BY pages.path_key", (wiki_id, old_key, row["id"])).fetchall():
-            _record(db, wiki_id, other["id"], "update", other["path"], _rewritten(other, old_key, new_path),
-                    author, f"Update links after: {text}")
-            rewritten.append(other["path"])
-        return Change(_page_by_id(db, row["id"]), "rename", tuple(rewritten))
+        for other in db.execute("SELECT DISTINCT pages.* FROM links JOIN pages ON pages.id = links.page_id "
+                                "WHERE links.wiki_id = ? AND links.target_key IN (SELECT value FROM json_each(?)) "
+                                "ORDER BY pages.path_key", (wiki_id, json.dumps(list(keys)))).fetchall():
+            if other["id"] not in moving:
+                _record(db, wiki_id, other["id"], "update", other["path"], _rewritten(other, keys), author,
+                        f"Update links after: {text}")
+                rewritten.append(other["path"])
+        return Change(_page_by_id(db, row["id"]), "rename", tuple(rewritten),
+                      moved=tuple((moved["path"], target) for moved, target in moves[1:]))
 
 
-def _rewritten(row: sqlite3.Row, old_key: str, new_path: str) -> PageText:
-    content = _rewrite_links(row["content"], old_key, new_path)
+def _subpage_rows(db: sqlite3.Connection, wiki_id: int, path: str) -> list[sqlite3.Row]:
+    prefix = path_key(path) + "/"
+    return db.execute("SELECT * FROM pages WHERE wiki_id = ? AND deleted_at IS NULL AND substr(path_key, 1, ?) = ? "
+                      "ORDER BY path_key", (wiki_id, len(prefix), prefix)).fetchall()
+
+
+def subpages(db: sqlite3.Connection, wiki_id: int, path: str) -> list[str]:
+    """The paths of the live pages under `path/` (what a rename with subpages moves along)."""
+    return [row["path"] for row in _subpage_rows(db, wiki_id, validate_page_path(path))]
+
+
+def _rewritten(row: sqlite3.Row, moves: dict[str, str]) -> PageText:
+    content = _rewrite_links(row["content"], moves)
     if len(content.encode()) > MAX_PAGE_BYTES:
         raise TooLarge(f"Rewriting the links in '{row['path']}' would take it over {MAX_PAGE_BYTES} bytes; "
                        "shorten that page or choose a shorter new path.")

@@ -1269,10 +1269,11 @@ def conflict_page(wiki: WikiAccess, path: str, content: str, message: str):
 
 
 def rename_form(wiki: WikiAccess, path: str, new_path: str = "", message: str = "", error: Message | str = "",
-                status: int = 200):
-    page = store.read_page(instance().db(), wiki.id, path)
+                status: int = 200, move_subpages: bool = True):
+    db = instance().db()
+    page = store.read_page(db, wiki.id, path)
     return wiki_render("rename", wiki, status=status, page=page, new_path=new_path or page.path, message=message,
-                       error=error)
+                       error=error, subpages=store.subpages(db, wiki.id, page.path), move_subpages=move_subpages)
 
 
 @requires_member("editor")
@@ -1282,12 +1283,13 @@ def page_rename_form(wiki: WikiAccess, path: str):
 
 @requires_member("editor")
 def page_rename(wiki: WikiAccess, path: str):
-    new_path, message = form_text("new_path"), form_text("message")
+    new_path, message, with_subpages = form_text("new_path"), form_text("message"), form_text("subpages") == "move"
     try:
         change = store.rename_page(instance().db(), wiki.id, path, new_path, author=web_author(), message=message,
-                             base_revision=form_text("base_revision").strip())
+                                   base_revision=form_text("base_revision").strip(), subpages=with_subpages)
     except (store.BadInput, store.Conflict, store.TooLarge) as refused:
-        return rename_form(wiki, path, new_path, message, people_message(refused, wiki), refused.status)
+        return rename_form(wiki, path, new_path, message, people_message(refused, wiki), refused.status,
+                           with_subpages)
     return redirect(wiki.page_url(change.page.path))
 
 

@@ -416,3 +416,69 @@ def test_export_then_import_into_a_new_wiki_brings_everything_back(tmp_path):
         assert "to be deleted" not in alice.get(srv.url + "/w/garden/Old").text     # and the original is untouched
     finally:
         srv.stop()
+
+
+# --- renaming a page with its sub-pages ----------------------------------------------------------------------
+
+def test_renaming_a_page_offers_to_move_its_subpages_in_one_transaction(tmp_path):
+    from mcp_client import Endpoint
+    srv, alice, _ = signed_in_site(tmp_path)
+    try:
+        page = alice.get(srv.url + "/w/garden/-/new")
+        form = {"csrf_token": csrf(page)}
+        for path, content in [("Plants", "All plants"), ("Plants/Tomato", "See [[Plants/Tomato/Seeds]]."),
+                              ("Plants/Tomato/Seeds", "saved"), ("Plants2", "not under Plants"),
+                              ("Garden/Tomato", "in the way"),
+                              ("Notes", "[[Plants]], [[Plants/Tomato]] and [[plants/tomato/seeds#Kept|seeds]]")]:
+            assert alice.post(srv.url + "/w/garden/-/new", data={**form, "path": path, "content": content},
+                              allow_redirects=False).status_code == 303
+        offer = alice.get(srv.url + "/w/garden/-/rename/Plants")
+        assert 'name="subpages" value="move" checked' in offer.text
+        assert "Also move the 2 pages under Plants/ along with it" in offer.text
+        assert "Plants/Tomato, Plants/Tomato/Seeds" in offer.text and "Plants2" not in offer.text
+        revision = re.search(r'name="base_revision" value="([0-9a-f]+)"', offer.text)[1]
+        before, before_files = exported(alice, srv, "garden")
+
+        blocked = alice.post(srv.url + "/w/garden/-/rename/Plants", data={
+            **form, "new_path": "Garden", "base_revision": revision, "subpages": "move"})
+        assert blocked.status_code == 409
+        assert 'A page called Garden/Tomato already exists — <a href="/w/garden/Garden/Tomato">open it</a>' \
+            in blocked.text and 'value="move" checked' in blocked.text
+        assert exported(alice, srv, "garden") == (before, before_files)   # nothing moved
+
+        moved = alice.post(srv.url + "/w/garden/-/rename/Plants", data={
+            **form, "new_path": "Veg", "base_revision": revision, "subpages": "move"}, allow_redirects=False)
+        assert moved.status_code == 303 and moved.headers["Location"] == "/w/garden/Veg"
+        pages = alice.get(srv.url + "/w/garden/-/pages").text
+        for path in ("Veg", "Veg/Tomato", "Veg/Tomato/Seeds", "Plants2"):
+            assert f">{path}</a>" in pages, path
+        assert ">Plants/Tomato</a>" not in pages.split("Deleted")[0]
+        agent = Endpoint(srv.url + "/w/garden/mcp",
+                         srv.cli("token", "create", "garden", "--user", "alice").stdout.strip())
+        notes = agent.call("read_note", path="Notes")["structuredContent"]["content"]
+        assert notes == "[[Veg]], [[Veg/Tomato]] and [[Veg/Tomato/Seeds#Kept|seeds]]"
+        assert len(agent.call("get_history", path="Notes")["structuredContent"]["history"]) == 2   # one update
+        assert agent.call("read_note", path="Veg/Tomato")["structuredContent"]["content"] == \
+            "See [[Veg/Tomato/Seeds]]."
+        seeds = agent.call("get_history", path="Veg/Tomato/Seeds")["structuredContent"]["history"]
+        assert [h["kind"] for h in seeds] == ["rename", "create"] and "Rename Plants to Veg" in seeds[0]["message"]
+
+        alone = agent.call("rename_note", path="Veg", new_path="Vegetables")
+        assert alone["isError"] is False and alone["structuredContent"]["moved_subpages"] == []
+        assert "2 pages under Veg/ stayed where they were" in alone["content"][0]["text"]
+        assert "move_subpages=true" in alone["content"][0]["text"]
+        assert not agent.call("rename_note", path="Vegetables", new_path="Veg")["isError"]
+
+        # Into its own subtree: Food takes the path Food/Tomato leaves, in the same transaction.
+        assert not agent.call("rename_note", path="Veg", new_path="Food", move_subpages=True)["isError"]
+        nested = agent.call("rename_note", path="Food", new_path="Food/Tomato", move_subpages=True)
+        assert nested["isError"] is False, nested
+        assert nested["structuredContent"]["moved_subpages"] == [
+            {"from": "Food/Tomato", "to": "Food/Tomato/Tomato"},
+            {"from": "Food/Tomato/Seeds", "to": "Food/Tomato/Tomato/Seeds"}]
+        listed = [n["path"] for n in agent.call("list_notes", prefix="Food")["structuredContent"]["notes"]]
+        assert listed == ["Food/Tomato", "Food/Tomato/Tomato", "Food/Tomato/Tomato/Seeds"]
+        taken = agent.call("rename_note", path="Food/Tomato", new_path="Garden", move_subpages=True)
+        assert taken["isError"] is True and "Page 'Garden/Tomato' already exists" in taken["content"][0]["text"]
+    finally:
+        srv.stop()
