@@ -727,6 +727,7 @@ def signup_page(error: Message | str = "", username: str = ""):
     claims = _pending_signup()
     inst = instance()
     refusal = store.signup_refusal(inst.db(), inst.cfg.signup, claims.get("invite"))
+    bottle.response.set_header("Cache-Control", "no-store")   # it names the person signing up
     return render("signup", error=error, refusal=refusal, handle=claims.get("handle"), did=claims["sub"],
                   username=username or store.default_username(claims["sub"], claims.get("handle")))
 

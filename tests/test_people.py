@@ -217,8 +217,17 @@ def test_sign_in_says_when_a_server_could_not_be_reached(tmp_path):
             assert no_plc.status_code == 502 and "Couldn&#039;t reach 127.0.0.1" in no_plc.text
             nobody = sign_in(srv, "nobody.test")
             assert "That handle does not resolve: nobody.test." in nobody.text and "reach" not in nobody.text
-            assert sign_in(srv, "bob.test").status_code == 303   # the same server, reachable: on to the PDS
             assert sqlite3.connect(srv.data / "robotwtf.db").execute("SELECT count(*) FROM users").fetchone()[0] == 0
+            browser = requests.Session()      # the same server, reachable: on to the PDS and back, new account
+            page = browser.get(srv.url + "/auth/login")
+            started = browser.post(srv.url + "/auth/login", data={"csrf_token": csrf(page), "identifier": "bob.test"},
+                                   allow_redirects=False)
+            assert started.status_code == 303
+            back = browser.get(srv.url + "/auth/callback", params=pds.sign_in(started.headers["Location"], "bob.test"),
+                               allow_redirects=False)
+            assert back.headers["Location"] == "/auth/signup"
+            signup = browser.get(srv.url + "/auth/signup")   # names the person signing up: no cache keeps it
+            assert "bob.test" in signup.text and signup.headers["Cache-Control"] == "no-store"
 
             dark_plc.cli("user", "add", ALICE, "--username", "carol")
             dark_plc.cli("wiki", "create", "garden", "--owner", "carol")
