@@ -336,8 +336,8 @@ PEOPLE_SENTENCES = {
     "name_rule": lambda f, wiki: Message.plain(f"The {NAME_WORDS.get(f['what'], f['what'])} {f['rule']}."),
     "name_reserved": lambda f, wiki: Message.plain(
         f"“{f['value']}” is kept for robotwtf's own pages; choose another {NAME_WORDS.get(f['what'], f['what'])}."),
-    "wiki_taken": lambda f, wiki: Message(((f"There is already a wiki at /w/{f['slug']}/ — choose another short "
-                                            "name.", None),)),
+    "wiki_taken": lambda f, wiki: Message.plain(
+        f"There is already a wiki at /w/{f['slug']}/ — choose another short name."),
     "quota_pages": lambda f, wiki: Message.plain(
         f"This wiki has reached its limit of {f['limit']} pages. Delete pages it no longer needs, or ask the "
         "instance's admin for more room."),
@@ -1056,7 +1056,8 @@ def diff_view_lines(old_text: str, new_text: str, old_label: str, new_label: str
             rows += [DiffLine("add", "+" + (marked[k][1] if k < len(marked) else html.escape(line)))
                      for k, line in enumerate(added)]
     if rows:
-        rows[:0] = [DiffLine("file", html.escape("--- " + old_label)), DiffLine("file", html.escape("+++ " + new_label))]
+        rows[:0] = [DiffLine("file", html.escape(f"--- {old_label}")),
+                    DiffLine("file", html.escape(f"+++ {new_label}"))]
     return rows
 
 
