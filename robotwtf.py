@@ -17,6 +17,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
+import shlex
 import signal
 import sqlite3
 import sys
@@ -88,7 +90,8 @@ def build_app(inst: store.Instance) -> web.App:
     app.route("/auth/callback", "GET", web.login_callback)
     app.route("/auth/signup", "GET", web.signup_page)
     app.route("/auth/signup", "POST", web.signup_submit)
-    app.route("/auth/login-link", "GET", web.login_link)
+    app.route("/auth/login-link", "GET", web.login_link_page)
+    app.route("/auth/login-link", "POST", web.login_link_confirm)
     app.route("/auth/logout", "POST", web.logout)
     app.route("/auth/client-metadata.json", "GET", web.atproto_client_metadata)
     app.route("/.well-known/atproto-client-jwks.json", "GET", web.atproto_client_jwks)
@@ -135,6 +138,8 @@ def build_app(inst: store.Instance) -> web.App:
     app.route("/w/<slug>/-/settings/export", "GET", web.wiki_export)
     app.route("/w/<slug>/-/settings/import", "POST", web.wiki_import)
     app.route("/w/<slug>/-/settings/delete", "POST", web.wiki_delete)
+    app.route("/w/<slug>/-/connect", "GET", web.connect_view)
+    app.route("/w/<slug>/-/connect", "POST", web.connect_token)
     return app
 
 
@@ -175,7 +180,10 @@ def serve(cfg: store.Config) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    store.record_served_url(cfg)
     log.info("robotwtf serving %s on %s:%s (data: %s)", cfg.public_url, cfg.host, server.effective_port, cfg.data)
+    if not store.has_users(inst.db()):
+        log.info("%s", welcome_message(cfg))
     checkpointer = store.Checkpointer(cfg.db_path)
     checkpointer.start()
     try:
@@ -185,6 +193,29 @@ def serve(cfg: store.Config) -> int:
         server.close()
         checkpointer.stop()
     return 0
+
+
+def welcome_message(cfg: store.Config) -> str:
+    """What the operator of an instance nobody has signed in to yet needs to know to get in."""
+    program = command_prefix(cfg)
+    made_up_did = "did:plc:" + "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz234567") for _ in range(24))
+    return "\n".join([
+        "This is a new robotwtf instance: nobody has signed in yet.",
+        f"  Sign-up policy: {cfg.signup} (set with --signup open|invite|closed).",
+        f"  The first person to sign in at {cfg.public_url} becomes the instance admin.",
+        "  To get in without an ATProto account, add yourself (with a made-up DID: that account signs in",
+        "  only through login links) and print a one-time login link:",
+        f"    {program} user add {made_up_did} --username operator",
+        f"    {program} login-link operator",
+    ])
+
+
+def command_prefix(cfg: store.Config) -> str:
+    """How the operator runs this CLI (the pyz or the checkout), with --data unless it is the default."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    program = argv0 if argv0.endswith(".pyz") else "python3 robotwtf.py"
+    default_data = Path(next(s.default for s in store.SETTINGS if s.name == "data")).expanduser().absolute()
+    return program if cfg.data == default_data else f"{program} --data {shlex.quote(str(cfg.data))}"
 
 
 # --- operator CLI -----------------------------------------------------------------------------------
@@ -248,7 +279,10 @@ def resolve_handle_for_cli(cfg: store.Config, handle: str) -> tuple[str, str]:
 
 
 def cmd_user_list(cfg: store.Config, args) -> int:
-    for user in store.list_users(open_instance_db(cfg)):
+    users = store.list_users(open_instance_db(cfg))
+    if not users:
+        print(f"robotwtf: no users yet in {cfg.data}; add one with `robotwtf user add IDENT`.", file=sys.stderr)
+    for user in users:
         print("\t".join([user["username"], user["handle"] or "-", user["did"],
                          "admin" if user["is_admin"] else "member"]))
     return 0
@@ -256,7 +290,12 @@ def cmd_user_list(cfg: store.Config, args) -> int:
 
 def cmd_login_link(cfg: store.Config, args) -> int:
     db = open_instance_db(cfg)
-    user = store.find_user(db, args.user)
+    try:
+        user = store.find_user(db, args.user)
+    except store.NotFound as unknown:
+        raise store.NotFound(f"{unknown.message} To let someone in who is not a user yet, add them first: "
+                             f"`robotwtf user add DID --username {args.user}` (a made-up did:plc works for "
+                             "someone without an ATProto account), then run login-link again.") from None
     print(cfg.url("/auth/login-link?" + urllib.parse.urlencode({"token": store.create_login_link(db, user["did"])})))
     return 0
 
@@ -270,8 +309,7 @@ def cmd_invite_create(cfg: store.Config, args) -> int:
 def cmd_wiki_create(cfg: store.Config, args) -> int:
     db = open_instance_db(cfg)
     owner = store.find_user(db, args.owner)
-    wiki = store.create_wiki(db, args.slug, owner["did"], args.title or "", public_url=cfg.public_url,
-                       quotas=cfg.quotas, via="cli")
+    wiki = store.create_wiki(db, args.slug, owner["did"], args.title or "", quotas=cfg.quotas, via="cli")
     print(f"created {cfg.url('/w/' + wiki['slug'] + '/')}")
     return 0
 
@@ -286,7 +324,10 @@ def cmd_token_create(cfg: store.Config, args) -> int:
     """Print only the token, so scripts can capture it (CONTRACT §2)."""
     db = open_instance_db(cfg)
     user = store.find_user(db, args.user)
-    print(store.create_personal_token(db, user["did"], args.slug, store.parse_scopes(args.scope), args.name))
+    token = store.create_personal_token(db, user["did"], args.slug, store.parse_scopes(args.scope), args.name)
+    print(token)
+    print(f"Use it with Claude Code: claude mcp add --transport http {args.slug} {cfg.url(f'/w/{args.slug}/mcp')} "
+          '--header "Authorization: Bearer <the token>"', file=sys.stderr)
     return 0
 
 
@@ -303,6 +344,10 @@ def cmd_restore(cfg: store.Config, args) -> int:
     store.restore(cfg, Path(args.file).expanduser().absolute())
     print(f"restored {args.file} into {cfg.data}")
     return 0
+
+
+# Commands that print links: they use the public URL the server last served on (CONTRACT §2).
+LINK_COMMANDS = (cmd_login_link, cmd_invite_create, cmd_wiki_create, cmd_token_create)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -369,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
     func = getattr(args, "func", cmd_serve)
     try:
         cfg = store.load_config(vars(args))
+        if func in LINK_COMMANDS:
+            cfg = store.with_served_public_url(cfg, vars(args))
         return func(cfg, args)
     except store.ConfigError as e:
         print(f"robotwtf: {e}", file=sys.stderr)

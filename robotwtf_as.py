@@ -966,6 +966,9 @@ def machine_endpoint(handler):
             response = OAuthResponse(429, {"error": "rate_limited", "error_description": e.message},
                                      [("Retry-After", str(e.retry_after)), ("Cache-Control", "no-store")])
         bottle.response.status = response.status
+        # RFC 6749 §5.1: token responses (and so errors, registrations, revocations) are no-store;
+        # only the public metadata documents set a cache lifetime of their own.
+        bottle.response.set_header("Cache-Control", "no-store")
         for name, value in response.headers:
             bottle.response.set_header(name, value)
         bottle.response.set_header("Access-Control-Allow-Origin", "*")

@@ -13,17 +13,20 @@ sentence fit for the login page, never an upstream body):
             max_bytes=256 KiB, user_agent=USER_AGENT)
         .check_url(url) -> url                        UnsafeURL
         .get_json(url) -> dict                        UnsafeURL, FetchError (UnexpectedResponse for a
-                                                      non-200 or non-JSON answer, UpstreamTimeout,
-                                                      UpstreamTooLarge; redirects are FetchError)
+                                                      non-200 or non-JSON answer, Unreachable when
+                                                      nothing answers (UpstreamTimeout: too slowly),
+                                                      UnknownHost, UpstreamTooLarge; redirects are
+                                                      FetchError)
         .get_text(url) -> str                         UnsafeURL, FetchError
         .post_form(url, data, headers=None) -> Reply(status, headers, json_or_None)
     dns_resolver(setting, timeout=3.0) -> dns.resolver.Resolver     ValueError (bad setting)
     parse_dns_resolver_setting(text) -> (ip, port) | None            ValueError
     normalize_handle(text) -> str | None, is_valid_handle(h), is_valid_did(d)
-    resolve_handle(handle, fetcher, resolver) -> did                 ResolutionError
-    resolve_did(did, fetcher, plc_url) -> DID document dict          ResolutionError
+    resolve_handle(handle, fetcher, resolver) -> did                 ResolutionError, Unreachable
+    resolve_did(did, fetcher, plc_url) -> DID document dict          ResolutionError, Unreachable
     handle_from_doc(doc) -> str | None, pds_url_from_doc(doc, fetcher) -> str | None
-    resolve_identity(text, fetcher, resolver, plc_url) -> Identity   BadIdentifier, ResolutionError
+    resolve_identity(text, fetcher, resolver, plc_url) -> Identity   BadIdentifier, ResolutionError,
+                                                                     Unreachable
     classify_login_input(text, insecure_dev_network=False) -> LoginInput(kind, value)
                                                 kind: "handle" | "did" | "server"; BadIdentifier
     fetch_authorization_server_for(pds_url, fetcher) -> (issuer, metadata)   MetadataError, FetchError
@@ -134,7 +137,20 @@ class UnexpectedResponse(FetchError):
     """The server answered, but not with a 200 and the kind of body asked for."""
 
 
-class UpstreamTimeout(FetchError):
+class UnknownHost(FetchError):
+    """The server's name is not in DNS: nothing to reach, rather than something unreachable."""
+
+
+class Unreachable(FetchError):
+    """No answer from `host`: refused, unroutable, or no DNS at all. The network's or that
+    server's trouble (try again later), not a mistake in what the person typed."""
+
+    def __init__(self, message: str, host: str):
+        super().__init__(message)
+        self.host = host
+
+
+class UpstreamTimeout(Unreachable):
     """Connect, read or total deadline exceeded."""
 
 
@@ -443,11 +459,13 @@ class Fetcher:
                 f"Refusing to contact {host}: it resolves to a private, loopback or reserved address."
             ) from None
         except requests.Timeout:
-            raise UpstreamTimeout(f"{host} took too long to answer.") from None
-        except (requests.RequestException, OSError):
+            raise UpstreamTimeout(f"{host} took too long to answer.", host) from None
+        except (requests.RequestException, OSError) as exc:
             if watchdog.expired():
-                raise UpstreamTimeout(f"{host} took too long to answer.") from None
-            raise FetchError(f"Could not connect to {host}.") from None
+                raise UpstreamTimeout(f"{host} took too long to answer.", host) from None
+            if _name_not_found(exc):
+                raise UnknownHost(f"{host} does not exist (its name is not in DNS).") from None
+            raise Unreachable(f"Could not connect to {host}.", host) from None
         finally:
             watchdog.cancel()
             _current.watchdog = None
@@ -473,11 +491,21 @@ class Fetcher:
             if total > self.max_bytes:
                 raise too_large
             if watchdog.expired():
-                raise UpstreamTimeout(f"{host} took too long to answer.")
+                raise UpstreamTimeout(f"{host} took too long to answer.", host)
             chunks.append(chunk)
         if watchdog.expired():
-            raise UpstreamTimeout(f"{host} took too long to answer.")
+            raise UpstreamTimeout(f"{host} took too long to answer.", host)
         return b"".join(chunks)
+
+
+def _name_not_found(error: BaseException | None) -> bool:
+    """Whether a connection failed because its host name does not resolve (getaddrinfo's answer,
+    somewhere in the exception's chain) rather than because nothing answered."""
+    while error is not None:
+        if isinstance(error, socket.gaierror):
+            return error.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _parse_json(body: bytes) -> Any:
@@ -584,6 +612,8 @@ def resolve_handle(handle: str, fetcher: Fetcher, resolver: dns.resolver.Resolve
         return did
     try:
         text = fetcher.get_text(f"https://{normal}/.well-known/atproto-did")
+    except Unreachable:
+        raise  # no answer is not "no such handle": the person should try again, not retype it
     except AtprotoError:
         raise ResolutionError(f"That handle does not resolve: {normal}.") from None
     did = text.strip()
@@ -613,7 +643,7 @@ def resolve_did(did: str, fetcher: Fetcher, plc_url: str = DEFAULT_PLC_URL) -> d
     url = _did_document_url(did, plc_url, fetcher.insecure_dev_network)
     try:
         doc = fetcher.get_json(url)
-    except UnsafeURL:
+    except (UnsafeURL, Unreachable):
         raise
     except AtprotoError as exc:
         raise ResolutionError(f"Could not fetch the DID document for {did}: {exc}") from None

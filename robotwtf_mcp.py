@@ -84,7 +84,8 @@ JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 class Reply(NamedTuple):
-    """What to send back: HTTP status, extra headers, and a JSON-able body (None = no body)."""
+    """What to send back: HTTP status, extra headers, and a JSON-able body (None = no body; a str is
+    sent as it is: the HTML page for browsers)."""
 
     status: int
     headers: dict[str, str]
@@ -222,11 +223,13 @@ class ProtocolError(Exception):
 
 
 class InsufficientScope(Exception):
-    """The token lacks scopes the request needs; answered with HTTP 403 for the whole POST."""
+    """The token lacks scopes the request needs; answered with HTTP 403 for the whole POST.
+    `scopes` is everything to ask for (what the token holds plus what it lacks), `missing` the lack."""
 
-    def __init__(self, scopes: list[str]) -> None:
-        super().__init__(" ".join(scopes))
+    def __init__(self, scopes: list[str], missing: list[str]) -> None:
+        super().__init__(" ".join(missing))
         self.scopes = scopes
+        self.missing = missing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,7 +282,7 @@ def handle_http(
             return _handle_batch(server, payload, lowered, context)
         return _handle_single(server, payload, lowered, context)
     except InsufficientScope as missing:
-        return _insufficient_scope_reply(missing.scopes, context)
+        return _insufficient_scope_reply(missing, context)
     except store.RateLimited as limited:
         return rate_limited_reply(limited)
 
@@ -303,10 +306,12 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not JSON")
 
 
-def _insufficient_scope_reply(scopes: list[str], context: RequestContext) -> Reply:
-    # basic/authorization "Runtime Insufficient Scope Errors": 403 naming every scope needed.
-    needed = " ".join(scopes)
-    description = f"This operation needs the {needed} scope; reconnect and grant it."
+def _insufficient_scope_reply(refusal: InsufficientScope, context: RequestContext) -> Reply:
+    # basic/authorization "Runtime Insufficient Scope Errors" (2025-11-25 "Step-Up Authorization
+    # Flow"): the challenge names every scope the call needs, those already granted included, so
+    # a client that re-authorizes with exactly that set keeps what it could do before.
+    needed = " ".join(refusal.scopes)
+    description = f"This operation needs the {' '.join(refusal.missing)} scope; reconnect and grant {needed}."
     challenge = (
         f'Bearer error="insufficient_scope", scope="{needed}", '
         f'resource_metadata="{context.resource_metadata_url}", error_description="{description}"'
@@ -503,7 +508,7 @@ def _parse_batch_item(item: Any) -> Message | dict[str, Any]:
 
 
 def _require_scopes(server: Server, messages: list[Message], context: RequestContext) -> None:
-    """Raise InsufficientScope naming every scope the requests need that the token lacks."""
+    """Raise InsufficientScope if the token lacks a scope the requests need."""
     needed = set()
     for message in messages:
         name = message.params.get("name")
@@ -513,7 +518,7 @@ def _require_scopes(server: Server, messages: list[Message], context: RequestCon
                 needed.add(tool.scope)
     missing = sorted(needed - context.scopes)
     if missing:
-        raise InsufficientScope(missing)
+        raise InsufficientScope(sorted(needed | context.scopes), missing)
 
 
 def _admit_writes(server: Server, messages: list[Message], context: RequestContext) -> None:
@@ -1174,18 +1179,26 @@ def get_history(call: ToolCall) -> ToolResult:
 def rename_note(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     args = call.arguments
-    old_path = args["path"]
+    old_path, with_subpages = args["path"], args.get("move_subpages", False)
     change = store.rename_page(
-        wiki.db, wiki.wiki_id, old_path, args["new_path"], author=wiki.author, message=args.get("commit_message", "")
+        wiki.db, wiki.wiki_id, old_path, args["new_path"], author=wiki.author, message=args.get("commit_message", ""),
+        subpages=with_subpages,
     )
+    moved = [{"from": before, "to": after} for before, after in change.moved]
     result = _page_change(f"Renamed {old_path} to {change.page.path}", change, old_path=old_path,
-                          updated_backlinks=list(change.rewritten))
+                          updated_backlinks=list(change.rewritten), moved_subpages=moved)
+    lines = [result.text]
+    if moved:
+        lines += [f"Moved {len(moved)} sub-pages along:"] + [f"- {m['from']} -> [[{m['to']}]]" for m in moved]
     if change.rewritten:
-        rewritten = "\n".join(f"- [[{path}]]" for path in change.rewritten)
-        text = f"{result.text}\nUpdated the links in {len(change.rewritten)} pages:\n{rewritten}"
+        lines += [f"Updated the links in {len(change.rewritten)} pages:"] + [f"- [[{p}]]" for p in change.rewritten]
     else:
-        text = f"{result.text}\nNo other page linked to it, so no links needed updating."
-    return ToolResult(text, result.structured)
+        lines.append("No other page linked to it, so no links needed updating.")
+    left = [] if with_subpages else store.subpages(wiki.db, wiki.wiki_id, old_path)
+    if left:
+        lines.append(f"{len(left)} pages under {old_path}/ stayed where they were (e.g. {left[0]}); rename again "
+                     "with move_subpages=true to move such pages along with their parent.")
+    return ToolResult("\n".join(lines), result.structured)
 
 
 def delete_note(call: ToolCall) -> ToolResult:
@@ -1481,11 +1494,18 @@ TOOLS = (
         description=(
             "Move a page to a new path. Its history follows it, and every [[link]] to it in other pages "
             "is rewritten in the same change, so no link breaks; the result lists the pages whose links "
-            "were updated. Fails if a page already exists at the new path."
+            "were updated. With move_subpages=true, the pages under path/ (Plants/Tomato under Plants) "
+            "move along to new_path/ in the same change. Fails if a page already exists at a new path."
         ),
-        input_schema=_params({"path": PATH, "new_path": PATH}, {"commit_message": COMMIT_MESSAGE}),
+        input_schema=_params({"path": PATH, "new_path": PATH}, {
+            "commit_message": COMMIT_MESSAGE,
+            "move_subpages": {"type": "boolean", "default": False,
+                              "description": "Also move every page under path/ to the same place under new_path/."},
+        }),
         output_schema=_output(
-            path=STR, revision=REVISION_OUT, kind=STR, old_path=STR, updated_backlinks=STRINGS
+            path=STR, revision=REVISION_OUT, kind=STR, old_path=STR, updated_backlinks=STRINGS,
+            moved_subpages={"type": "array", "items": {"type": "object", "properties": {"from": STR, "to": STR},
+                                                       "required": ["from", "to"]}},
         ),
         annotations=TOOL_ANNOTATIONS["move"],
         scope="wiki:write",
@@ -1735,6 +1755,8 @@ def _stale(last_used_at: int | None) -> bool:
 def serve_request(inst, server: Server, slug: str) -> Reply:
     """Authenticate one HTTP request to a wiki's endpoint and answer it through handle_http."""
     request = bottle.request
+    if request.method == "GET" and "text/html" in request.get_header("Accept", "") and store.SLUG_RE.fullmatch(slug):
+        return _browser_page(slug)
     if request.method != "POST":
         return handle_http(server, request.method, b"", {}, None)
     if not store.SLUG_RE.fullmatch(slug):
@@ -1759,6 +1781,15 @@ def serve_request(inst, server: Server, slug: str) -> Reply:
     return handle_http(server, "POST", request.body.read(), dict(request.headers.items()), context)
 
 
+def _browser_page(slug: str) -> Reply:
+    """A person who opened the MCP address in a browser learns what it is for and where the wiki's
+    "Connect an agent" page is. Every other GET stays 405: MCP clients never ask for text/html.
+    The same page for every slug, so it says nothing about which private wikis exist."""
+    import robotwtf_web as web
+    body = web.render("mcp_endpoint", slug=slug, connect_url=f"/w/{slug}/-/connect")
+    return Reply(200, {"Content-Type": "text/html; charset=utf-8"}, body)
+
+
 def _rate_key(caller) -> str:
     """One bucket per OAuth grant or personal token (CONTRACT §5: limits are per grant)."""
     return f"mcp:grant:{caller.grant_id}" if caller.grant_id is not None else f"mcp:token:{caller.token_id}"
@@ -1777,5 +1808,6 @@ def _unauthorized_reply(refusal, metadata_url: str) -> Reply:
 
 
 def _http_response(reply: Reply) -> bottle.HTTPResponse:
-    body = "" if reply.body is None else json.dumps(reply.body, ensure_ascii=False)
+    body = reply.body if isinstance(reply.body, str) else "" if reply.body is None else json.dumps(
+        reply.body, ensure_ascii=False)
     return bottle.HTTPResponse(body, reply.status, {**reply.headers, "Cache-Control": "no-store"})

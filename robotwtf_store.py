@@ -40,6 +40,7 @@ DB_FILE = "robotwtf.db"
 ES256_KEY_FILE = "es256-key.pem"
 RS256_KEY_FILE = "rs256-key.pem"
 KEY_FILES = (ES256_KEY_FILE, RS256_KEY_FILE)
+SERVED_URL_FILE = "served-url"   # the public URL `serve` last served on, for the CLI's links
 
 
 # --- errors -------------------------------------------------------------------------------
@@ -47,12 +48,17 @@ KEY_FILES = (ES256_KEY_FILE, RS256_KEY_FILE)
 # them into their own error shapes, once.
 
 class RobotError(Exception):
+    """`message` is written for whoever called: agents read it in tool results, operators in the
+    CLI. `case` and `facts` name the situation in data, so an edge that speaks to someone else
+    (the browser, to people) can say it in its own words without repeating the checks."""
     status = 400
     code = "bad_input"
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, case: str = "", **facts):
         super().__init__(message)
         self.message = message
+        self.case = case
+        self.facts = facts
 
 
 class BadInput(RobotError):
@@ -128,20 +134,22 @@ RESERVED_SLUGS = frozenset("""
 """.split())
 
 
+SLUG_RULES = (
+    (lambda v: bool(v), "is required"),
+    (lambda v: 3 <= len(v) <= 30, "must be 3 to 30 characters long"),
+    (lambda v: v == v.lower(), "must be lower case"),
+    (lambda v: not (v.startswith("-") or v.endswith("-")), "must not start or end with a hyphen"),
+    (lambda v: SLUG_RE.fullmatch(v) is not None, "may contain only letters a-z, digits and hyphens"),
+)
+
+
 def validate_slug(value: str, what: str = "slug") -> str:
     """Wiki slugs and usernames share CONTRACT §3's rules; the message names the broken rule."""
-    if not value:
-        raise BadInput(f"A {what} is required.")
-    if len(value) < 3 or len(value) > 30:
-        raise BadInput(f"A {what} must be 3 to 30 characters long.")
-    if value != value.lower():
-        raise BadInput(f"A {what} must be lower case.")
-    if value.startswith("-") or value.endswith("-"):
-        raise BadInput(f"A {what} must not start or end with a hyphen.")
-    if not SLUG_RE.fullmatch(value):
-        raise BadInput(f"A {what} may contain only letters a-z, digits and hyphens.")
+    for holds, rule in SLUG_RULES:
+        if not holds(value):
+            raise BadInput(f"A {what} {rule}.", "name_rule", what=what, rule=rule)
     if value in RESERVED_SLUGS:
-        raise BadInput(f"'{value}' is reserved; choose another {what}.")
+        raise BadInput(f"'{value}' is reserved; choose another {what}.", "name_reserved", what=what, value=value)
     return value
 
 
@@ -345,6 +353,26 @@ def _validate_public_url(url: str) -> str:
     if parts.path not in ("", "/"):
         raise ConfigError(f"--public-url {url!r} must not have a path: robotwtf serves from the root.")
     return f"{parts.scheme}://{parts.netloc}"
+
+
+def with_served_public_url(cfg: Config, values: dict, environ=os.environ) -> Config:
+    """`cfg` with the public URL the server last served on (recorded by record_served_url), for
+    commands that print links, unless the public URL or the port was given (flag or environment):
+    then the operator said where the server is."""
+    if any(values.get(name) is not None or env in environ
+           for name, env in (("public_url", "ROBOTWTF_PUBLIC_URL"), ("port", "ROBOTWTF_PORT"))):
+        return cfg
+    try:
+        served = _validate_public_url((cfg.data / SERVED_URL_FILE).read_text(encoding="utf-8").strip())
+    except (OSError, UnicodeError, ConfigError):
+        return cfg   # never served yet (or the file is damaged): the configured URL it is
+    return dataclasses.replace(cfg, public_url=served)
+
+
+def record_served_url(cfg: Config) -> None:
+    """Remember the public URL `serve` serves on, so `login-link` and `invite create` print links
+    that work (a server started with --port 9123 gets links on 9123)."""
+    write_private_file(cfg.data / SERVED_URL_FILE, (cfg.public_url + "\n").encode())
 
 
 def _parse_resolver(text: str) -> None:
@@ -586,6 +614,16 @@ SELECT w.id,
     + (SELECT coalesce(sum(a.size), 0) FROM attachments a JOIN pages p ON p.id = a.page_id
        WHERE p.wiki_id = w.id AND p.deleted_at IS NULL)
 FROM wikis w;
+"""),
+    # 7: revisions that came in with an imported robotwtf export keep their authors and times;
+    # this marks them, with the id they had there and the author's name as that instance knew it.
+    (7, """
+CREATE TABLE imported_revisions (
+    revision_id TEXT PRIMARY KEY REFERENCES revisions(id) ON DELETE CASCADE,
+    original_id TEXT NOT NULL,
+    author_name TEXT NOT NULL DEFAULT '',
+    imported_at INTEGER NOT NULL
+) WITHOUT ROWID;
 """),
     # 11: the browser's page tree reads every live path of a wiki from this index alone
     (11, """
@@ -1046,6 +1084,10 @@ def list_users(db: sqlite3.Connection) -> list[sqlite3.Row]:
     return db.execute("SELECT * FROM users ORDER BY username").fetchall()
 
 
+def has_users(db: sqlite3.Connection) -> bool:
+    return db.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
+
+
 # --- sessions and one-time links ---------------------------------------------------------------
 
 LOGIN_LINK_SECONDS = 600
@@ -1084,13 +1126,26 @@ def create_login_link(db: sqlite3.Connection, did: str) -> str:
     return token
 
 
+SPENT_LOGIN_LINK = ("This login link is invalid, expired or already used. "
+                    "Ask the operator for a new one (`robotwtf login-link USER`).")
+
+
+def login_link_user(db: sqlite3.Connection, token: str) -> sqlite3.Row:
+    """The user a live login link signs in, without spending it (its confirmation page shows them)."""
+    row = db.execute("SELECT users.* FROM login_links JOIN users ON users.did = login_links.user_did "
+                     "WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?",
+                     (hash_secret(token), now())).fetchone()
+    if row is None:
+        raise Forbidden(SPENT_LOGIN_LINK)
+    return row
+
+
 def consume_login_link(db: sqlite3.Connection, token: str) -> str:
     """The link's user, marking it used in the same statement so two clicks can't both win."""
     row = db.execute("UPDATE login_links SET used_at = ? WHERE token_hash = ? AND used_at IS NULL "
                      "AND expires_at > ? RETURNING user_did", (now(), hash_secret(token), now())).fetchone()
     if row is None:
-        raise Forbidden("This login link is invalid, expired or already used. "
-                        "Ask the operator for a new one (`robotwtf login-link USER`).")
+        raise Forbidden(SPENT_LOGIN_LINK)
     return row[0]
 
 
@@ -1816,12 +1871,13 @@ def _inline_code_spans(content: str):
                 yield match
 
 
-def _rewrite_links(content: str, old_key: str, new_path: str) -> str:
-    """Content with every WikiLink to the page `old_key` pointing at new_path instead, keeping
-    fragments and link texts."""
+def _rewrite_links(content: str, moves: dict[str, str]) -> str:
+    """Content with every WikiLink to a page in `moves` ({old path key: new path}) pointing at
+    its new path instead, keeping fragments and link texts."""
     pieces, last = [], 0
     for link in wikilinks(content):
-        if path_key(link.target) == old_key:
+        new_path = moves.get(path_key(link.target))
+        if new_path is not None:
             text = "" if link.text is None else "|" + link.text
             pieces += [content[last:link.start], f"[[{new_path}{link.fragment}{text}]]"]
             last = link.end
@@ -1894,6 +1950,9 @@ class Revision:
     current_path: str
     page_deleted: bool
     content: str | None = None
+    author_username: str | None = None   # None when the author is not (or no longer) a user here
+    imported_from: str | None = None     # the revision's id in the export it was imported from
+    imported_author: str = ""            # the author's name as the exporting instance knew it
 
     @property
     def short_id(self) -> str:
@@ -1918,6 +1977,7 @@ class Change:
     kind: str
     rewritten: tuple[str, ...] = ()
     attachment: Attachment | None = None
+    moved: tuple[tuple[str, str], ...] = ()   # a rename's sub-pages that moved along: (old path, new path)
 
     @property
     def revision(self) -> str:
@@ -1974,8 +2034,11 @@ class Usage:
 
 @dataclasses.dataclass(frozen=True)
 class ImportReport:
-    created: tuple[str, ...]
+    created: tuple[str, ...]               # live pages created
     skipped: tuple[tuple[str, str], ...]   # (name in the zip, why it was skipped)
+    revisions: int = 0                     # revisions brought in with their history (robotwtf exports)
+    attachments: int = 0
+    deleted: tuple[str, ...] = ()          # deleted pages brought in with their history, to restore later
 
 
 def highlight_snippet(snippet: str, start: str, end: str, escape=lambda text: text) -> str:
@@ -1988,9 +2051,12 @@ def highlight_snippet(snippet: str, start: str, end: str, escape=lambda text: te
 
 PAGE_INFO_COLUMNS = ("id, wiki_id, path, revision_id, title, category, tags, meta, words, size, created_at, "
                      "updated_at, deleted_at")
-REVISION_SELECT = ("SELECT revisions.*, users.handle AS author_handle, pages.path AS current_path, "
-                   "pages.deleted_at AS page_deleted_at FROM revisions JOIN pages ON pages.id = revisions.page_id "
-                   "LEFT JOIN users ON users.did = revisions.author_did ")
+REVISION_SELECT = ("SELECT revisions.*, users.handle AS author_handle, users.username AS author_username, "
+                   "pages.path AS current_path, pages.deleted_at AS page_deleted_at, "
+                   "imported.original_id AS imported_from, imported.author_name AS imported_author "
+                   "FROM revisions JOIN pages ON pages.id = revisions.page_id "
+                   "LEFT JOIN users ON users.did = revisions.author_did "
+                   "LEFT JOIN imported_revisions imported ON imported.revision_id = revisions.id ")
 
 
 def _page_info_fields(row: sqlite3.Row) -> tuple:
@@ -2012,7 +2078,8 @@ def _revision(row: sqlite3.Row, with_content: bool = False) -> Revision:
     return Revision(row["id"], row["page_id"], row["kind"], row["path"], row["old_path"], row["attachment"],
                     row["author_did"], row["author_handle"], row["via"], row["message"], row["created_at"],
                     row["current_path"], row["page_deleted_at"] is not None,
-                    row["content"] if with_content else None)
+                    row["content"] if with_content else None, row["author_username"], row["imported_from"],
+                    row["imported_author"] or "")
 
 
 def _attachment(row: sqlite3.Row, with_data: bool = False) -> Attachment:
@@ -2132,7 +2199,8 @@ def _check_new_page_quotas(db: sqlite3.Connection, wiki_id: int, quotas: Quotas,
     usage = wiki_usage(db, wiki_id)
     if usage.pages >= quotas.pages_per_wiki:
         raise QuotaExceeded(f"This wiki has reached its limit of {quotas.pages_per_wiki} pages. Delete pages "
-                            "it no longer needs, or ask the operator to raise --max-pages-per-wiki.")
+                            "it no longer needs, or ask the operator to raise --max-pages-per-wiki.",
+                            "quota_pages", limit=quotas.pages_per_wiki)
     _check_bytes_quota(db, wiki_id, quotas, growth, usage)
 
 
@@ -2145,7 +2213,8 @@ def _check_bytes_quota(db: sqlite3.Connection, wiki_id: int, quotas: Quotas, gro
     if used + growth > quotas.bytes_per_wiki:
         raise QuotaExceeded(f"This change needs {growth} more bytes but the wiki uses {used} of its "
                             f"{quotas.bytes_per_wiki}. Delete pages or attachments it no longer needs, or ask "
-                            "the operator to raise --max-wiki-bytes.")
+                            "the operator to raise --max-wiki-bytes.", "quota_bytes", growth=growth, used=used,
+                            limit=quotas.bytes_per_wiki)
 
 
 # --- wiki storage: recording changes ---------------------------------------------------------------------
@@ -2448,7 +2517,8 @@ def write_page(db: sqlite3.Connection, wiki_id: int, path: str, content: str, ba
         if not base_revision:
             if row is not None:
                 raise Conflict(f"Page '{row['path']}' already exists (revision {row['revision_id']}). Read it "
-                               "and pass its revision to replace it, or choose another path.")
+                               "and pass its revision to replace it, or choose another path.", "page_exists",
+                               path=row["path"])
             _check_new_page_quotas(db, wiki_id, quotas, text.fields["size"])
             page_id = _record(db, wiki_id, None, "create", path, text, author, _message(message, f"Create {path}"))
             return Change(_page_by_id(db, page_id), "create")
@@ -2491,37 +2561,64 @@ def edit_page(db: sqlite3.Connection, wiki_id: int, path: str, base_revision: st
 
 
 def rename_page(db: sqlite3.Connection, wiki_id: int, path: str, new_path: str, *, author: Author,
-                message: str = "", base_revision: str = "") -> Change:
+                message: str = "", base_revision: str = "", subpages: bool = False) -> Change:
     """Move a page to new_path (its history follows) and, in the same transaction, rewrite the
-    `[[links]]` to it in every other page, each rewritten page getting its own revision.
-    Conflict if another page has new_path. Change.rewritten lists the rewritten pages."""
+    `[[links]]` to it in every other page, each rewritten page getting one revision. With
+    `subpages`, every live page under `path/` moves along to the same place under `new_path/`
+    (`Plants/Tomato` to `Garden/Tomato`), links to them rewritten alike. Conflict if a page that
+    stays has a path one of them needs. Change.rewritten lists the rewritten pages, Change.moved
+    the sub-pages as (old path, new path)."""
     new_path = validate_page_path(new_path)
     with transaction(db):
         row = _page_row(db, wiki_id, path)
         if base_revision:
             _check_base(db, row, base_revision)
-        old_path, old_key = row["path"], row["path_key"]
+        old_path = row["path"]
         if new_path == old_path:
             raise BadInput(f"'{old_path}' already has that path; give a different new path.")
-        taken = _live_row(db, wiki_id, new_path)
-        if taken is not None and taken["id"] != row["id"]:
-            raise Conflict(f"Page '{taken['path']}' already exists; choose another new path, or rename or "
-                           "delete that page first.")
+        depth = old_path.count("/") + 1
+        moves = [(row, new_path)] + [
+            (sub, validate_page_path("/".join([new_path, *sub["path"].split("/")[depth:]])))
+            for sub in (_subpage_rows(db, wiki_id, old_path) if subpages else [])]
+        moving = {moved["id"] for moved, _ in moves}
+        for _, target in moves:
+            taken = _live_row(db, wiki_id, target)
+            if taken is not None and taken["id"] not in moving:
+                raise Conflict(f"Page '{taken['path']}' already exists; choose another new path, or rename or "
+                               "delete that page first.", "page_exists", path=taken["path"])
+        keys = {moved["path_key"]: target for moved, target in moves}
+        # Free the moving pages' paths first, so a page may take a path another one is leaving.
+        db.executemany("UPDATE pages SET path_key = ? WHERE id = ?", [(f"\x00{i}", i) for i in moving])
         text = f"Rename {old_path} to {new_path}"
-        _record(db, wiki_id, row["id"], "rename", new_path, _rewritten(row, old_key, new_path), author,
-                _message(message, text), old_path=old_path)
+        for moved, target in moves:
+            note = _message(message, text) if moved is row else f"{text}: move {moved['path']} to {target}"
+            _record(db, wiki_id, moved["id"], "rename", target, _rewritten(moved, keys), author, note,
+                    old_path=moved["path"])
         rewritten = []
-        for other in db.execute("SELECT pages.* FROM links JOIN pages ON pages.id = links.page_id "
-                                "WHERE links.wiki_id = ? AND links.target_key = ? AND pages.id != ? "
-                                "ORDER BY pages.path_key", (wiki_id, old_key, row["id"])).fetchall():
-            _record(db, wiki_id, other["id"], "update", other["path"], _rewritten(other, old_key, new_path),
-                    author, f"Update links after: {text}")
-            rewritten.append(other["path"])
-        return Change(_page_by_id(db, row["id"]), "rename", tuple(rewritten))
+        for other in db.execute("SELECT DISTINCT pages.* FROM links JOIN pages ON pages.id = links.page_id "
+                                "WHERE links.wiki_id = ? AND links.target_key IN (SELECT value FROM json_each(?)) "
+                                "ORDER BY pages.path_key", (wiki_id, json.dumps(list(keys)))).fetchall():
+            if other["id"] not in moving:
+                _record(db, wiki_id, other["id"], "update", other["path"], _rewritten(other, keys), author,
+                        f"Update links after: {text}")
+                rewritten.append(other["path"])
+        return Change(_page_by_id(db, row["id"]), "rename", tuple(rewritten),
+                      moved=tuple((moved["path"], target) for moved, target in moves[1:]))
 
 
-def _rewritten(row: sqlite3.Row, old_key: str, new_path: str) -> PageText:
-    content = _rewrite_links(row["content"], old_key, new_path)
+def _subpage_rows(db: sqlite3.Connection, wiki_id: int, path: str) -> list[sqlite3.Row]:
+    prefix = path_key(path) + "/"
+    return db.execute("SELECT * FROM pages WHERE wiki_id = ? AND deleted_at IS NULL AND substr(path_key, 1, ?) = ? "
+                      "ORDER BY path_key", (wiki_id, len(prefix), prefix)).fetchall()
+
+
+def subpages(db: sqlite3.Connection, wiki_id: int, path: str) -> list[str]:
+    """The paths of the live pages under `path/` (what a rename with subpages moves along)."""
+    return [row["path"] for row in _subpage_rows(db, wiki_id, validate_page_path(path))]
+
+
+def _rewritten(row: sqlite3.Row, moves: dict[str, str]) -> PageText:
+    content = _rewrite_links(row["content"], moves)
     if len(content.encode()) > MAX_PAGE_BYTES:
         raise TooLarge(f"Rewriting the links in '{row['path']}' would take it over {MAX_PAGE_BYTES} bytes; "
                        "shorten that page or choose a shorter new path.")
@@ -2563,7 +2660,7 @@ def restore_revision(db: sqlite3.Connection, wiki_id: int, revision: str, *, aut
             living = _live_row(db, wiki_id, target)
             if living is not None:
                 raise Conflict(f"Page '{living['path']}' exists now. Restore to another path, or rename that "
-                               "page first.")
+                               "page first.", "page_exists", path=living["path"])
             files = db.execute("SELECT coalesce(sum(size), 0) FROM attachments WHERE page_id = ?",
                                (row["id"],)).fetchone()[0]
             _check_new_page_quotas(db, wiki_id, quotas, len(old["content"].encode()) + files)
@@ -2735,7 +2832,7 @@ def delete_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename:
 # --- wikis and members ------------------------------------------------------------------------------
 
 def create_wiki(db: sqlite3.Connection, slug: str, owner_did: str, title: str = "", description: str = "", *,
-                public_url: str, quotas: Quotas, via: str = "web") -> sqlite3.Row:
+                quotas: Quotas, via: str = "web") -> sqlite3.Row:
     """A new wiki owned by owner_did, with its default pages (Home, Getting Started, Agent Guide)
     written by the owner. Counts against the owner's wikis-per-user quota unless they are an
     instance admin."""
@@ -2745,17 +2842,18 @@ def create_wiki(db: sqlite3.Connection, slug: str, owner_did: str, title: str = 
     with transaction(db):
         owner = get_user(db, owner_did)
         if db.execute("SELECT 1 FROM wikis WHERE slug = ?", (slug,)).fetchone():
-            raise Conflict(f"The wiki slug '{slug}' is taken; choose another.")
+            raise Conflict(f"The wiki slug '{slug}' is taken; choose another.", "wiki_taken", slug=slug)
         owned = db.execute("SELECT count(*) FROM wikis WHERE owner_did = ?", (owner_did,)).fetchone()[0]
         if owned >= quotas.wikis_per_user and not owner["is_admin"]:
             raise QuotaExceeded(f"You already have {owned} wikis, the most one person may create here. Delete one "
-                                "you no longer need, or ask the operator to raise --max-wikis-per-user.")
+                                "you no longer need, or ask the operator to raise --max-wikis-per-user.",
+                                "quota_wikis", owned=owned)
         t = now()
         wiki_id = db.execute("INSERT INTO wikis (slug, title, description, owner_did, created_at) "
                              "VALUES (?, ?, ?, ?, ?)", (slug, title, description, owner_did, t)).lastrowid
         db.execute("INSERT INTO members (wiki_id, user_did, role, added_at) VALUES (?, ?, 'owner', ?)",
                    (wiki_id, owner_did, t))
-        for path, content in default_pages(slug, title, description, public_url):
+        for path, content in default_pages(slug, title, description):
             _record(db, wiki_id, None, "create", path, page_text(content), author, f"Create {path}")
     return get_wiki(db, slug)
 
@@ -2855,7 +2953,7 @@ def add_member(db: sqlite3.Connection, wiki_id: int, did: str, role: str) -> Non
     with transaction(db):
         _wiki_by_id(db, wiki_id)
         if member_role(db, wiki_id, did):
-            raise Conflict(f"{did} is already a member; change their role instead.")
+            raise Conflict(f"{did} is already a member; change their role instead.", "already_member", did=did)
         db.execute("INSERT INTO members (wiki_id, user_did, role, added_at) VALUES (?, ?, ?, ?)",
                    (wiki_id, did, role, now()))
 
@@ -2892,10 +2990,10 @@ def _keep_an_owner(db: sqlite3.Connection, wiki_id: int) -> None:
 
 # --- default pages ------------------------------------------------------------------------------------
 
-def default_pages(slug: str, title: str, description: str, public_url: str) -> list[tuple[str, str]]:
+def default_pages(slug: str, title: str, description: str) -> list[tuple[str, str]]:
     """(path, content) of the pages a new wiki starts with: Home, Getting Started for people,
-    Agent Guide for agents."""
-    mcp_url = f"{public_url}/w/{slug}/mcp"
+    Agent Guide for agents. No page holds the server's address (it may change with --public-url):
+    Getting Started links to the wiki's "Connect an agent" page, which shows the current one."""
     about = description or "A wiki shared by people and their AI agents. Pages are Markdown, and every change is " \
                            "kept in the page's history."
     home = f"""# {title}
@@ -2925,27 +3023,16 @@ with its author, so you can see what changed and bring back any earlier version.
 - The wiki is private until an owner makes it public. Owners add people as editors or viewers in
   the wiki's settings.
 
-## Connect Claude.ai
+## Connect an agent
 
-1. In Claude.ai, open **Settings → Connectors** and choose **Add custom connector**.
-2. Name it, and paste this wiki's MCP URL: `{mcp_url}`
-3. Claude sends you here to sign in and approve what it may do. There is no token to copy.
+Open **[Connect an agent](/w/{slug}/-/connect)**: it shows this wiki's MCP address, the steps for
+Claude.ai, and for Claude Code a ready-made `claude mcp add` command with a new personal access
+token. It always shows the address the server has now, so it stays right if the wiki moves.
 
-## Connect Claude Code
-
-Create a personal access token for this wiki on your dashboard (or ask the operator to run
-`robotwtf token create {slug} --user <you>`), then run:
-
-```
-claude mcp add --transport http {slug} {mcp_url} --header "Authorization: Bearer <token>"
-```
-
-Treat the token like a password: whoever holds it can use this wiki as you. Revoke it if it leaks.
-
-## Other agents
-
-Any MCP client that speaks Streamable HTTP can use `{mcp_url}`, signing in through OAuth as Claude.ai
-does, or sending a personal token in an `Authorization: Bearer` header as Claude Code does.
+- **Claude.ai** signs you in here and asks what it may do; there is no token to copy.
+- **Claude Code** and other programs send a personal access token. Treat it like a password:
+  whoever holds it can use this wiki as you. Revoke it on your Connected apps page if it leaks.
+- **Any other MCP client** that speaks Streamable HTTP can connect either way.
 
 ## What agents can do here
 
@@ -2998,42 +3085,69 @@ You are working in a wiki that people and other agents rely on. These habits kee
 # --- export and import ------------------------------------------------------------------------------
 
 EXPORT_MANIFEST = "history.json"
+EXPORT_FORMAT = "robotwtf-export-2"   # -1 (before issue 11) had no revision contents
 MAX_IMPORT_ENTRIES = 20_000
+REVISION_KINDS = ("create", "update", "rename", "delete", "restore", "attachment")
 
 
 def export_wiki(db: sqlite3.Connection, wiki_id: int) -> bytes:
     """A zip of the wiki: `pages/<path>.md` for each live page, `attachments/<path>/<file>` for
-    their attachments, and `history.json` listing every page (deleted ones too) with its
-    revisions' metadata. Read in one transaction, so it is a consistent snapshot."""
+    their attachments (`deleted/<n>/<file>` for those kept with deleted pages), `revisions/<id>.md`
+    for every content in the pages' histories, and `history.json` listing every page (deleted ones
+    too) with its revisions and attachments. Read in one transaction: a consistent snapshot that
+    import_pages brings back whole into another wiki."""
     buffer = io.BytesIO()
     with read_snapshot(db), zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         wiki = _wiki_by_id(db, wiki_id)
-        manifest = {"format": "robotwtf-export-1", "exported_at": now(),
+        manifest = {"format": EXPORT_FORMAT, "exported_at": now(),
                     "wiki": {k: wiki[k] for k in ("slug", "title", "description", "visibility", "created_at")},
                     "pages": []}
-        for page in db.execute("SELECT * FROM pages WHERE wiki_id = ? ORDER BY path_key, id", (wiki_id,)).fetchall():
+        pages = db.execute("SELECT * FROM pages WHERE wiki_id = ? ORDER BY path_key, id", (wiki_id,)).fetchall()
+        for number, page in enumerate(pages, 1):
             if page["deleted_at"] is None:
                 archive.writestr(f"pages/{page['path']}.md", page["content"])
-                for attachment in db.execute("SELECT filename, data FROM attachments WHERE page_id = ? "
-                                             "ORDER BY filename_key", (page["id"],)):
-                    archive.writestr(f"attachments/{page['path']}/{attachment['filename']}", attachment["data"])
-            manifest["pages"].append(_manifest_page(db, page))
+            folder = f"attachments/{page['path']}" if page["deleted_at"] is None else f"deleted/{number}"
+            manifest["pages"].append(_export_page(db, archive, page, folder))
         archive.writestr(EXPORT_MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1))
     return buffer.getvalue()
 
 
-def _manifest_page(db: sqlite3.Connection, page: sqlite3.Row) -> dict:
-    revisions = db.execute("SELECT id, kind, path, old_path, attachment, author_did, via, message, created_at "
-                           "FROM revisions WHERE page_id = ? ORDER BY seq", (page["id"],))
+def _export_page(db: sqlite3.Connection, archive: zipfile.ZipFile, page: sqlite3.Row, folder: str) -> dict:
+    """A page's manifest entry; writes its revisions' contents (once per change of content) and
+    its attachments into the archive."""
+    revisions, previous = [], None
+    for row in db.execute(REVISION_SELECT + "WHERE revisions.page_id = ? ORDER BY revisions.seq", (page["id"],)):
+        if previous is None or row["content"] != previous[0]:
+            previous = (row["content"], f"revisions/{row['id']}.md")
+            archive.writestr(previous[1], row["content"])
+        revisions.append({"id": row["id"], "kind": row["kind"], "path": row["path"], "old_path": row["old_path"],
+                          "attachment": row["attachment"], "author_did": row["author_did"],
+                          "author_name": _author_name(row), "via": row["via"], "message": row["message"],
+                          "created_at": row["created_at"], "content": previous[1]})
+    attachments = []
+    for row in db.execute("SELECT filename, data, author_did, updated_at FROM attachments WHERE page_id = ? "
+                          "ORDER BY filename_key", (page["id"],)):
+        archive.writestr(f"{folder}/{row['filename']}", row["data"])
+        attachments.append({"filename": row["filename"], "file": f"{folder}/{row['filename']}",
+                            "author_did": row["author_did"], "updated_at": row["updated_at"]})
     return {"path": page["path"], "revision": page["revision_id"], "deleted_at": page["deleted_at"],
-            "revisions": [dict(r) for r in revisions]}
+            "revisions": revisions, "attachments": attachments}
+
+
+def _author_name(row: sqlite3.Row) -> str:
+    """How a revision's author is named here: `username (@handle)`, or as recorded on import."""
+    if row["author_username"]:
+        return row["author_username"] + (f" (@{row['author_handle']})" if row["author_handle"] else "")
+    return row["imported_author"] or ""
 
 
 def import_pages(db: sqlite3.Connection, wiki_id: int, data: bytes, *, author: Author, quotas: Quotas) -> ImportReport:
-    """Create pages from a zip of Markdown files: `A/B.md` becomes page `A/B` (a robotwtf export's
-    `pages/` folder is stripped). Existing pages are never overwritten. Anything that can't be
-    imported (not Markdown, a bad path or content, an existing page, over a quota) is skipped
-    and reported with the reason; the pages that can be are created in one transaction."""
+    """Bring pages in from a zip. A robotwtf export (history.json, format 2) comes back whole:
+    every page with its history (authors, messages and times as recorded, each revision marked as
+    imported), deleted pages and attachments. Any other zip of Markdown files: `A/B.md` becomes
+    page `A/B`, written by `author`. Existing pages are never overwritten. What can't be imported
+    (not Markdown, a bad path or content, an existing page, over a quota) is skipped and reported
+    with the reason; everything else is imported in one transaction."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         entries = archive.infolist()
@@ -3041,44 +3155,211 @@ def import_pages(db: sqlite3.Connection, wiki_id: int, data: bytes, *, author: A
         raise BadInput("That file is not a zip archive; export a folder of Markdown files as .zip.") from None
     if len(entries) > MAX_IMPORT_ENTRIES:
         raise BadInput(f"The archive has {len(entries)} entries; import at most {MAX_IMPORT_ENTRIES} at a time.")
-    ours = any(e.filename == EXPORT_MANIFEST for e in entries)
-    created, skipped = [], []
+    unpacked = sum(e.file_size for e in entries)
+    if unpacked > 4 * quotas.bytes_per_wiki:
+        raise BadInput(f"The archive unpacks to {unpacked} bytes, more than this wiki could hold with its history "
+                       f"({4 * quotas.bytes_per_wiki}); import it in parts.")
     with archive, transaction(db):
         _wiki_by_id(db, wiki_id)
-        for entry in entries:
-            if entry.is_dir() or (ours and entry.filename == EXPORT_MANIFEST):
-                continue
+        manifest = _export_manifest(archive)
+        if manifest is not None and manifest.get("format") == EXPORT_FORMAT:
+            return _import_export(db, wiki_id, archive, manifest, quotas)
+        return _import_markdown_files(db, wiki_id, archive, entries, manifest is not None, author, quotas)
+
+
+def _export_manifest(archive: zipfile.ZipFile) -> dict | None:
+    """The archive's robotwtf manifest, or None for a plain zip of Markdown files."""
+    if EXPORT_MANIFEST not in archive.namelist():
+        return None
+    try:
+        manifest = json.loads(_read_entry(archive, EXPORT_MANIFEST, 64 * MAX_PAGE_BYTES))
+    except ValueError:
+        raise BadInput(f"The archive's {EXPORT_MANIFEST} is not valid JSON; export the wiki again.") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("pages", []), list):
+        raise BadInput(f"The archive's {EXPORT_MANIFEST} is not a robotwtf export's; export the wiki again.")
+    return manifest
+
+
+def _read_entry(archive: zipfile.ZipFile, name: str, limit: int) -> bytes:
+    """An entry's bytes, at most `limit` of them (a zip's declared sizes are not trusted)."""
+    try:
+        with archive.open(name) as f:
+            raw = f.read(limit + 1)
+    except KeyError:
+        raise BadInput(f"{name} is missing from the archive") from None
+    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as e:
+        raise BadInput(f"{name} cannot be read from the archive ({e})") from None
+    if len(raw) > limit:
+        raise TooLarge(f"{name} is larger than {limit} bytes")
+    return raw
+
+
+def _import_markdown_files(db: sqlite3.Connection, wiki_id: int, archive: zipfile.ZipFile,
+                           entries: list[zipfile.ZipInfo], ours: bool, author: Author, quotas: Quotas) -> ImportReport:
+    """Pages from the Markdown files of a zip (a robotwtf export of format 1: its `pages/` folder,
+    and its `attachments/` for the pages created)."""
+    created, skipped, files = [], [], 0
+    for entry in entries:
+        if entry.is_dir() or (ours and entry.filename == EXPORT_MANIFEST) \
+                or (ours and entry.filename.startswith("attachments/")):
+            continue
+        try:
+            path, content = _import_entry(archive, entry, ours)
+            if _live_row(db, wiki_id, path) is not None:
+                raise Conflict("a page with this path already exists")
+            _check_new_page_quotas(db, wiki_id, quotas, len(content.encode()))
+        except RobotError as e:
+            skipped.append((entry.filename, e.message))
+            continue
+        _record(db, wiki_id, None, "create", path, page_text(content), author, f"Import {path}")
+        created.append(path)
+    for entry in entries:
+        if ours and entry.filename.startswith("attachments/") and not entry.is_dir():
             try:
-                path, content = _import_entry(archive, entry, ours)
-                if _live_row(db, wiki_id, path) is not None:
-                    raise Conflict("a page with this path already exists")
-                _check_new_page_quotas(db, wiki_id, quotas, len(content.encode()))
+                files += _import_attachment_file(db, wiki_id, archive, entry, created, author, quotas)
             except RobotError as e:
                 skipped.append((entry.filename, e.message))
-                continue
-            _record(db, wiki_id, None, "create", path, page_text(content), author, f"Import {path}")
-            created.append(path)
-    return ImportReport(tuple(created), tuple(skipped))
+    return ImportReport(tuple(created), tuple(skipped), attachments=files)
+
+
+def _import_attachment_file(db: sqlite3.Connection, wiki_id: int, archive: zipfile.ZipFile, entry: zipfile.ZipInfo,
+                            created: list[str], author: Author, quotas: Quotas) -> int:
+    """`attachments/<page path>/<file>` of a format-1 export, attached to its page if this import
+    created the page."""
+    path, _, filename = entry.filename.removeprefix("attachments/").rpartition("/")
+    if path not in created:
+        raise Conflict("its page was not created by this import")
+    data = _read_entry(archive, entry.filename, MAX_ATTACHMENT_BYTES)
+    row = _live_row(db, wiki_id, path)
+    _check_bytes_quota(db, wiki_id, quotas, len(data))
+    _insert_attachment(db, row["id"], sanitize_filename(filename), data, author.did, now())
+    return 1
+
+
+def _insert_attachment(db: sqlite3.Connection, page_id: int, name: str, data: bytes, author_did: str,
+                       updated_at: int) -> None:
+    db.execute("INSERT INTO attachments (page_id, filename_key, filename, content_type, size, data, author_did, "
+               "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+               (page_id, name.casefold(), name, sniff_content_type(data, name), len(data), data, author_did,
+                updated_at))
+
+
+@dataclasses.dataclass(frozen=True)
+class _ImportedRevision:
+    kind: str
+    path: str
+    old_path: str | None
+    attachment: str | None
+    author: Author
+    author_name: str
+    message: str
+    created_at: int
+    content: str
+    original_id: str
+
+
+def _import_export(db: sqlite3.Connection, wiki_id: int, archive: zipfile.ZipFile, manifest: dict,
+                   quotas: Quotas) -> ImportReport:
+    """Every page of a format-2 export with its history and attachments; a page that can't be
+    imported whole is skipped whole."""
+    created, deleted, skipped, counts = [], [], [], [0, 0]
+    contents: dict[str, str] = {}   # revisions/<id>.md, read and checked once however often named
+    for entry in manifest["pages"]:
+        label = entry.get("path") if isinstance(entry, dict) and isinstance(entry.get("path"), str) else "?"
+        try:
+            revisions, files, deleted_at = _checked_export_page(archive, entry, contents)
+            path = revisions[-1].path
+            if deleted_at is None:
+                if _live_row(db, wiki_id, path) is not None:
+                    raise Conflict("a page with this path already exists")
+                _check_new_page_quotas(db, wiki_id, quotas,
+                                       len(revisions[-1].content.encode()) + sum(len(f[1]) for f in files))
+        except RobotError as e:
+            skipped.append((f"pages/{label}.md", e.message))
+            continue
+        _insert_history(db, wiki_id, revisions, files, deleted_at)
+        (created if deleted_at is None else deleted).append(path)
+        counts[0] += len(revisions)
+        counts[1] += len(files)
+    return ImportReport(tuple(created), tuple(skipped), revisions=counts[0], attachments=counts[1],
+                        deleted=tuple(deleted))
+
+
+def _checked_export_page(archive: zipfile.ZipFile, entry, contents: dict[str, str]):
+    """(revisions, attachments as (name, bytes, author DID, time), deleted_at) of one manifest
+    page, every value checked as if it had been written here; BadInput says what is wrong."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("revisions"), list) or not entry["revisions"]:
+        raise BadInput("its entry in the manifest has no revisions")
+    revisions = [_checked_revision(archive, r, contents) for r in entry["revisions"]]
+    deleted_at = entry.get("deleted_at")
+    if deleted_at is not None and (not isinstance(deleted_at, int) or parse_time(deleted_at) is None):
+        raise BadInput("its deletion time is not a time")
+    files = []
+    for item in entry.get("attachments") or []:
+        if not isinstance(item, dict) or not isinstance(item.get("file"), str) \
+                or not isinstance(item.get("filename"), str) or not isinstance(item.get("updated_at"), int):
+            raise BadInput("an attachment's entry in the manifest is malformed")
+        files.append((sanitize_filename(item["filename"]), _read_entry(archive, item["file"], MAX_ATTACHMENT_BYTES),
+                      validate_did(str(item.get("author_did"))), item["updated_at"]))
+    return revisions, files, deleted_at
+
+
+def _checked_revision(archive: zipfile.ZipFile, item, contents: dict[str, str]) -> _ImportedRevision:
+    if not isinstance(item, dict) or item.get("kind") not in REVISION_KINDS:
+        raise BadInput("a revision in the manifest is malformed")
+    name = item.get("content")
+    if not isinstance(name, str) or not name.startswith("revisions/"):
+        raise BadInput(f"revision {_shown(item.get('id'))} names no content file")
+    if name not in contents:
+        contents[name] = validate_content(decode_utf8(_read_entry(archive, name, MAX_PAGE_BYTES), name))
+    created_at = item.get("created_at")
+    if not isinstance(created_at, int) or parse_time(created_at) is None:
+        raise BadInput(f"revision {_shown(item.get('id'))} has no valid time")
+    old_path, attachment = item.get("old_path"), item.get("attachment")
+    return _ImportedRevision(
+        item["kind"], validate_page_path(item.get("path")),
+        None if old_path is None else validate_page_path(old_path),
+        None if attachment is None else sanitize_filename(str(attachment)),
+        Author(validate_did(str(item.get("author_did"))), str(item.get("via"))),
+        _label(str(item.get("author_name") or ""), ""), _message(str(item.get("message") or ""), item["kind"]),
+        created_at, contents[name], _label(str(item.get("id") or ""), "?")[:64])
+
+
+def _insert_history(db: sqlite3.Connection, wiki_id: int, revisions: list[_ImportedRevision],
+                    files: list[tuple[str, bytes, str, int]], deleted_at: int | None) -> None:
+    """A page as its history left it, with that history: revisions get new ids (ids are unique
+    across the instance) and an imported_revisions row each."""
+    last, imported_at = revisions[-1], now()
+    ids = [_new_revision_id(db) for _ in revisions]
+    text = page_text(last.content)
+    fields = dict(text.fields, wiki_id=wiki_id, path=last.path, path_key=path_key(last.path), revision_id=ids[-1],
+                  content=last.content, created_at=revisions[0].created_at, updated_at=last.created_at,
+                  deleted_at=deleted_at)
+    page_id = db.execute(f"INSERT INTO pages ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
+                         tuple(fields.values())).lastrowid
+    for revision_id, r in zip(ids, revisions):
+        db.execute("INSERT INTO revisions (id, wiki_id, page_id, kind, path, old_path, attachment, content, "
+                   "author_did, via, message, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (revision_id, wiki_id, page_id, r.kind, r.path, r.old_path, r.attachment, r.content, r.author.did,
+                    r.author.via, r.message, r.created_at))
+        db.execute("INSERT INTO imported_revisions (revision_id, original_id, author_name, imported_at) "
+                   "VALUES (?, ?, ?, ?)", (revision_id, r.original_id, r.author_name, imported_at))
+    for name, data, author_did, updated_at in files:
+        _insert_attachment(db, page_id, name, data, author_did, updated_at)
+    if deleted_at is None:
+        _store_links(db, wiki_id, page_id, text.links)
 
 
 def _import_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, ours: bool) -> tuple[str, str]:
     """(page path, content) for one zip entry, or a RobotError saying why it can't be a page."""
     name = entry.filename
-    if ours and name.startswith("attachments/"):
-        raise BadInput("attachments are not imported; upload them to their page")
     stem, ext = os.path.splitext(name.removeprefix("pages/") if ours else name)
     if ext.lower() not in (".md", ".markdown"):
         raise BadInput("not a Markdown file (.md)")
     if entry.file_size > MAX_PAGE_BYTES:
         raise TooLarge(f"larger than {MAX_PAGE_BYTES} bytes")
     path = validate_page_path(stem)
-    try:
-        with archive.open(entry) as f:
-            raw = f.read(MAX_PAGE_BYTES + 1)
-    except (zipfile.BadZipFile, NotImplementedError, RuntimeError, OSError, EOFError) as e:
-        raise BadInput(f"cannot be read from the archive ({e})") from None
-    if len(raw) > MAX_PAGE_BYTES:
-        raise TooLarge(f"larger than {MAX_PAGE_BYTES} bytes")
+    raw = _read_entry(archive, name, MAX_PAGE_BYTES)
     return path, validate_content(decode_utf8(raw, "The file"))
 
 

@@ -82,6 +82,9 @@ def edge(app, cfg: store.Config):
 
         def start(status, headers, exc_info=None):
             status_seen.append(status)
+            if environ.get("robotwtf.user") is not None:
+                # What a signed-in person sees is theirs: no cache keeps it (ASVS 5.0 14.3.2).
+                headers = [(n, v) for n, v in headers if n.lower() != "cache-control"] + [("Cache-Control", "no-store")]
             names = {name.lower() for name, _ in headers}
             extra = [("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer")]
             if any(name.lower() == "content-type" and value.startswith("text/html") for name, value in headers):
@@ -295,8 +298,68 @@ class ErrorPlugin:
                 return callback(*args, **kwargs)
             except store.RobotError as e:
                 headers = {"Retry-After": str(e.retry_after)} if isinstance(e, store.RateLimited) else {}
-                return error_response(e.status, e.code, e.message, headers)
+                return error_response(e.status, e.code, e, headers)
         return wrapper
+
+
+# --- messages for people -------------------------------------------------------------------------
+# The core's error messages are written for agents and operators ("pass its revision", "raise
+# --max-pages-per-wiki"). Where that reads wrongly to a person, the core names the case and its
+# facts, and the browser says it here in its own words, with a link to the obvious next step.
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """A sentence for a page, in parts: (text, None) or (link text, URL)."""
+    parts: tuple[tuple[str, str | None], ...]
+
+    @classmethod
+    def plain(cls, text: str) -> "Message":
+        return cls(((text, None),))
+
+    def __str__(self) -> str:
+        return "".join(text for text, _ in self.parts)
+
+    def __bool__(self) -> bool:
+        return bool(str(self))
+
+
+NAME_WORDS = {"slug": "short name", "username": "username"}   # what the forms call them
+
+
+def _page_exists(facts: dict, wiki: "WikiAccess | None") -> Message:
+    if wiki is None:
+        return Message.plain(f"A page called {facts['path']} already exists; choose another name.")
+    return Message(((f"A page called {facts['path']} already exists — ", None),
+                    ("open it", wiki.page_url(facts["path"])), (" or choose another name.", None)))
+
+
+PEOPLE_SENTENCES = {
+    "page_exists": _page_exists,
+    "name_rule": lambda f, wiki: Message.plain(f"The {NAME_WORDS.get(f['what'], f['what'])} {f['rule']}."),
+    "name_reserved": lambda f, wiki: Message.plain(
+        f"“{f['value']}” is kept for robotwtf's own pages; choose another {NAME_WORDS.get(f['what'], f['what'])}."),
+    "wiki_taken": lambda f, wiki: Message.plain(
+        f"There is already a wiki at /w/{f['slug']}/ — choose another short name."),
+    "quota_pages": lambda f, wiki: Message.plain(
+        f"This wiki has reached its limit of {f['limit']} pages. Delete pages it no longer needs, or ask the "
+        "instance's admin for more room."),
+    "quota_bytes": lambda f, wiki: Message.plain(
+        f"This wiki is full: it uses {human_size(f['used'])} of its {human_size(f['limit'])}, and this change "
+        f"needs {human_size(f['growth'])} more. Delete pages or attachments it no longer needs, or ask the "
+        "instance's admin for more room."),
+    "quota_wikis": lambda f, wiki: Message.plain(
+        f"You already have {f['owned']} wikis, the most one person may create here. Delete one you no longer "
+        "need, or ask the instance's admin."),
+    "already_member": lambda f, wiki: Message.plain(
+        "That person is already a member of this wiki; change their role in the list above instead."),
+}
+
+
+def people_message(error: store.RobotError, wiki: "WikiAccess | None" = None) -> Message:
+    """What to tell a person about `error`: the browser's own sentence for its case, else the
+    core's message (already fit for people)."""
+    sentence = PEOPLE_SENTENCES.get(error.case)
+    return sentence(error.facts, wiki) if sentence else Message.plain(error.message)
 
 
 GENERIC_MESSAGES = {
@@ -314,13 +377,21 @@ def wants_json() -> bool:
     return is_machine_path(bottle.request.path) or ("application/json" in accept and "text/html" not in accept)
 
 
-def error_response(status: int, code: str, message: str, headers: dict | None = None) -> bottle.HTTPResponse:
+ERROR_HEADINGS = {400: "That did not work", 403: "Not allowed", 404: "Not found", 405: "Not allowed here",
+                  413: "Too large", 429: "Slow down", 500: "Something went wrong"}
+PAGE_ACTIONS = ("edit", "rename", "delete", "history", "attachments")   # /w/<slug>/-/<action>/<page path>
+
+
+def error_response(status: int, code: str, error: store.RobotError | str,
+                   headers: dict | None = None) -> bottle.HTTPResponse:
+    """An error as JSON for machines, else as a page for people: inside a wiki the caller may read,
+    the wiki's own page (its header and navigation) with the obvious next step."""
     if wants_json():
+        message = error.message if isinstance(error, store.RobotError) else error
         body = json.dumps({"error": code, "message": message})
         content_type = "application/json"
     else:
-        body = render("error", status=status, message=message, sign_in_url="/auth/login?" + urllib.parse.urlencode(
-            {"return_to": safe_return_to(urllib.parse.quote(bottle.request.fullpath))}))
+        body = _error_page(status, error, (headers or {}).get("Retry-After"))
         content_type = "text/html; charset=utf-8"
     return bottle.HTTPResponse(body, status, {"Content-Type": content_type, "Cache-Control": "no-store",
                                               **(headers or {})})
@@ -332,6 +403,51 @@ def template_lookup() -> list[str]:
     compiled templates under the lookup's id(), so a new list per call compiled every template
     of every page again (~15 ms a page)."""
     return [str(store.resource_root().joinpath("views"))]
+
+
+def _error_page(status: int, error: store.RobotError | str, retry_after: str | None) -> str:
+    wiki = _wiki_of_request()
+    message = people_message(error, wiki) if isinstance(error, store.RobotError) else Message.plain(error)
+    context = dict(error_status=status, heading=ERROR_HEADINGS.get(status, f"Error {status}"), message=message,
+                   actions=_next_steps(status, wiki, retry_after))
+    return wiki_render("error", wiki, status, **context) if wiki is not None else render("error", **context)
+
+
+def _wiki_of_request() -> "WikiAccess | None":
+    """The wiki the failed request was about, if the caller may read it (a hidden wiki stays hidden)."""
+    parts = bottle.request.path.split("/")
+    if len(parts) < 3 or parts[1] != "w" or not store.SLUG_RE.fullmatch(parts[2]):
+        return None
+    try:
+        return open_wiki(parts[2], "viewer")
+    except (store.RobotError, sqlite3.Error):  # hidden, or the database is what failed: no wiki header
+        return None
+
+
+def _page_of_request() -> str | None:
+    """The page path of a page-action URL (/w/<slug>/-/edit/<path> and the like), else None."""
+    parts = bottle.request.path.split("/", 5)
+    if len(parts) == 6 and parts[3] == "-" and parts[4] in PAGE_ACTIONS:
+        return parts[5]
+    return None
+
+
+def _next_steps(status: int, wiki: "WikiAccess | None", retry_after: str | None) -> list[tuple[str, str]]:
+    """(text, URL) of what to do next, the likeliest first."""
+    here = bottle.request.fullpath + (f"?{bottle.request.query_string}" if bottle.request.query_string else "")
+    steps = []
+    if status in (403, 404) and current_user() is None:
+        steps.append(("Sign in", "/auth/login?" + urllib.parse.urlencode({"return_to": safe_return_to(here)})))
+    page = _page_of_request() if wiki is not None else None
+    if status == 404 and page and wiki.can_edit:
+        steps.append((f"Create {page}", wiki.new_page_url(page)))
+    if status in (429, 500) and bottle.request.method == "GET":
+        steps.append((f"Try again in {retry_after} seconds" if retry_after else "Try again", here))
+    if wiki is not None:
+        steps += [(f"{wiki.title} home", wiki.page_url(store.HOME_PAGE)), ("All pages", wiki.url("pages"))]
+    else:
+        steps.append(("Back to the start", "/"))
+    return steps
 
 
 def render(name: str, **context) -> str:
@@ -459,7 +575,7 @@ class App(bottle.Bottle):
     def default_error_handler(self, res: bottle.HTTPError):
         message = res.body if isinstance(res.body, str) and res.status_code < 500 and res.body \
             and not res.body.startswith("Not found: ") else GENERIC_MESSAGES.get(res.status_code, res.status_line)
-        response = error_response(res.status_code, "server_error" if res.status_code >= 500 else "error", message)
+        response = error_response(res.status_code, "server_error" if res.status_code >= 500 else "error", str(message))
         for name, value in res.headerlist:
             if name.lower() == "allow":
                 response.set_header("Allow", value)
@@ -481,7 +597,7 @@ def healthz():
 # The stylesheet and the one small script (progressive enhancement: every page works without
 # it), kept beside the templates. Scripts must come from our origin: the CSP forbids inline ones.
 STATIC_FILES = {"style.css": "text/css; charset=utf-8", "wiki.js": "text/javascript; charset=utf-8",
-                "favicon.svg": "image/svg+xml"}
+                "favicon.svg": "image/svg+xml", "copy.js": "text/javascript; charset=utf-8"}
 
 
 def static_file(name: str):
@@ -498,7 +614,7 @@ def home():
     return dashboard()
 
 
-def dashboard(error: str = "", status: int = 200, form: dict | None = None) -> str:
+def dashboard(error: Message | str = "", status: int = 200, form: dict | None = None) -> str:
     """The signed-in person's wikis, those they own apart from those shared with them."""
     did = current_user()["did"]
     wikis = store.user_wikis(instance().db(), did)
@@ -513,9 +629,9 @@ def wiki_create():
     inst = instance()
     try:
         wiki = store.create_wiki(inst.db(), form["slug"].strip(), current_user()["did"], form["title"], form["description"],
-                           public_url=inst.cfg.public_url, quotas=inst.cfg.quotas, via="web")
+                                 quotas=inst.cfg.quotas, via="web")
     except (store.BadInput, store.Conflict, store.QuotaExceeded) as refused:
-        return dashboard(refused.message, refused.status, form)
+        return dashboard(people_message(refused), refused.status, form)
     return redirect(f"/w/{wiki['slug']}/")
 
 
@@ -565,13 +681,27 @@ def login_start():
     try:
         authorize_url, pending = atproto.start_login(identifier, *atproto_client(inst).client_args())
     except atproto.AtprotoError as e:
-        return login_page(str(e), 400 if isinstance(e, atproto.BadIdentifier) else 502, identifier)
+        return login_page(sign_in_problem(e), 400 if isinstance(e, atproto.BadIdentifier) else 502, identifier)
     browser_secret = store.new_secret(16)
     invite = form.getunicode("invite", "")
     store.save_login_request(inst.db(), pending, browser_secret, safe_return_to(form.getunicode("return_to")),
                        store.hash_secret(invite) if invite else None)
     _set_cookie(LOGIN_COOKIE, browser_secret, store.LOGIN_REQUEST_SECONDS)
     return redirect(authorize_url)
+
+
+def sign_in_problem(error) -> str:
+    """What went wrong with a sign-in, for the person: no answer from a server is said as such
+    (try again later), apart from a handle or account that does not exist (check what you typed)."""
+    import robotwtf_atproto as atproto
+    if isinstance(error, atproto.Unreachable):
+        return couldnt_reach(error)
+    return str(error)
+
+
+def couldnt_reach(error) -> str:
+    return (f"Couldn't reach {error.host}: it did not answer. It may be down, or this server's connection to "
+            "the internet may be; nothing is wrong with what you typed. Try again in a few minutes.")
 
 
 def login_callback():
@@ -584,7 +714,7 @@ def login_callback():
     try:
         identity = atproto.finish_login(json.loads(request["pending"]), query.dict, *atproto_client(inst).client_args())
     except atproto.AtprotoError as e:
-        return login_page(str(e), 400 if isinstance(e, atproto.LoginError) else 502)
+        return login_page(sign_in_problem(e), 400 if isinstance(e, atproto.LoginError) else 502)
     db = inst.db()
     known = db.execute("SELECT handle FROM users WHERE did = ?", (identity.did,)).fetchone()
     if known is None:
@@ -619,10 +749,11 @@ def _pending_signup() -> dict:
     return claims
 
 
-def signup_page(error: str = "", username: str = ""):
+def signup_page(error: Message | str = "", username: str = ""):
     claims = _pending_signup()
     inst = instance()
     refusal = store.signup_refusal(inst.db(), inst.cfg.signup, claims.get("invite"))
+    bottle.response.set_header("Cache-Control", "no-store")   # it names the person signing up
     return render("signup", error=error, refusal=refusal, handle=claims.get("handle"), did=claims["sub"],
                   username=username or store.default_username(claims["sub"], claims.get("handle")))
 
@@ -635,7 +766,7 @@ def signup_submit():
         store.sign_up(inst.db(), inst.cfg.signup, claims["sub"], claims.get("handle"), username, claims.get("invite"))
     except (store.BadInput, store.Conflict) as e:
         bottle.response.status = e.status
-        return signup_page(e.message, username)
+        return signup_page(people_message(e), username)
     bottle.response.delete_cookie(SIGNUP_COOKIE, path="/")
     start_session(claims["sub"])
     return redirect(safe_return_to(claims.get("return_to")))
@@ -712,10 +843,19 @@ def admin_create_invite():
     return admin_page(instance().cfg.url("/auth/login?" + urllib.parse.urlencode({"invite": token})))
 
 
-def login_link():
-    """GET of a one-time link logs the browser in (CONTRACT §2); the token is in the query so it
-    never reaches the access log, and Referrer-Policy keeps it out of Referer headers."""
-    did = store.consume_login_link(instance().db(), bottle.request.query.get("token", ""))
+def login_link_page():
+    """GET of a one-time link asks "Sign in as alice?" and spends nothing (CONTRACT §2), so a
+    link-preview bot that fetches it leaves it working. The access log never records the query,
+    Referrer-Policy keeps the token out of Referer headers, and no cache may keep the page."""
+    token = bottle.request.query.get("token", "")
+    person = store.login_link_user(instance().db(), token)
+    bottle.response.set_header("Cache-Control", "no-store")
+    return render("login_link", person=person, token=token)
+
+
+def login_link_confirm():
+    """POST from the confirmation page (CSRF-checked): spends the link and logs the browser in."""
+    did = store.consume_login_link(instance().db(), form_text("token"))
     start_session(did)
     return redirect("/")
 
@@ -1020,16 +1160,73 @@ def _set_heading_ids(tokens) -> list[TocEntry]:
     return headings
 
 
-DIFF_KINDS = {"@": "hunk", "+": "add", "-": "del"}
+# --- diffs with the changed words marked -------------------------------------------------------------
+# The lines of a unified diff (difflib, as store.unified_diff), where a changed line that still
+# resembles the line it replaced has its changed words wrapped in <del>/<ins>, so a one-word edit
+# in a long paragraph shows as one word, not two walls of text.
+
+DIFF_CONTEXT = 3
+WORD_RE = re.compile(r"\w+|\s+|[^\w\s]")
+SIMILAR_ENOUGH = 0.5   # below this share of equal words, marking every word would only be noise
 
 
-def diff_lines(text: str) -> list[tuple[str, str]]:
-    """A unified diff as (kind, line) pairs to show: file (the two header lines), hunk, add, del
-    or same."""
-    lines = text.splitlines()
-    header = 2 if len(lines) >= 2 and lines[0].startswith("--- ") and lines[1].startswith("+++ ") else 0
-    return [("file", line) for line in lines[:header]] + \
-        [(DIFF_KINDS.get(line[:1], "same"), line) for line in lines[header:]]
+@dataclasses.dataclass(frozen=True)
+class DiffLine:
+    kind: str   # file, hunk, same, add or del
+    html: str   # the line, escaped, with changed words marked
+
+
+def diff_view_lines(old_text: str, new_text: str, old_label: str, new_label: str) -> list[DiffLine]:
+    """The diff from old_text to new_text to show ([] when equal): a header, then hunks."""
+    import difflib
+    old, new = old_text.splitlines(), new_text.splitlines()
+    rows: list[DiffLine] = []
+    for group in difflib.SequenceMatcher(None, old, new, autojunk=False).get_grouped_opcodes(DIFF_CONTEXT):
+        first, last = group[0], group[-1]
+        rows.append(DiffLine("hunk", html.escape(f"@@ -{_hunk_range(first[1], last[2])} "
+                                                 f"+{_hunk_range(first[3], last[4])} @@")))
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                rows += [DiffLine("same", " " + html.escape(line)) for line in old[i1:i2]]
+                continue
+            removed, added = old[i1:i2], new[j1:j2]
+            pairs = list(zip(removed, added)) if tag == "replace" else []
+            marked = [_marked_words(a, b) for a, b in pairs]
+            rows += [DiffLine("del", "-" + (marked[k][0] if k < len(marked) else html.escape(line)))
+                     for k, line in enumerate(removed)]
+            rows += [DiffLine("add", "+" + (marked[k][1] if k < len(marked) else html.escape(line)))
+                     for k, line in enumerate(added)]
+    if rows:
+        rows[:0] = [DiffLine("file", html.escape(f"--- {old_label}")),
+                    DiffLine("file", html.escape(f"+++ {new_label}"))]
+    return rows
+
+
+def _hunk_range(start: int, stop: int) -> str:
+    """A unified diff's line range: 1-based start, and the length unless it is 1."""
+    length = stop - start
+    return f"{start + 1}" if length == 1 else f"{start + 1 if length else start},{length}"
+
+
+def _marked_words(old_line: str, new_line: str) -> tuple[str, str]:
+    """Both lines escaped, with the words that differ in <del> (old) and <ins> (new)."""
+    import difflib
+    a, b = WORD_RE.findall(old_line), WORD_RE.findall(new_line)
+    matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
+    if matcher.ratio() < SIMILAR_ENOUGH:
+        return html.escape(old_line), html.escape(new_line)
+    old_html, new_html = [], []
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        before, after = html.escape("".join(a[i1:i2])), html.escape("".join(b[j1:j2]))
+        if tag == "equal":
+            old_html.append(before)
+            new_html.append(after)
+            continue
+        if before:
+            old_html.append(f"<del>{before}</del>")
+        if after:
+            new_html.append(f"<ins>{after}</ins>")
+    return "".join(old_html), "".join(new_html)
 
 
 def time_ago(t: int) -> str:
@@ -1042,6 +1239,13 @@ def time_ago(t: int) -> str:
                 return time.strftime("%Y-%m-%d", time.gmtime(t))
             return f"{count} {unit}{'s' if count > 1 else ''} ago"
     return "just now"
+
+
+def describe_via(via: str) -> str:
+    """How a change was made, in words: `web`, `cli`, `mcp:<client>` or `token:<name>` as stored."""
+    kind, _, name = via.partition(":")
+    return {"web": "in the browser", "cli": "from the command line", "mcp": f"through {name}",
+            "token": f"with the token “{name}”"}.get(kind, via)
 
 
 def utc_time(t: int) -> str:
@@ -1060,7 +1264,7 @@ def wiki_render(template: str, wiki: WikiAccess, status: int = 200, **context) -
     changed), hence `private, no-cache`."""
     bottle.response.status = status
     bottle.response.set_header("Cache-Control", "private, no-cache")
-    return render(template, wiki=wiki, ago=time_ago, utc=utc_time, size=human_size, **context)
+    return render(template, wiki=wiki, ago=time_ago, utc=utc_time, size=human_size, via=describe_via, **context)
 
 
 # --- wikis in the browser: reading ---------------------------------------------------------------------
@@ -1272,7 +1476,9 @@ def diff_view(wiki: WikiAccess):
     if not old or not new:
         raise store.BadInput("Choose two revisions to compare.")
     diff = store.diff_revisions(instance().db(), wiki.id, old, new)
-    return wiki_render("diff", wiki, diff=diff, lines=diff_lines(diff.text))
+    lines = diff_view_lines(diff.old.content, diff.new.content, f"{diff.old.path}@{diff.old.short_id}",
+                            f"{diff.new.path}@{diff.new.short_id}")
+    return wiki_render("diff", wiki, diff=diff, lines=lines)
 
 
 # --- wikis in the browser: writing pages ------------------------------------------------------------
@@ -1280,7 +1486,8 @@ def diff_view(wiki: WikiAccess):
 # revision gets the conflict screen, which shows both versions and their diff.
 
 def edit_form(wiki: WikiAccess, path: str, content: str, base_revision: str, message: str = "",
-              error: str = "", status: int = 200, creating: bool = False, preview: str | None = None):
+              error: Message | str = "", status: int = 200, creating: bool = False,
+              preview: str | None = None):
     """The editor; `preview` is the text rendered, when the person asked for it without a script."""
     return wiki_render("edit", wiki, status=status, path=path, content=content, base_revision=base_revision,
                        message=message, error=error, creating=creating, preview=preview,
@@ -1334,7 +1541,8 @@ def page_create(wiki: WikiAccess):
         change = store.write_page(inst.db(), wiki.id, path, content, author=web_author(), quotas=inst.cfg.quotas,
                             message=message)
     except (store.BadInput, store.TooLarge, store.QuotaExceeded, store.Conflict) as refused:
-        return edit_form(wiki, path, content, "", message, refused.message, refused.status, creating=True)
+        return edit_form(wiki, path, content, "", message, people_message(refused, wiki), refused.status,
+                         creating=True)
     return redirect(wiki.page_url(change.page.path))
 
 
@@ -1356,10 +1564,10 @@ def page_save(wiki: WikiAccess, path: str):
     try:
         change = store.write_page(inst.db(), wiki.id, path, content, base, author=web_author(), quotas=inst.cfg.quotas,
                             message=message)
-    except (store.Conflict, store.NotFound) as stale:
-        return conflict_page(wiki, path, content, message, stale.message)
+    except (store.Conflict, store.NotFound):
+        return conflict_page(wiki, path, content, message)
     except (store.BadInput, store.TooLarge, store.QuotaExceeded) as refused:
-        return edit_form(wiki, path, content, base, message, refused.message, refused.status)
+        return edit_form(wiki, path, content, base, message, people_message(refused, wiki), refused.status)
     return redirect(wiki.page_url(change.page.path))
 
 
@@ -1370,23 +1578,27 @@ def preview_or_reason(wiki: WikiAccess, path: str, content: str) -> str:
         return f'<p class="error">{html.escape(refused.message)}</p>'
 
 
-def conflict_page(wiki: WikiAccess, path: str, content: str, message: str, reason: str):
-    """409: the page changed (or went away) since the editor loaded it. Shows the current text,
-    the editor's text in a form based on the current revision, and the diff between them."""
+def conflict_page(wiki: WikiAccess, path: str, content: str, message: str):
+    """409: the page changed (or went away) since the editor loaded it. Says who changed it and
+    when, and shows the current text, the editor's text in a form based on the current revision,
+    and the diff between them."""
+    db = instance().db()
     try:
-        current = store.read_page(instance().db(), wiki.id, path)
+        current = store.read_page(db, wiki.id, path)
     except store.NotFound:
         current = None
-    diff = store.unified_diff(current.content, content, f"current ({current.revision})", "yours") if current else ""
+    lines = diff_view_lines(current.content, content, f"current ({current.revision})", "yours") if current else []
+    other_change = store.page_history(db, wiki.id, current.path, limit=1)[0] if current else None
     return wiki_render("conflict", wiki, status=409, path=path, current=current, content=content, message=message,
-                       reason=reason, lines=diff_lines(diff))
+                       lines=lines, other_change=other_change)
 
 
-def rename_form(wiki: WikiAccess, path: str, new_path: str = "", message: str = "", error: str = "",
-                status: int = 200):
-    page = store.read_page(instance().db(), wiki.id, path)
+def rename_form(wiki: WikiAccess, path: str, new_path: str = "", message: str = "", error: Message | str = "",
+                status: int = 200, move_subpages: bool = True):
+    db = instance().db()
+    page = store.read_page(db, wiki.id, path)
     return wiki_render("rename", wiki, status=status, page=page, new_path=new_path or page.path, message=message,
-                       error=error)
+                       error=error, subpages=store.subpages(db, wiki.id, page.path), move_subpages=move_subpages)
 
 
 @requires_member("editor")
@@ -1396,12 +1608,13 @@ def page_rename_form(wiki: WikiAccess, path: str):
 
 @requires_member("editor")
 def page_rename(wiki: WikiAccess, path: str):
-    new_path, message = form_text("new_path"), form_text("message")
+    new_path, message, with_subpages = form_text("new_path"), form_text("message"), form_text("subpages") == "move"
     try:
         change = store.rename_page(instance().db(), wiki.id, path, new_path, author=web_author(), message=message,
-                             base_revision=form_text("base_revision").strip())
+                                   base_revision=form_text("base_revision").strip(), subpages=with_subpages)
     except (store.BadInput, store.Conflict, store.TooLarge) as refused:
-        return rename_form(wiki, path, new_path, message, refused.message, refused.status)
+        return rename_form(wiki, path, new_path, message, people_message(refused, wiki), refused.status,
+                           with_subpages)
     return redirect(wiki.page_url(change.page.path))
 
 
@@ -1433,7 +1646,7 @@ ATTACHMENT_CSP = "default-src 'none'; img-src 'self'; sandbox"
 SVG_IMAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; sandbox"
 
 
-def attachments_list(wiki: WikiAccess, path: str, error: str = "", status: int = 200):
+def attachments_list(wiki: WikiAccess, path: str, error: Message | str = "", status: int = 200):
     db = instance().db()
     page = store.read_page(db, wiki.id, path)
     return wiki_render("attachments", wiki, status=status, page=page,
@@ -1461,7 +1674,7 @@ def attachment_upload(wiki: WikiAccess, path: str):
     except (store.BadInput, store.TooLarge, store.QuotaExceeded) as refused:
         if wants_json():
             raise
-        return attachments_list(wiki, path, refused.message, refused.status)
+        return attachments_list(wiki, path, people_message(refused, wiki), refused.status)
     if wants_json():
         stored = change.attachment
         return json_response({"filename": stored.filename, "content_type": stored.content_type,
@@ -1527,12 +1740,59 @@ def attachment_delete(wiki: WikiAccess, path: str):
 
 # --- wikis in the browser: settings (owners) ------------------------------------------------------------
 
-def settings_form(wiki: WikiAccess, error: str = "", status: int = 200, member: str = ""):
+def settings_form(wiki: WikiAccess, error: Message | str = "", status: int = 200, member: str = ""):
     inst = instance()
     db = inst.db()
     return wiki_render("settings", wiki, status=status, members=store.list_members(db, wiki.id),
-                       usage=store.wiki_usage(db, wiki.id), quotas=inst.cfg.quotas,
-                       mcp_url=inst.cfg.url(f"/w/{wiki.slug}/mcp"), error=error, member=member)
+                       usage=store.wiki_usage(db, wiki.id), quotas=inst.cfg.quotas, error=error, member=member,
+                       **connect_context(wiki))
+
+
+# --- wikis in the browser: connecting agents -------------------------------------------------------------
+# One "Connect an agent" panel per wiki (its own page, and a section of the settings): the MCP
+# address as this server serves it now (never a copy frozen into a page), a personal token and the
+# whole `claude mcp add` command shown once, and Claude.ai's steps, or why Claude.ai can't get here.
+
+def connect_context(wiki: WikiAccess, token: str = "", token_name: str = "") -> dict:
+    cfg = instance().cfg
+    return dict(mcp_url=cfg.url(f"/w/{wiki.slug}/mcp"), unreachable=unreachable_from_the_internet(cfg),
+                token_scopes=" and ".join(SCOPE_WORDS[s] for s in sorted(store.role_scopes(wiki.role))),
+                token=token, token_name=token_name)
+
+
+SCOPE_WORDS = {"wiki:read": "read", "wiki:write": "write"}
+
+
+def unreachable_from_the_internet(cfg: store.Config) -> str:
+    """Why a service on the internet (Claude.ai connects from Anthropic's servers) cannot reach
+    the public URL, or '' when nothing says it can't."""
+    import ipaddress
+    host = urllib.parse.urlsplit(cfg.public_url).hostname or ""
+    if cfg.is_loopback_public_url:
+        return f"{cfg.public_url} is this computer's own (loopback) address, which no other machine can open"
+    if not cfg.is_https:
+        return f"{cfg.public_url} is plain http, and Claude.ai connects only to https addresses"
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return ""
+    return "" if address.is_global else f"{host} is an address on a private network, not on the internet"
+
+
+@requires_member("viewer")
+def connect_view(wiki: WikiAccess):
+    return wiki_render("connect", wiki, **connect_context(wiki))
+
+
+@requires_member("viewer")
+def connect_token(wiki: WikiAccess):
+    """A new personal token for this wiki with what the person's role allows, shown once."""
+    user = current_user()
+    if user is None or wiki.role is None:
+        raise store.Forbidden("Only members of this wiki can create a token for it. Sign in as one.")
+    name = f"Claude Code, {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC"
+    token = store.create_personal_token(instance().db(), user["did"], wiki.slug, store.role_scopes(wiki.role), name)
+    return wiki_render("connect", wiki, **connect_context(wiki, token, name))
 
 
 @requires_member("owner")
@@ -1546,7 +1806,7 @@ def settings_save(wiki: WikiAccess):
         store.update_wiki(instance().db(), wiki.id, title=form_text("title"), description=form_text("description"),
                     visibility=form_text("visibility"))
     except store.BadInput as refused:
-        return settings_form(wiki, refused.message, refused.status)
+        return settings_form(wiki, people_message(refused, wiki), refused.status)
     return redirect(wiki.url("settings"))
 
 
@@ -1564,6 +1824,8 @@ def member_did(ident: str) -> str:
     client = atproto_client(inst)
     try:
         identity = atproto.resolve_identity(ident.removeprefix("@"), client.fetcher, client.resolver, inst.cfg.plc_url)
+    except atproto.Unreachable as e:
+        raise store.UpstreamError(couldnt_reach(e)) from None
     except atproto.AtprotoError as e:
         raise store.BadInput(f"{e} Check the handle, or add the person by DID.") from None
     return identity.did
@@ -1574,8 +1836,8 @@ def member_add(wiki: WikiAccess):
     ident = form_text("member").strip()
     try:
         store.add_member(instance().db(), wiki.id, member_did(ident), form_text("role"))
-    except (store.BadInput, store.Conflict) as refused:
-        return settings_form(wiki, refused.message, refused.status, ident)
+    except (store.BadInput, store.Conflict, store.UpstreamError) as refused:
+        return settings_form(wiki, people_message(refused, wiki), refused.status, ident)
     return redirect(wiki.url("settings"))
 
 
@@ -1585,7 +1847,7 @@ def member_change_role(wiki: WikiAccess):
     try:
         store.set_member_role(instance().db(), wiki.id, did, role)
     except (store.BadInput, store.Conflict, store.NotFound) as refused:
-        return settings_form(wiki, refused.message, refused.status)
+        return settings_form(wiki, people_message(refused, wiki), refused.status)
     stepped_down = did == current_user()["did"] and role != "owner"
     return redirect(wiki.page_url(store.HOME_PAGE) if stepped_down else wiki.url("settings"))
 
@@ -1596,7 +1858,7 @@ def member_remove(wiki: WikiAccess):
     try:
         store.remove_member(instance().db(), wiki.id, did)
     except (store.Conflict, store.NotFound) as refused:
-        return settings_form(wiki, refused.message, refused.status)
+        return settings_form(wiki, people_message(refused, wiki), refused.status)
     return redirect("/" if did == current_user()["did"] else wiki.url("settings"))
 
 
@@ -1617,7 +1879,7 @@ def wiki_import(wiki: WikiAccess):
         _, data = form_upload("archive")
         report = store.import_pages(inst.db(), wiki.id, data, author=web_author(), quotas=inst.cfg.quotas)
     except store.BadInput as refused:
-        return settings_form(wiki, refused.message, refused.status)
+        return settings_form(wiki, people_message(refused, wiki), refused.status)
     return wiki_render("import", wiki, report=report)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -70,11 +71,20 @@ class Server:
 
     def login(self, user: str) -> requests.Session:
         """A browser-like session signed in as `user` through a one-time login link."""
-        link = self.cli("login-link", user).stdout.strip()
         browser = requests.Session()
-        response = browser.get(link, allow_redirects=False)
-        assert response.status_code == 303, response.text
+        follow_login_link(browser, self.cli("login-link", user).stdout.strip())
         return browser
+
+
+def follow_login_link(browser: requests.Session, link: str) -> requests.Response:
+    """What a person does with a login link: open it, then press "Sign in as …" on the
+    confirmation page (a GET alone spends nothing). Returns the POST's 303."""
+    page = browser.get(link, allow_redirects=False)
+    assert page.status_code == 200 and "Sign in as" in page.text, page.text
+    form = dict(re.findall(r'<input type="hidden" name="(csrf_token|token)" value="([^"]*)"', page.text))
+    response = browser.post(link.split("?", 1)[0], data=form, allow_redirects=False)
+    assert response.status_code == 303, response.text
+    return response
 
 
 def wait_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 15) -> None:

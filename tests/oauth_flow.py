@@ -16,6 +16,7 @@ import urllib.parse
 import requests
 
 import robotwtf_store as store
+from conftest import follow_login_link
 
 CLAUDE_CALLBACK = "https://claude.ai/api/mcp/auth_callback"
 CLAUDE_REGISTRATION = {  # what Claude.ai sends (mcp-and-claude-notes §1)
@@ -70,8 +71,7 @@ class World:
     def wiki(self, owner: str, title: str = "") -> str:
         """A new wiki owned by `owner`, with a slug no other test uses."""
         slug = f"wiki-{next(_numbers)}-{secrets.token_hex(3)}"
-        store.create_wiki(self.db, slug, owner, title or f"Wiki {slug}", public_url=self.server.url,
-                       quotas=self.inst.cfg.quotas)
+        store.create_wiki(self.db, slug, owner, title or f"Wiki {slug}", quotas=self.inst.cfg.quotas)
         return slug
 
     def set_role(self, slug: str, did: str, role: str | None) -> None:
@@ -88,8 +88,7 @@ class World:
         """A browser signed in as `did` through a one-time login link."""
         token = store.create_login_link(self.db, did)
         browser = requests.Session()
-        response = browser.get(f"{self.server.url}/auth/login-link?token={token}", allow_redirects=False)
-        assert response.status_code == 303, response.text
+        follow_login_link(browser, f"{self.server.url}/auth/login-link?token={token}")
         return browser
 
     def sql(self, statement: str, *params) -> list:

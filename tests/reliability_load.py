@@ -54,7 +54,7 @@ def prepare_site(data: Path, slug: str, pages: tuple[str, ...], clients: int) ->
     try:
         if db.execute("SELECT 1 FROM users WHERE did = ?", (ALICE,)).fetchone() is None:
             store.add_user(db, ALICE, "alice.test", "alice")
-        wiki = store.create_wiki(db, slug, ALICE, slug, public_url="http://127.0.0.1", quotas=QUOTAS, via="cli")
+        wiki = store.create_wiki(db, slug, ALICE, slug, quotas=QUOTAS, via="cli")
         for path in pages:
             store.write_page(db, wiki["id"], path, initial_content(path), author=SETUP, quotas=QUOTAS)
         tokens = [store.create_personal_token(db, ALICE, slug, frozenset(store.SCOPES), f"writer-{i}")

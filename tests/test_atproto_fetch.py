@@ -266,5 +266,5 @@ def test_names_resolving_to_internal_addresses_are_blocked():
     for name in ("private", "router", "metadata", "cgnat", "mapped", "ula"):
         assert results[f"dev {name}.attacker.net"] == blocked.format(f"{name}.attacker.net")
     # Development mode lets loopback through the filter: nothing listens on 443, so it fails to connect.
-    assert results["dev loop.attacker.net"] == "FetchError: Could not connect to loop.attacker.net."
-    assert results["dev loop6.attacker.net"] == "FetchError: Could not connect to loop6.attacker.net."
+    assert results["dev loop.attacker.net"] == "Unreachable: Could not connect to loop.attacker.net."
+    assert results["dev loop6.attacker.net"] == "Unreachable: Could not connect to loop6.attacker.net."

@@ -69,6 +69,7 @@ class Person:
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         self.page.on("response", self._response)
         self.page.goto(site.cli("login-link", username).stdout.strip())
+        self.page.click("#login-link button[type=submit]")
 
     def _console(self, message) -> None:
         if message.type == "error" and not message.text.startswith("Failed to load resource"):

@@ -15,7 +15,7 @@ import time
 import pytest
 import requests
 
-from conftest import CLI, ENTRY, ROOT, base_env, free_port, start_server
+from conftest import CLI, ENTRY, ROOT, base_env, follow_login_link, free_port, start_server
 
 ALICE = "did:plc:aliceaaaaaaaaaaaaaaaaaaa"
 BOB = "did:plc:bobbbbbbbbbbbbbbbbbbbbbb"
@@ -331,13 +331,13 @@ def test_errors_never_show_tracebacks(server):
 def test_access_log_has_no_secrets(server):
     link = server.cli("user", "add", ALICE, "--username", "alice") and server.cli("login-link", "alice").stdout
     browser = requests.Session()
-    assert browser.get(link.strip(), allow_redirects=False).status_code == 303
+    follow_login_link(browser, link.strip())
     browser.get(server.url + "/", headers={"Authorization": "Bearer sekrit-token"})
     time.sleep(0.2)
     log = server.log()
     token = link.strip().split("token=")[1]
     cookie = next(iter(browser.cookies)).value
-    assert "GET /auth/login-link 303" in log
+    assert "GET /auth/login-link 200" in log and "POST /auth/login-link 303" in log
     assert token not in log and cookie not in log and "sekrit-token" not in log
     assert re.search(r"GET / 200 \d+\.\dms", log)
 
@@ -377,13 +377,34 @@ def test_login_link_is_single_use_and_hashed_at_rest(server):
     db = sqlite3.connect(server.data / "robotwtf.db")
     assert token not in str(db.execute("SELECT * FROM login_links").fetchall())
     browser = requests.Session()
-    first = browser.get(link, allow_redirects=False)
-    assert first.status_code == 303 and first.headers["Location"] == "/"
-    cookie = first.headers["Set-Cookie"]
+    first = follow_login_link(browser, link)
+    assert first.headers["Location"] == "/"
+    cookie = next(c for c in first.raw.headers.getlist("Set-Cookie") if c.startswith("robotwtf_session="))
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie.replace("Lax", "lax") and "Path=/" in cookie
     assert "alice" in browser.get(server.url + "/").text
     again = requests.get(link, allow_redirects=False)
     assert again.status_code == 403 and "already used" in again.text
+
+
+def test_login_link_get_only_asks_and_a_post_spends_it(server):
+    """CONTRACT §2: a GET (a link-preview bot, a mail scanner) shows "Sign in as alice?" and spends
+    nothing; only the page's POST, with its CSRF token, signs in."""
+    server.cli("user", "add", ALICE, "--username", "alice", "--handle", "alice.test")
+    link = server.cli("login-link", "alice").stdout.strip()
+    for _ in range(3):
+        preview = requests.get(link, allow_redirects=False)
+        assert preview.status_code == 200 and "Sign in as alice?" in preview.text and "(@alice.test)" in preview.text
+        assert preview.headers["Cache-Control"] == "no-store"
+        assert "robotwtf_session" not in preview.headers.get("Set-Cookie", "")
+    token = link.split("token=")[1]
+    forged = requests.post(server.url + "/auth/login-link", data={"token": token}, allow_redirects=False)
+    assert forged.status_code == 403 and "form has expired" in forged.text
+    db = sqlite3.connect(server.data / "robotwtf.db")
+    assert db.execute("SELECT used_at FROM login_links").fetchone()[0] is None
+    follow_login_link(requests.Session(), link)
+    assert db.execute("SELECT used_at FROM login_links").fetchone()[0] is not None
+    spent = requests.get(link, allow_redirects=False)
+    assert spent.status_code == 403 and "already used" in spent.text
 
 
 def test_login_link_expires_after_ten_minutes(server):
@@ -395,6 +416,12 @@ def test_login_link_expires_after_ten_minutes(server):
     db.execute("UPDATE login_links SET expires_at = ?", (int(time.time()) - 1,))
     db.commit()
     assert requests.get(link, allow_redirects=False).status_code == 403
+    browser = requests.Session()
+    form = browser.get(server.url + "/auth/login")
+    csrf = re.search(r'name="csrf_token" value="([0-9a-f]+)"', form.text).group(1)
+    late = browser.post(server.url + "/auth/login-link", data={"csrf_token": csrf, "token": link.split("token=")[1]},
+                        allow_redirects=False)
+    assert late.status_code == 403 and "expired" in late.text
 
 
 def test_logout_needs_csrf_and_ends_the_session_server_side(server, alice):
@@ -411,7 +438,7 @@ def test_logout_needs_csrf_and_ends_the_session_server_side(server, alice):
 
 
 def test_tampered_session_cookie_is_ignored(server, alice):
-    name, value = next((c.name, c.value) for c in alice.cookies)
+    name, value = next((c.name, c.value) for c in alice.cookies if c.name == "robotwtf_session")
     header, payload, signature = value.split(".")
     forged = ".".join([header, payload, signature[::-1]])
     assert "Sign out" not in requests.get(server.url + "/", cookies={name: forged}).text

@@ -42,7 +42,7 @@ def plans_of(db: sqlite3.Connection, run) -> list[str]:
 
 
 def test_quota_usage_is_one_row_not_a_sum_over_the_pages(db):
-    wiki = store.create_wiki(db, "notes", ALICE, "Notes", public_url="https://wiki.example.org", quotas=QUOTAS)["id"]
+    wiki = store.create_wiki(db, "notes", ALICE, "Notes", quotas=QUOTAS)["id"]
     plans = plans_of(db, lambda: store.wiki_usage(db, wiki))
     assert plans == ["SEARCH wiki_totals USING INTEGER PRIMARY KEY (rowid=?)"], plans
 
@@ -58,8 +58,8 @@ def recount(db: sqlite3.Connection, wiki_id: int) -> store.Usage:
 
 def test_quota_counters_follow_every_kind_of_change(db):
     quotas = store.Quotas(pages_per_wiki=100, bytes_per_wiki=50 * 1024 * 1024, wikis_per_user=5)
-    wiki = store.create_wiki(db, "notes", ALICE, "Notes", public_url="https://wiki.example.org", quotas=quotas)["id"]
-    other = store.create_wiki(db, "other", ALICE, "Other", public_url="https://wiki.example.org", quotas=quotas)["id"]
+    wiki = store.create_wiki(db, "notes", ALICE, "Notes", quotas=quotas)["id"]
+    other = store.create_wiki(db, "other", ALICE, "Other", quotas=quotas)["id"]
     author = store.Author(ALICE, "web")
     store.write_page(db, other, "Elsewhere", "x" * 500, author=author, quotas=quotas)
     store.put_attachment(db, other, "Elsewhere", "a.txt", b"z" * 300, author=author, quotas=quotas)
@@ -94,7 +94,7 @@ def test_quota_counters_follow_every_kind_of_change(db):
 
 def test_a_hard_deleted_page_takes_its_files_out_of_the_count(db):
     # No storage call hard-deletes a single page today; the triggers must still agree if one does.
-    wiki = store.create_wiki(db, "notes", ALICE, "Notes", public_url="https://wiki.example.org", quotas=QUOTAS)["id"]
+    wiki = store.create_wiki(db, "notes", ALICE, "Notes", quotas=QUOTAS)["id"]
     author = store.Author(ALICE, "web")
     store.write_page(db, wiki, "Keep", "kept", author=author, quotas=QUOTAS)
     store.write_page(db, wiki, "Gone", "going", author=author, quotas=QUOTAS)
@@ -137,7 +137,7 @@ def test_conforms_agrees_with_the_full_validation(value, schema):
 # --- read_note's one-statement read -----------------------------------------------------------------
 
 def test_read_page_with_links_is_read_page_plus_page_links_in_one_statement(db):
-    wiki = store.create_wiki(db, "notes", ALICE, "Notes", public_url="https://wiki.example.org", quotas=QUOTAS)["id"]
+    wiki = store.create_wiki(db, "notes", ALICE, "Notes", quotas=QUOTAS)["id"]
     author = store.Author(ALICE, "web")
     first = store.write_page(db, wiki, "Arm", "# Arm\n\n## Wiring\n\nSee [[Servo]] and [[Missing]].\n",
                           author=author, quotas=QUOTAS).revision
@@ -166,8 +166,8 @@ def test_read_page_with_links_is_read_page_plus_page_links_in_one_statement(db):
 
 def test_search_finds_this_wikis_best_pages_when_another_wiki_ranks_higher(db):
     quotas = store.Quotas(pages_per_wiki=1000, bytes_per_wiki=50 * 1024 * 1024, wikis_per_user=3)
-    mine = store.create_wiki(db, "mine", ALICE, "Mine", public_url="https://wiki.example.org", quotas=quotas)["id"]
-    other = store.create_wiki(db, "other", ALICE, "Other", public_url="https://wiki.example.org", quotas=quotas)["id"]
+    mine = store.create_wiki(db, "mine", ALICE, "Mine", quotas=quotas)["id"]
+    other = store.create_wiki(db, "other", ALICE, "Other", quotas=quotas)["id"]
     author = store.Author(ALICE, "web")
     for n in range(150):  # many better matches elsewhere: several lookup batches before ours appear
         store.write_page(db, other, f"Servo {n}", "servo servo servo servo\n", author=author, quotas=quotas)

@@ -188,7 +188,7 @@ def test_signup_rejects_bad_and_taken_usernames(tmp_path, net):
         account(net, "bob.test")
         assert login(site, net, requests.Session(), "alice.test", "alice.test", username="alice").status_code == 303
         browser = requests.Session()
-        for name, status, message in [("alice", 409, "is taken"), ("admin", 400, "is reserved"),
+        for name, status, message in [("alice", 409, "is taken"), ("admin", 400, "kept for robotwtf&#039;s own pages; choose another username"),
                                       ("Bo", 400, "3 to 30 characters")]:
             result = login(site, net, browser, "bob.test", "bob.test", username=name)
             assert result.status_code == status and message in result.text, name

@@ -337,7 +337,7 @@ def test_viewer_reads_but_writing_is_a_403_scope_challenge(own_wiki):
         params = {"name": "write_note", "arguments": {"path": "Vandalism", "content": "x"}}
         response = viewer.modern("tools/call", params) if era == MODERN else viewer.legacy("tools/call", params)
         assert response.status_code == 403
-        assert 'error="insufficient_scope"' in challenge(response) and 'scope="wiki:write"' in challenge(response)
+        assert 'error="insufficient_scope"' in challenge(response) and 'scope="wiki:read wiki:write"' in challenge(response)
     assert own_wiki.stored() == before
 
 

@@ -625,7 +625,8 @@ def test_write_tool_without_write_scope_is_a_403_challenge(send):
     reply = send("tools/call", {"name": "append", "arguments": {"line": "x"}}, context=READ_ONLY, **kwargs)
     assert reply.status == 403
     challenge = reply.headers["WWW-Authenticate"]
-    assert challenge.startswith('Bearer error="insufficient_scope", scope="wiki:write", ')
+    # MCP 2025-11-25 step-up: what the token holds and what it lacks, so re-authorizing keeps reading
+    assert challenge.startswith('Bearer error="insufficient_scope", scope="wiki:read wiki:write", ')
     assert f'resource_metadata="{PRM_URL}"' in challenge
     assert reply.body["error"] == "insufficient_scope"
     assert calls == []
@@ -641,7 +642,7 @@ def test_write_only_token_cannot_read():
     write_only = mcp.RequestContext(frozenset({"wiki:write"}), PRM_URL)
     reply = modern("tools/call", {"name": "echo", "arguments": {"text": "x"}}, name="echo", context=write_only)
     assert reply.status == 403
-    assert 'scope="wiki:read"' in reply.headers["WWW-Authenticate"]
+    assert 'scope="wiki:read wiki:write"' in reply.headers["WWW-Authenticate"]
 
 
 def test_unknown_tool_needs_no_scope_to_be_refused():

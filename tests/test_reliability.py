@@ -207,7 +207,7 @@ def fuzz_target(server) -> FuzzTarget:
     try:
         store.add_user(db, FUZZER, None, "fuzzer")
         store.add_user(db, VISITOR, None, "visitor")
-        store.create_wiki(db, "fuzz", FUZZER, "Fuzz", public_url=server.url, quotas=load_kit.QUOTAS, via="cli")
+        store.create_wiki(db, "fuzz", FUZZER, "Fuzz", quotas=load_kit.QUOTAS, via="cli")
         token = store.create_personal_token(db, FUZZER, "fuzz", frozenset(store.SCOPES), "fuzzer")
     finally:
         db.close()
@@ -328,7 +328,7 @@ def test_token_expiry_days_that_are_not_a_small_number_get_400(loaded, days):
         did = "did:plc:expiry" + hashlib.sha256(days.encode()).hexdigest()[:18].translate(str.maketrans("0189", "wxyz"))
         username = "expiry" + hashlib.sha256(days.encode()).hexdigest()[:6]
         store.add_user(db, did, None, username)
-        store.create_wiki(db, username, did, "x", public_url=loaded.url, quotas=load_kit.QUOTAS, via="cli")
+        store.create_wiki(db, username, did, "x", quotas=load_kit.QUOTAS, via="cli")
     finally:
         db.close()
     browser = loaded.login(username)

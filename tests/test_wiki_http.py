@@ -142,7 +142,7 @@ def test_create_wiki_makes_default_pages_and_opens_home(site, people):
                                                        "description": "For <b>tests</b>"})
     assert created.status_code == 303 and created.headers["Location"] == "/w/fresh-wiki/"
     home = get(site, people["alice"], "/w/fresh-wiki/")
-    assert home.status_code == 200 and home.headers["Cache-Control"] == "private, no-cache"
+    assert home.status_code == 200 and home.headers["Cache-Control"] == "no-store"  # a signed-in person's page
     assert "<h1 id=" in home.text and "Fresh &lt;i&gt;wiki&lt;/i&gt;" in home.text and "<i>wiki" not in home.text
     assert "For &lt;b&gt;tests&lt;/b&gt;" in home.text
     assert 'href="/w/fresh-wiki/Getting%20Started" class="wikilink"' in home.text
@@ -152,19 +152,19 @@ def test_create_wiki_makes_default_pages_and_opens_home(site, people):
 
 
 @pytest.mark.parametrize("slug, status, message", [
-    ("", 400, "A slug is required."),
-    ("ab", 400, "A slug must be 3 to 30 characters long."),
-    ("a" * 31, 400, "A slug must be 3 to 30 characters long."),
-    ("Garden", 400, "A slug must be lower case."),
-    ("-garden", 400, "A slug must not start or end with a hyphen."),
-    ("garden-", 400, "A slug must not start or end with a hyphen."),
-    ("gar_den", 400, "A slug may contain only letters a-z, digits and hyphens."),
-    ("gar/den", 400, "A slug may contain only letters a-z, digits and hyphens."),
-    ("../etc", 400, "A slug may contain only letters a-z, digits and hyphens."),
-    ("mcp", 400, "'mcp' is reserved; choose another slug."),
-    ("admin", 400, "'admin' is reserved; choose another slug."),
-    ("well-known", 400, "'well-known' is reserved; choose another slug."),
-    ("taken-slug", 409, "The wiki slug 'taken-slug' is taken; choose another."),
+    ("", 400, "The short name is required."),   # the form's label, "Short name", and its rule
+    ("ab", 400, "The short name must be 3 to 30 characters long."),
+    ("a" * 31, 400, "The short name must be 3 to 30 characters long."),
+    ("Garden", 400, "The short name must be lower case."),
+    ("-garden", 400, "The short name must not start or end with a hyphen."),
+    ("garden-", 400, "The short name must not start or end with a hyphen."),
+    ("gar_den", 400, "The short name may contain only letters a-z, digits and hyphens."),
+    ("gar/den", 400, "The short name may contain only letters a-z, digits and hyphens."),
+    ("../etc", 400, "The short name may contain only letters a-z, digits and hyphens."),
+    ("mcp", 400, "“mcp” is kept for robotwtf's own pages; choose another short name."),
+    ("admin", 400, "“admin” is kept for robotwtf's own pages; choose another short name."),
+    ("well-known", 400, "“well-known” is kept for robotwtf's own pages; choose another short name."),
+    ("taken-slug", 409, "There is already a wiki at /w/taken-slug/ — choose another short name."),
 ])
 def test_create_wiki_refuses_bad_and_reserved_slugs(site, people, slug, status, message):
     if slug == "taken-slug" and get(site, people["bob"], "/w/taken-slug/").status_code == 404:
@@ -316,7 +316,8 @@ def test_create_refuses_an_existing_page_and_keeps_the_text(site, people):
     before = snapshot(site, people["alice"], slug)
     refused = post(site, people["alice"], f"/w/{slug}/-/new", {"path": "home", "content": "my <new> text"})
     assert refused.status_code == 409
-    assert "Page 'Home' already exists" in text(refused)
+    assert (f'A page called Home already exists — <a href="/w/{slug}/">open it</a> or choose another name.'
+            in refused.text)
     assert field(refused, "content") == "my <new> text" and field(refused, "path") == "home"
     assert snapshot(site, people["alice"], slug) == before
 
@@ -332,10 +333,15 @@ def test_stale_edit_shows_both_versions_and_loses_nothing(site, people):
                     {"content": "line one\nalice's <line>\n", "base_revision": base, "message": "mine"})
     assert conflict.status_code == 409
     page = text(conflict)
-    assert f"Page 'Shared' changed since revision {base}" in page
+    said = " ".join(re.sub(r"<[^>]+>", " ", page.split('id="other-change">')[1].split("</p>")[0]).split())
+    assert re.fullmatch(r"bob @bob\.test changed Shared in the browser just now : “Update Shared” \(revision [0-9a-f]{8} \), "
+                        r"after you started editing\.", said), said
     assert "bob's line" in page.split("Current version")[1].split("Your version")[0]
     assert field(conflict, "content") == "line one\nalice's <line>\n" and field(conflict, "message") == "mine"
-    assert "+alice's <line>" in page and "-bob's line" in page
+    changed = [(kind, html.unescape(re.sub("<[^>]+>", "", line)))
+               for kind, line in re.findall(r'<div class="line (add|del)">(.*?)</div>', conflict.text)]
+    assert changed == [("del", "-bob's line"), ("add", "+alice's <line>")]
+    assert '<div class="line del">-<del>bob</del>&#x27;s ' in conflict.text   # the changed words are marked
     assert "alice&#039;s &lt;line&gt;" in conflict.text and "<line>" not in conflict.text
     current, new_base = source(site, alice, slug, "Shared")
     assert current == "line one\nbob's line\n" and field(conflict, "base_revision") == new_base
@@ -606,7 +612,8 @@ def test_members_add_change_role_and_remove(site, people):
     assert get(site, bob, url(slug, "Home", "edit")).status_code == 200
 
     for path, data, status, message in [
-        ("/members", {"member": BOB, "role": "viewer"}, 409, f"{BOB} is already a member; change their role instead."),
+        ("/members", {"member": BOB, "role": "viewer"}, 409,
+         "That person is already a member of this wiki; change their role in the list above instead."),
         ("/members", {"member": "did:foo", "role": "viewer"}, 400, "'did:foo' is not a did:plc or did:web identifier."),
         ("/members", {"member": "", "role": "viewer"}, 400, "Type the person's handle (like alice.bsky.social) or DID."),
         ("/members", {"member": CAROL, "role": "god"}, 400, "'god' is not a role; choose owner, editor or viewer."),
@@ -956,7 +963,7 @@ def test_stale_and_malformed_base_revisions(site, people, bad_input_wiki):
     for base_revision, status, message in [
         ("zzzzzzz", 400, "'zzzzzzz' is not a revision id; revision ids are hexadecimal, like 3f9a2c1b7d04."),
         ("abc", 400, "'abc' is too short to name a revision; give at least 7 characters."),
-        ("0123456789ab", 409, "'0123456789ab' is not a revision of page 'Versioned'"),
+        ("0123456789ab", 409, "This page changed while you were editing"),
         ("", 400, "The form lost the revision it was based on."),
     ]:
         refused = post(site, alice, url(slug, "Versioned", "edit"), {"content": "v2", "base_revision": base_revision})

@@ -19,7 +19,6 @@ import robotwtf_store as store
 ALICE = "did:plc:aliceaaaaaaaaaaaaaaaaaaa"
 BOB = "did:plc:bobbbbbbbbbbbbbbbbbbbbbb"
 CAROL = "did:plc:carolccccccccccccccccccc"
-PUBLIC_URL = "https://wiki.example.org"
 QUOTAS = store.Quotas(pages_per_wiki=100, bytes_per_wiki=50 * 1024 * 1024, wikis_per_user=3)
 WEB = store.Author(ALICE, "web")
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
@@ -53,7 +52,7 @@ def db(db_path):
 
 @pytest.fixture
 def wiki(db) -> int:
-    return store.create_wiki(db, "notes", ALICE, "Notes", public_url=PUBLIC_URL, quotas=QUOTAS)["id"]
+    return store.create_wiki(db, "notes", ALICE, "Notes", quotas=QUOTAS)["id"]
 
 
 def write(db, wiki, path, content, base="", **kw):
@@ -88,10 +87,8 @@ def test_new_wiki_starts_with_home_getting_started_and_agent_guide(db, wiki):
     pages = store.list_pages(db, wiki)
     assert [p.path for p in pages] == ["Agent Guide", "Getting Started", "Home"]
     started = store.read_page(db, wiki, "Getting Started").content
-    assert f"{PUBLIC_URL}/w/notes/mcp" in started
-    assert "Settings → Connectors" in started
-    assert (f'claude mcp add --transport http notes {PUBLIC_URL}/w/notes/mcp '
-            '--header "Authorization: Bearer <token>"') in started
+    assert "[Connect an agent](/w/notes/-/connect)" in started and "claude mcp add" in started
+    assert "http" not in started   # no server address is frozen into a page: the panel shows the current one
     guide = store.read_page(db, wiki, "Agent Guide").content
     for advice in ("recent changes", "edit_note", "[[Page Path|text]]", "commit_message", "revision"):
         assert advice in guide
@@ -109,33 +106,33 @@ def test_new_wiki_starts_with_home_getting_started_and_agent_guide(db, wiki):
     ("mcp", "is reserved"), ("Abc", "lower case"), ("a_bc", "only letters"), ("../etc", "only letters"),
     ("", "is required")])
 def test_bad_slugs_are_refused(db, wiki, slug, message):
-    refused(db, store.BadInput, message, store.create_wiki, db, slug, ALICE, public_url=PUBLIC_URL, quotas=QUOTAS)
+    refused(db, store.BadInput, message, store.create_wiki, db, slug, ALICE, quotas=QUOTAS)
 
 
 def test_taken_slug_bad_title_and_unknown_owner(db, wiki):
     refused(db, store.Conflict, "The wiki slug 'notes' is taken", store.create_wiki, db, "notes", BOB,
-            public_url=PUBLIC_URL, quotas=QUOTAS)
+            quotas=QUOTAS)
     refused(db, store.BadInput, "1 to 200 characters", store.create_wiki, db, "other", BOB, "x" * 201,
-            public_url=PUBLIC_URL, quotas=QUOTAS)
+            quotas=QUOTAS)
     refused(db, store.NotFound, "No user has the DID", store.create_wiki, db, "other", CAROL,
-            public_url=PUBLIC_URL, quotas=QUOTAS)
+            quotas=QUOTAS)
 
 
 def test_title_with_html_is_stored_verbatim(db):
     title = "<script>alert('t')</script> & co"
-    row = store.create_wiki(db, "html-wiki", ALICE, title, "<b>bold</b>", public_url=PUBLIC_URL, quotas=QUOTAS)
+    row = store.create_wiki(db, "html-wiki", ALICE, title, "<b>bold</b>", quotas=QUOTAS)
     assert row["title"] == title and row["description"] == "<b>bold</b>"
     assert store.read_page(db, row["id"], "Home").content.startswith(f"# {title}\n\n<b>bold</b>\n")
 
 
 def test_wikis_per_user_quota_spares_admins(db):
     quotas = store.Quotas(100, 10**8, wikis_per_user=1)
-    store.create_wiki(db, "bobs-wiki", BOB, public_url=PUBLIC_URL, quotas=quotas)
+    store.create_wiki(db, "bobs-wiki", BOB, quotas=quotas)
     error = refused(db, store.QuotaExceeded, "You already have 1 wikis", store.create_wiki, db, "bobs-second", BOB,
-                    public_url=PUBLIC_URL, quotas=quotas)
+                    quotas=quotas)
     assert error.status == 403 and error.code == "quota_exceeded"
-    store.create_wiki(db, "alices-1", ALICE, public_url=PUBLIC_URL, quotas=quotas)
-    store.create_wiki(db, "alices-2", ALICE, public_url=PUBLIC_URL, quotas=quotas)  # the first user is the admin
+    store.create_wiki(db, "alices-1", ALICE, quotas=quotas)
+    store.create_wiki(db, "alices-2", ALICE, quotas=quotas)  # the first user is the admin
 
 
 def test_update_and_delete_wiki(db, wiki):
@@ -473,7 +470,7 @@ def test_search_follows_writes_in_the_same_transaction(db, wiki):
     assert [h.path for h in store.search_pages(db, wiki, "fruit")] == ["Fruit"]  # the path is indexed
     refused(db, store.Conflict, "changed since", write, db, wiki, "Fruit", "cherry", base)
     assert store.search_pages(db, wiki, "cherry") == []
-    other = store.create_wiki(db, "other", BOB, public_url=PUBLIC_URL, quotas=QUOTAS)["id"]
+    other = store.create_wiki(db, "other", BOB, quotas=QUOTAS)["id"]
     assert store.search_pages(db, other, "banana") == []
 
 
@@ -772,34 +769,70 @@ def test_export_has_pages_attachments_and_history(db, wiki):
     write(db, wiki, "Old", "old")
     store.delete_page(db, wiki, "Old", author=WEB)
     archive = zipfile.ZipFile(io.BytesIO(store.export_wiki(db, wiki)))
-    assert sorted(archive.namelist()) == ["attachments/Projects/Garden/plan.png", "history.json",
-                                          "pages/Agent Guide.md", "pages/Getting Started.md", "pages/Home.md",
-                                          "pages/Projects/Garden.md"]
+    names = archive.namelist()
+    assert sorted(n for n in names if not n.startswith("revisions/")) == [
+        "attachments/Projects/Garden/plan.png", "history.json", "pages/Agent Guide.md", "pages/Getting Started.md",
+        "pages/Home.md", "pages/Projects/Garden.md"]
     assert archive.read("pages/Projects/Garden.md") == b"beds"
     assert archive.read("attachments/Projects/Garden/plan.png") == PNG
     manifest = json.loads(archive.read("history.json"))
-    assert manifest["wiki"]["slug"] == "notes"
+    assert manifest["wiki"]["slug"] == "notes" and manifest["format"] == "robotwtf-export-2"
     pages = {p["path"]: p for p in manifest["pages"]}
     assert [r["kind"] for r in pages["Old"]["revisions"]] == ["create", "delete"] and pages["Old"]["deleted_at"]
-    assert [r["kind"] for r in pages["Projects/Garden"]["revisions"]] == ["create", "attachment"]
-    assert pages["Projects/Garden"]["revisions"][0]["author_did"] == ALICE
+    garden = pages["Projects/Garden"]["revisions"]
+    assert [r["kind"] for r in garden] == ["create", "attachment"]
+    assert garden[0]["author_did"] == ALICE and garden[0]["author_name"] == "alice (@alice.test)"
+    # a revision that did not change the text shares the file of the one before
+    assert garden[0]["content"] == garden[1]["content"] == f"revisions/{garden[0]['id']}.md"
+    assert archive.read(garden[0]["content"]) == b"beds"
+    assert sum(n.startswith("revisions/") for n in names) == 5   # 3 default pages, Garden, Old
 
 
 def test_import_round_trips_an_export_and_reports_what_it_skipped(db, wiki):
     write(db, wiki, "Projects/Garden", "beds [[Home]]")
     store.put_attachment(db, wiki, "Projects/Garden", "plan.png", PNG, author=WEB, quotas=QUOTAS)
     exported = store.export_wiki(db, wiki)
-    target = store.create_wiki(db, "copy", BOB, public_url=PUBLIC_URL, quotas=QUOTAS)["id"]
+    target = store.create_wiki(db, "copy", BOB, quotas=QUOTAS)["id"]
     report = store.import_pages(db, target, exported, author=store.Author(BOB, "web"), quotas=QUOTAS)
-    assert report.created == ("Projects/Garden",)
+    assert report.created == ("Projects/Garden",) and report.revisions == 2 and report.attachments == 1
     assert dict(report.skipped) == {
-        "attachments/Projects/Garden/plan.png": "attachments are not imported; upload them to their page",
         "pages/Agent Guide.md": "a page with this path already exists",
         "pages/Getting Started.md": "a page with this path already exists",
         "pages/Home.md": "a page with this path already exists"}
     page = store.read_page(db, target, "Projects/Garden")
     assert page.content == "beds [[Home]]" and "Projects/Garden" in store.page_links(db, target, "Home").linked_from
-    assert store.page_history(db, target, "Projects/Garden")[0].message == "Import Projects/Garden"
+    old, new = store.page_history(db, wiki, "Projects/Garden"), store.page_history(db, target, "Projects/Garden")
+    assert [(r.kind, r.author_did, r.via, r.message, r.created_at) for r in new] == \
+        [(r.kind, r.author_did, r.via, r.message, r.created_at) for r in old]
+    assert [r.imported_from for r in new] == [r.id for r in old] and {r.id for r in new}.isdisjoint(r.id for r in old)
+    assert store.get_attachment(db, target, "Projects/Garden", "plan.png").data == PNG
+
+
+def test_import_of_a_format_1_export_brings_its_attachments(db, wiki):
+    data = make_zip({"history.json": json.dumps({"format": "robotwtf-export-1", "pages": []}).encode(),
+                     "pages/Plans.md": b"the plan", "attachments/Plans/map.png": PNG,
+                     "attachments/Home/stray.png": PNG})
+    report = store.import_pages(db, wiki, data, author=WEB, quotas=QUOTAS)
+    assert report.created == ("Plans",) and report.attachments == 1
+    assert dict(report.skipped) == {"attachments/Home/stray.png": "its page was not created by this import"}
+    assert store.get_attachment(db, wiki, "Plans", "map.png").data == PNG
+
+
+def test_a_damaged_export_page_is_skipped_whole_and_nothing_else_is_lost(db, wiki):
+    write(db, wiki, "Good", "good")
+    write(db, wiki, "Bad", "bad")
+    exported = zipfile.ZipFile(io.BytesIO(store.export_wiki(db, wiki)))
+    manifest = json.loads(exported.read("history.json"))
+    bad = next(p for p in manifest["pages"] if p["path"] == "Bad")
+    bad["revisions"][0]["author_did"] = "did:example:nobody"
+    files = {n: exported.read(n) for n in exported.namelist()}
+    files["history.json"] = json.dumps(manifest).encode()
+    target = store.create_wiki(db, "copy", BOB, quotas=QUOTAS)["id"]
+    report = store.import_pages(db, target, make_zip(files), author=WEB, quotas=QUOTAS)
+    assert report.created == ("Good",)
+    assert dict(report.skipped)["pages/Bad.md"] == "'did:example:nobody' is not a did:plc or did:web identifier."
+    assert [p.path for p in store.list_pages(db, target)] == ["Agent Guide", "Getting Started", "Good", "Home"]
+    assert store.read_page(db, wiki, "Bad").content == "bad"
 
 
 def test_import_skips_bad_entries_and_creates_the_rest(db, wiki):

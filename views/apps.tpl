@@ -36,7 +36,12 @@
 (for example <code>claude mcp add --transport http WIKI {{cfg.public_url}}/w/WIKI/mcp --header "Authorization: Bearer TOKEN"</code>).</p>
 % if created:
 <p><strong>Your new token "{{created['name']}}" for /w/{{created['wiki']}}</strong>, shown only this once:</p>
-<p><code class="secret">{{created['token']}}</code></p>
+<p><span id="new-token"><code class="secret">{{created['token']}}</code></span>
+<button type="button" class="secondary copy" data-copy="new-token" hidden>Copy</button></p>
+<p>For Claude Code, run:</p>
+<pre class="copyable"><code id="claude-command">claude mcp add --transport http {{created['wiki']}} {{cfg.url('/w/' + created['wiki'] + '/mcp')}} --header "Authorization: Bearer {{created['token']}}"</code></pre>
+<p><button type="button" class="secondary copy" data-copy="claude-command" hidden>Copy the command</button></p>
+<script src="/static/copy.js" defer></script>
 % end
 % if problem:
 <p class="error">{{problem}}</p>

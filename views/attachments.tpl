@@ -4,9 +4,7 @@
   % include('page_actions', path=page.path, current='attachments')
 </div>
 <h1>Attachments of {{page.path}}</h1>
-% if error:
-<p class="error" role="alert">{{error}}</p>
-% end
+% include('message', error=error)
 % if attachments:
 <ul class="files">
 % for file in attachments:

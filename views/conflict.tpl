@@ -1,7 +1,12 @@
 % rebase('layout', title='Edit conflict: ' + path)
 <h1>This page changed while you were editing</h1>
-<p class="error" role="alert">{{reason}}</p>
 % if current is not None:
+<p class="notice" role="alert" id="other-change">
+% include('person', username=other_change.author_username, handle=other_change.author_handle, fallback=other_change.imported_author)
+changed <a href="{{wiki.page_url(current.path)}}">{{current.path}}</a> {{via(other_change.via)}}
+<span title="{{utc(other_change.created_at)}}">{{ago(other_change.created_at)}}</span>{{': “' + other_change.message + '”' if other_change.message else ''}}
+(revision <a href="{{wiki.revision_url(other_change.id)}}"><code>{{other_change.short_id}}</code></a>),
+after you started editing.</p>
 <p>Nothing is lost: the other change is saved, and your text is in the form below. Merge the two
 versions there and save again (your save will replace the current version), or cancel to keep it as it is.</p>
 <h2>Differences from the current version to yours</h2>
@@ -29,7 +34,7 @@ versions there and save again (your save will replace the current version), or c
   </section>
 </div>
 % else:
-<p>The page is no longer at <strong>{{path}}</strong>: someone deleted or renamed it. Your text is
+<p class="notice" role="alert">The page is no longer at <strong>{{path}}</strong>: someone deleted or renamed it. Your text is
 below; save it as a new page, or copy it somewhere safe.</p>
 <form method="post" action="{{wiki.new_page_url()}}" class="editor" data-unsaved-warning>
   <input type="hidden" name="csrf_token" value="{{csrf_token()}}">

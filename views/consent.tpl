@@ -11,7 +11,9 @@
     <span class="muted">(a program on your own computer)</span>
   % end
   </dd>
-  <dt>Signed in as</dt><dd>{{user['handle'] or user['username']}}</dd>
+  <dt>Signed in as</dt><dd>
+% include('person', username=user['username'], handle=user['handle'])
+  </dd>
 </dl>
 <p class="muted">Only continue if you started connecting this app yourself and you recognise the address it
 sends you back to.</p>

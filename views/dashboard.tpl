@@ -21,9 +21,7 @@
 
 <section class="panel" id="create">
 <h2>Create a wiki</h2>
-% if error:
-<p class="error" role="alert">{{error}}</p>
-% end
+% include('message', error=error)
 <form method="post" action="/wikis" class="stack">
   <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
   <label for="slug">Short name <span class="muted">(its address: /w/<em>name</em>)</span></label>

@@ -4,12 +4,16 @@
 </div>
 <h1>Changes to {{diff.new.current_path}}</h1>
 <dl class="facts">
-  <dt>From</dt>
-  <dd><a href="{{wiki.revision_url(diff.old.id)}}"><code>{{diff.old.short_id}}</code></a> {{diff.old.path}} ·
-      {{diff.old.author_handle or diff.old.author_did}} · {{utc(diff.old.created_at)}}</dd>
-  <dt>To</dt>
-  <dd><a href="{{wiki.revision_url(diff.new.id)}}"><code>{{diff.new.short_id}}</code></a> {{diff.new.path}} ·
-      {{diff.new.author_handle or diff.new.author_did}} · {{utc(diff.new.created_at)}}</dd>
+% for label, rev in (('From', diff.old), ('To', diff.new)):
+  <dt>{{label}}</dt>
+  <dd><a href="{{wiki.revision_url(rev.id)}}"><code>{{rev.short_id}}</code></a> {{rev.path}} ·
+      % include('person', username=rev.author_username, handle=rev.author_handle, fallback=rev.imported_author)
+      {{via(rev.via)}} · <span title="{{utc(rev.created_at)}}">{{ago(rev.created_at)}}</span>
+      % if rev.message:
+      <br><span class="message">“{{rev.message}}”</span>
+      % end
+  </dd>
+% end
 </dl>
 % if lines:
 % include('diff_block', lines=lines)

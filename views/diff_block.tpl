@@ -1,5 +1,5 @@
 <div class="diff" role="figure" aria-label="Differences">
-% for kind, line in lines:
-<div class="line {{kind}}">{{line}}</div>
+% for line in lines:
+<div class="line {{line.kind}}">{{!line.html}}</div>
 % end
 </div>

@@ -7,9 +7,7 @@
 </div>
 <h1>Editing {{path}}</h1>
 % end
-% if error:
-<p class="error" role="alert">{{error}}</p>
-% end
+% include('message', error=error)
 <form method="post" action="{{wiki.new_page_url() if creating else wiki.url('edit', path)}}"
       class="editor{{' previewing' if preview is not None else ''}}" data-unsaved-warning data-editor
       data-preview-url="{{wiki.url('preview')}}" data-max-bytes="{{max_bytes}}"

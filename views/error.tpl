@@ -1,9 +1,10 @@
-% rebase('layout', title=f'Error {status}')
-<h1>Error {{status}}</h1>
-<p class="error">{{message}}</p>
+% rebase('layout', title=heading)
+<div class="error-page">
+<h1>{{heading}} <span class="muted">(error {{error_status}})</span></h1>
+% include('message', error=message)
 <p class="buttons">
-% if not user and status in (403, 404):
-<a class="button" href="{{sign_in_url}}">Sign in</a>
+% for i, (text, url) in enumerate(actions):
+<a{{!' class="button"' if i == 0 else ''}} href="{{url}}">{{text}}</a>
 % end
-<a href="/">Back to the start</a>
 </p>
+</div>

@@ -36,6 +36,8 @@
   </section>
   % end
   <p class="muted">Last changed <span title="{{utc(last_change.created_at)}}">{{ago(last_change.created_at)}}</span>
-    by {{last_change.author_handle or last_change.author_did}} via {{last_change.via}} ·
+    by
+    % include('person', username=last_change.author_username, handle=last_change.author_handle, fallback=last_change.imported_author)
+    {{via(last_change.via)}} ·
     revision <a href="{{wiki.revision_url(page.revision)}}"><code>{{page.revision[:8]}}</code></a></p>
 </footer>

@@ -1,8 +1,6 @@
 % rebase('layout', title='Settings')
 <h1>Settings</h1>
-% if error:
-<p class="error" role="alert">{{error}}</p>
-% end
+% include('message', error=error)
 
 <section class="panel">
 <h2>About this wiki</h2>
@@ -24,13 +22,7 @@
 </form>
 </section>
 
-<section class="panel">
-<h2>Connect an AI agent</h2>
-<p>This wiki's MCP address:</p>
-<p><code class="secret">{{mcp_url}}</code></p>
-<p class="hint">Add it as a custom connector in Claude.ai, or to any MCP client. The
-<a href="{{wiki.page_url('Getting Started')}}">Getting Started</a> page explains each way.</p>
-</section>
+% include('connect_panel')
 
 <section class="panel">
 <h2>Members</h2>
@@ -40,18 +32,14 @@
   % for person in members:
     <tr>
       <td>
-        % if person['handle'] or person['username']:
-        <strong>{{person['handle'] or person['username']}}</strong>
-        % else:
-        <span class="muted">has not signed in yet</span>
-        % end
+        % include('person', username=person['username'], handle=person['handle'], nobody='has not signed in yet')
         <br><code class="did">{{person['did']}}</code>
       </td>
       <td>
         <form method="post" action="{{wiki.url('settings/members/role')}}" class="inline-form">
           <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
           <input type="hidden" name="did" value="{{person['did']}}">
-          <select name="role" aria-label="Role of {{person['handle'] or person['did']}}">
+          <select name="role" aria-label="Role of {{person['username'] or person['did']}}">
           % for role in ('owner', 'editor', 'viewer'):
             <option value="{{role}}"{{!' selected' if role == person['role'] else ''}}>{{role}}</option>
           % end
@@ -61,7 +49,7 @@
       </td>
       <td>
         <form method="post" action="{{wiki.url('settings/members/remove')}}" class="inline"
-              data-confirm="Remove {{person['handle'] or person['did']}} from this wiki?">
+              data-confirm="Remove {{person['username'] or person['did']}} from this wiki?">
           <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
           <input type="hidden" name="did" value="{{person['did']}}">
           <button type="submit" class="link">remove</button>
@@ -93,10 +81,10 @@ People you add need not have signed in here yet.</p>
 <h2>Export and import</h2>
 <p>{{usage.pages}} of {{quotas.pages_per_wiki}} pages, {{size(usage.bytes)}} of {{size(quotas.bytes_per_wiki)}} used.</p>
 <p><a class="button secondary" href="{{wiki.url('settings/export')}}">Download a zip of the wiki</a></p>
-<p class="hint">Markdown files, attachments and a JSON history manifest.</p>
+<p class="hint">Every page with its whole history and attachments: import it into another wiki to bring it all back.</p>
 <form method="post" action="{{wiki.url('settings/import')}}" enctype="multipart/form-data" class="stack">
   <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
-  <label for="archive">Import pages from a zip of Markdown files <span class="muted">(existing pages are left alone)</span></label>
+  <label for="archive">Import a wiki export, or a zip of Markdown files <span class="muted">(existing pages are left alone)</span></label>
   <input id="archive" name="archive" type="file" accept=".zip,application/zip" required>
   <p class="buttons"><button type="submit">Import</button></p>
 </form>

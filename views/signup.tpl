@@ -4,9 +4,7 @@
 % if refusal:
 <p class="error" role="alert">{{refusal}}</p>
 % else:
-% if error:
-<p class="error" role="alert">{{error}}</p>
-% end
+% include('message', error=error)
 <form method="post" action="/auth/signup" class="stack">
   <input type="hidden" name="csrf_token" value="{{csrf_token()}}">
   <label for="username">Choose a username</label>

@@ -15,6 +15,9 @@
       % if wiki.can_edit:
       <a href="{{wiki.new_page_url()}}">New page</a>
       % end
+      % if wiki.role:
+      <a href="{{wiki.url('connect')}}">Connect an agent</a>
+      % end
       % if wiki.is_owner:
       <a href="{{wiki.url('settings')}}">Settings</a>
       % end

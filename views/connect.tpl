@@ -1,0 +1,3 @@
+% rebase('layout', title='Connect an agent')
+<h1>Connect an agent</h1>
+% include('connect_panel', standalone=True)
