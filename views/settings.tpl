@@ -32,6 +32,8 @@
 <a href="{{wiki.page_url('Getting Started')}}">Getting Started</a> page explains each way.</p>
 </section>
 
+% include('settings_git')
+
 <section class="panel">
 <h2>Members</h2>
 <table class="members">
