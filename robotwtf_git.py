@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import collections
 import dataclasses
 import gzip
@@ -28,6 +29,7 @@ import hashlib
 import io
 import logging
 import sqlite3
+import struct
 import threading
 import zlib
 
@@ -85,29 +87,17 @@ def _varint(n: int) -> bytes:
 
 
 def _copy_ops(offset: int, size: int) -> bytes:
-    """Copy instructions (at most 64 KiB each, as git writes them) for base[offset:offset+size]."""
-    out = bytearray()
-    while size > 0:
-        chunk = min(size, 0xFFFF)
-        command, args = 0x80, bytearray()
-        for i in range(4):
-            if offset >> (8 * i) & 0xFF:
-                command |= 1 << i
-                args.append(offset >> (8 * i) & 0xFF)
-        for i in range(2):
-            if chunk >> (8 * i) & 0xFF:
-                command |= 1 << (4 + i)
-                args.append(chunk >> (8 * i) & 0xFF)
-        out.append(command)
-        out += args
-        offset, size = offset + chunk, size - chunk
-    return bytes(out)
+    """Copy instructions for base[offset:offset+size], at most 64 KiB each as git writes them;
+    every offset and size byte is present (a zero byte may be: only an all-zero size means 64 KiB,
+    and a chunk is never 0 or 64 KiB)."""
+    return b"".join(struct.pack("<BIH", 0xBF, offset + start, min(0xFFFF, size - start))
+                    for start in range(0, size, 0xFFFF))
 
 
 def _common_head(a: bytes, b: bytes, limit: int) -> int:
-    """How many leading bytes a and b share (at most limit), by bisection over memcmp."""
+    """How many leading bytes a and b share (at most limit), by bisection over slice compares
+    (each a memcmp; memoryview compares would go element by element)."""
     low, high = 0, limit
-    a, b = memoryview(a), memoryview(b)
     while low < high:
         middle = (low + high + 1) // 2
         if a[low:middle] == b[low:middle]:
@@ -118,11 +108,10 @@ def _common_head(a: bytes, b: bytes, limit: int) -> int:
 
 
 def _common_tail(a: bytes, b: bytes, limit: int) -> int:
-    low, high = 0, limit
-    a, b = memoryview(a), memoryview(b)
+    low, high, end_a, end_b = 0, limit, len(a), len(b)
     while low < high:
         middle = (low + high + 1) // 2
-        if a[len(a) - middle:len(a) - low] == b[len(b) - middle:len(b) - low]:
+        if a[end_a - middle:end_a - low] == b[end_b - middle:end_b - low]:
             low = middle
         else:
             high = middle - 1
@@ -150,29 +139,72 @@ def make_delta(base: bytes, target: bytes) -> bytes | None:
 
 class Folder:
     """One folder of the git tree: page files, attachments and sub-folders by name (UTF-8).
-    `raw`/`raw_id` are its tree object as last serialised; `dirty` says something below changed."""
-    __slots__ = ("files", "attachments", "folders", "raw", "raw_id", "dirty")
+    `keys`/`entries` are its tree entries in git's order (a folder's name sorts as if it ended in
+    '/'), kept sorted as they change, so serialising it is one join; an attachment named like a
+    sub-folder has no entry (folders win). `raw`/`raw_id` are the tree as last serialised; `dirty`
+    says something in it changed since, `changed` which sub-folders did."""
+    __slots__ = ("keys", "entries", "files", "attachments", "folders", "raw", "raw_id", "dirty", "changed")
 
     def __init__(self):
+        self.keys: list[bytes] = []
+        self.entries: list[bytes] = []
         self.files: dict[bytes, bytes] = {}
         self.attachments: dict[bytes, bytes] = {}
         self.folders: dict[bytes, Folder] = {}
         self.raw: bytes | None = None
         self.raw_id: bytes | None = None
         self.dirty = True
+        self.changed: set[bytes] = set()
+
+    def _set(self, key: bytes, entry: bytes) -> None:
+        i = bisect.bisect_left(self.keys, key)
+        if i < len(self.keys) and self.keys[i] == key:
+            self.entries[i] = entry
+        else:
+            self.keys.insert(i, key)
+            self.entries.insert(i, entry)
+
+    def _unset(self, key: bytes) -> None:
+        i = bisect.bisect_left(self.keys, key)
+        if i < len(self.keys) and self.keys[i] == key:
+            del self.keys[i], self.entries[i]
+
+    def set_file(self, name: bytes, blob: bytes) -> None:
+        self.files[name] = blob
+        self._set(name, b"100644 %s\0%s" % (name, blob))
+
+    def remove_file(self, name: bytes) -> None:
+        if self.files.pop(name, None) is not None:
+            self._unset(name)
+
+    def set_attachment(self, name: bytes, blob: bytes) -> None:
+        self.attachments[name] = blob
+        if name not in self.folders:
+            self._set(name, b"100644 %s\0%s" % (name, blob))
+
+    def remove_attachment(self, name: bytes) -> None:
+        if self.attachments.pop(name, None) is not None and name not in self.folders:
+            self._unset(name)
+
+    def folder(self, name: bytes) -> "Folder":
+        """The sub-folder `name`, made if missing, marked changed."""
+        sub = self.folders.get(name)
+        if sub is None:
+            sub = self.folders[name] = Folder()
+            self._unset(name)   # an attachment of that name gives way
+        sub.dirty = True
+        self.changed.add(name)
+        return sub
+
+    def remove_folder(self, name: bytes) -> None:
+        del self.folders[name]
+        self.changed.discard(name)
+        self._unset(name + b"/")
+        if name in self.attachments:
+            self._set(name, b"100644 %s\0%s" % (name, self.attachments[name]))
 
     def empty(self) -> bool:
         return not (self.files or self.attachments or self.folders)
-
-    def serialise(self) -> bytes:
-        """The tree object's bytes: entries sorted as git sorts them (a folder's name as if it
-        ended in '/'); an attachment named like a sub-folder is left out (folders win)."""
-        entries = [(name, b"100644 %s\0%s" % (name, blob)) for name, blob in self.files.items()]
-        entries += [(name + b"/", b"40000 %s\0%s" % (name, sub.raw_id)) for name, sub in self.folders.items()]
-        entries += [(name, b"100644 %s\0%s" % (name, blob)) for name, blob in self.attachments.items()
-                    if name not in self.folders]
-        entries.sort()
-        return b"".join(entry for _, entry in entries)
 
 
 @dataclasses.dataclass
@@ -202,44 +234,40 @@ class Snapshot:
         self._objects: dict[bytes, tuple] | None = None
 
     def _walk(self, segments: list[bytes]) -> list[Folder]:
-        """The folders from the root down to `segments`, created as needed, all marked dirty."""
+        """The folders from the root down to `segments`, made as needed, all marked changed."""
         chain = [self.root]
         self.root.dirty = True
         for name in segments:
-            folder = chain[-1].folders.get(name)
-            if folder is None:
-                folder = chain[-1].folders[name] = Folder()
-            folder.dirty = True
-            chain.append(folder)
+            chain.append(chain[-1].folder(name))
+        self._objects = None
         return chain
 
-    def _prune(self, chain: list[Folder], segments: list[bytes]) -> None:
+    @staticmethod
+    def _prune(chain: list[Folder], segments: list[bytes]) -> None:
         for depth in range(len(segments), 0, -1):
             if chain[depth].empty():
-                del chain[depth - 1].folders[segments[depth - 1]]
+                chain[depth - 1].remove_folder(segments[depth - 1])
 
     def place(self, page: PageState) -> None:
         segments = [s.encode() for s in page.path.split("/")]
-        self._walk(segments[:-1])[-1].files[segments[-1] + PAGE_SUFFIX.encode()] = page.blob
+        self._walk(segments[:-1])[-1].set_file(segments[-1] + PAGE_SUFFIX.encode(), page.blob)
         shown = [(name, blob) for name, blob, _ in page.files.values() if shown_in_git(name)]
         if shown:
             folder = self._walk(segments)[-1]
             for name, blob in shown:
-                folder.attachments[name.encode()] = blob
-        self._objects = None
+                folder.set_attachment(name.encode(), blob)
 
     def unplace(self, page: PageState) -> None:
         segments = [s.encode() for s in page.path.split("/")]
         chain = self._walk(segments[:-1])
-        chain[-1].files.pop(segments[-1] + PAGE_SUFFIX.encode(), None)
+        chain[-1].remove_file(segments[-1] + PAGE_SUFFIX.encode())
         if any(shown_in_git(name) for name, _, _ in page.files.values()):
             chain = self._walk(segments)
             for name, _, _ in page.files.values():
-                chain[-1].attachments.pop(name.encode(), None)
+                chain[-1].remove_attachment(name.encode())
             self._prune(chain, segments)
         else:
             self._prune(chain, segments[:-1])
-        self._objects = None
 
     def apply(self, rev: "RevisionView") -> PageState:
         """The wiki right after revision `rev`; returns its page's state before the change (a copy)."""
@@ -271,9 +299,10 @@ class Snapshot:
     def _tree(self, folder: Folder, emit) -> bytes:
         if not folder.dirty:
             return folder.raw_id
-        for sub in folder.folders.values():
-            self._tree(sub, emit)
-        raw = folder.serialise()
+        for name in folder.changed:
+            folder._set(name + b"/", b"40000 %s\0%s" % (name, self._tree(folder.folders[name], emit)))
+        folder.changed.clear()
+        raw = b"".join(folder.entries)
         new_id = _object_id(b"tree", raw)
         if new_id != folder.raw_id:
             if emit is not None:
@@ -402,6 +431,9 @@ class Replay:
     def __init__(self, snapshot: Snapshot, packing: bool):
         self.snapshot = snapshot
         self.packing = packing
+        self.start: bytes | None = snapshot.head   # the commit the objects lead on from...
+        self.end: bytes | None = None               # ...to, once kept as a wiki's latest increment
+        self.size = 0                               # bytes of the objects kept
         self.objects: dict[bytes, Planned] = {}
         self.rows: list[tuple] = []
         self._contents: dict[int, tuple[bytes, bytes]] = {}  # page id -> (blob, bytes) sent in this pack
@@ -412,6 +444,7 @@ class Replay:
             return
         delta = make_delta(base_raw, raw) if base_id in self.objects and base_raw is not None else None
         self.objects[object_id] = Planned(type_num, raw if delta is None else None, base_id if delta else None, delta)
+        self.size += len(raw if delta is None else delta)
 
     def step(self, rev: RevisionView, pushed: bool = False) -> None:
         """Apply one revision. A revision git has not seen gets its commit, unless it is part of a
@@ -437,7 +470,7 @@ class Replay:
             self.rows.append([rev.seq, snapshot.wiki_id, rev.page_blob.hex(),
                               rev.attachment_blob.hex() if rev.attachment_blob else None, commit_id.decode(), raw])
         if self.packing:
-            self.objects.setdefault(bytes.fromhex(commit_id.decode()), Planned(COMMIT, raw))
+            self.emit(COMMIT, bytes.fromhex(commit_id.decode()), raw)
         snapshot.head = commit_id
 
     def _emit_blobs(self, rev: RevisionView, before: PageState | None) -> None:
@@ -520,18 +553,26 @@ def keep_snapshot(inst: store.Instance, snapshot: Snapshot) -> None:
         _snapshots.popitem(last=False)
 
 
-def bring_up_to_date(inst: store.Instance, wiki_id: int) -> bytes | None:
+# The objects the last catch-up of each wiki added (at most this many bytes): exactly what a client
+# holding the head before it needs, as most fetches do, and for a wiki's first clone all of them.
+_increments: collections.OrderedDict = collections.OrderedDict()
+MAX_INCREMENT_BYTES = 64 << 20
+CACHED_INCREMENTS = 4
+
+
+def bring_up_to_date(inst: store.Instance, wiki_id: int, packing: bool = False) -> bytes | None:
     """Give every revision git has not seen yet its commit (kept in git_revisions) and return the
     head commit's id. Costs work in proportion to those revisions (plus, once per process, the
-    wiki's pages to rebuild its snapshot). Call with wiki_lock held."""
+    wiki's pages to rebuild its snapshot). With `packing`, the objects they add are kept for the
+    fetch that follows. Call with wiki_lock held."""
     db = inst.db()
     with store.read_snapshot(db):
         seq, head = _mapped_head(db, wiki_id)
         latest = _latest_seq(db, wiki_id)
         if latest == seq:
             return head
-        replay = Replay(snapshot_at(inst, db, wiki_id, seq, head), packing=False)
-        for rev in _revisions(db, wiki_id, seq, latest, with_bytes=False):
+        replay = Replay(snapshot_at(inst, db, wiki_id, seq, head), packing=packing)
+        for rev in _revisions(db, wiki_id, seq, latest, with_bytes=packing):
             replay.step(rev)
     with store.transaction(db):
         db.executemany("INSERT OR IGNORE INTO git_revisions (revision_seq, wiki_id, page_blob, attachment_blob, "
@@ -539,15 +580,24 @@ def bring_up_to_date(inst: store.Instance, wiki_id: int) -> bytes | None:
         seq, head = _mapped_head(db, wiki_id)
     if replay.snapshot.seq == seq and replay.snapshot.head == head:
         keep_snapshot(inst, replay.snapshot)
+        if packing and replay.size <= MAX_INCREMENT_BYTES:
+            replay.end = head
+            _increments[(str(inst.cfg.db_path), wiki_id)] = replay
+            while len(_increments) > CACHED_INCREMENTS:
+                _increments.popitem(last=False)
     return head
 
 
 def plan_pack(inst: store.Instance, wiki_id: int, have_seq: int, have: bytes | None) -> Replay:
     """The objects a client holding commit `have` (revision have_seq; 0 and None for nothing)
-    needs to reach the head git has seen: the replay of the revisions since."""
+    needs to reach the head git has seen: the last catch-up's when it started there, else the
+    replay of the revisions since."""
     db = inst.db()
     with store.read_snapshot(db):
-        seq, _ = _mapped_head(db, wiki_id)
+        seq, head = _mapped_head(db, wiki_id)
+        increment = _increments.get((str(inst.cfg.db_path), wiki_id))
+        if increment is not None and increment.start == have and increment.end == head:
+            return increment
         replay = Replay(snapshot_at(inst, db, wiki_id, have_seq, have), packing=True)
         for rev in _revisions(db, wiki_id, have_seq, seq, with_bytes=True):
             replay.step(rev)
@@ -1182,7 +1232,7 @@ def info_refs(slug: str):
         access = authorize(inst, slug, write)
         _limit(inst, access, write=False)
         with wiki_lock(inst, access.wiki["id"]):
-            head = bring_up_to_date(inst, access.wiki["id"])
+            head = bring_up_to_date(inst, access.wiki["id"], packing=not write)
         out = io.BytesIO()
         proto = ReceivableProtocol(io.BytesIO().read, out.write)
         handler_class = WikiReceivePack if write else WikiUploadPack
