@@ -24,7 +24,6 @@ import binascii
 import bisect
 import collections
 import dataclasses
-import gzip
 import hashlib
 import io
 import logging
@@ -34,8 +33,7 @@ import threading
 import zlib
 
 import bottle
-from dulwich.diff_tree import CHANGE_ADD, CHANGE_COPY, CHANGE_DELETE, CHANGE_MODIFY, CHANGE_RENAME, \
-    RenameDetector, tree_changes
+from dulwich.diff_tree import CHANGE_COPY, CHANGE_MODIFY, CHANGE_RENAME, RenameDetector, tree_changes
 from dulwich.errors import ApplyDeltaError, ChecksumMismatch, GitProtocolError, HangupException, \
     ObjectFormatException
 from dulwich.object_format import SHA1
@@ -485,7 +483,7 @@ class Replay:
 # --- where the git view of a wiki stands --------------------------------------------------------------
 
 _locks: dict[tuple, threading.Lock] = collections.defaultdict(threading.Lock)
-_locks_lock = threading.Lock()
+_locks_lock = threading.Lock()   # guards _locks and the caches below
 _snapshots: collections.OrderedDict = collections.OrderedDict()
 CACHED_WIKIS = 8
 
@@ -518,7 +516,8 @@ def snapshot_at(inst: store.Instance, db: sqlite3.Connection, wiki_id: int, seq:
     """The git view of the wiki right after revision `seq` (a commit `head`): this process's cached
     one if it is that, else built from the database in time proportional to the wiki's pages."""
     key = (str(inst.cfg.db_path), wiki_id)
-    cached = _snapshots.pop(key, None)
+    with _locks_lock:
+        cached = _snapshots.pop(key, None)
     if cached is not None and cached.seq == seq and cached.head == head:
         return cached
     snapshot = Snapshot(wiki_id)
@@ -548,9 +547,10 @@ def snapshot_at(inst: store.Instance, db: sqlite3.Connection, wiki_id: int, seq:
 
 
 def keep_snapshot(inst: store.Instance, snapshot: Snapshot) -> None:
-    _snapshots[(str(inst.cfg.db_path), snapshot.wiki_id)] = snapshot
-    while len(_snapshots) > CACHED_WIKIS:
-        _snapshots.popitem(last=False)
+    with _locks_lock:
+        _snapshots[(str(inst.cfg.db_path), snapshot.wiki_id)] = snapshot
+        while len(_snapshots) > CACHED_WIKIS:
+            _snapshots.popitem(last=False)
 
 
 # The objects the last catch-up of each wiki added (at most this many bytes): exactly what a client
@@ -582,9 +582,10 @@ def bring_up_to_date(inst: store.Instance, wiki_id: int, packing: bool = False) 
         keep_snapshot(inst, replay.snapshot)
         if packing and replay.size <= MAX_INCREMENT_BYTES:
             replay.end = head
-            _increments[(str(inst.cfg.db_path), wiki_id)] = replay
-            while len(_increments) > CACHED_INCREMENTS:
-                _increments.popitem(last=False)
+            with _locks_lock:
+                _increments[(str(inst.cfg.db_path), wiki_id)] = replay
+                while len(_increments) > CACHED_INCREMENTS:
+                    _increments.popitem(last=False)
     return head
 
 
@@ -914,7 +915,8 @@ def plan_commit(objects: PushObjects, parent_tree: bytes, commit: Commit) -> Com
     for file, sha in removed:
         if file.filename is None:
             plan.deleted.append(file)
-        elif (store.path_key(page_after(file)), file.filename, sha) in left and store.path_key(file.page) not in deleted:
+        elif (store.path_key(page_after(file)), file.filename, sha) in left \
+                and store.path_key(file.page) not in deleted:
             plan.detached.append(GitFile(file.path, page_after(file), file.filename))
     return plan
 
@@ -1078,7 +1080,8 @@ class Push:
         """The first file where the pushed tree and the one robotwtf would keep differ, in words."""
         for change in tree_changes(objects, ours, commit.tree):
             if _path(change.old) is None:
-                where = f"{change.new.path.decode('utf-8', 'replace')} is in your commit but robotwtf would not keep it there"
+                where = (f"{change.new.path.decode('utf-8', 'replace')} is in your commit but robotwtf would not "
+                         "keep it there")
             elif _path(change.new) is None:
                 where = f"{change.old.path.decode('utf-8', 'replace')} is missing from your commit"
             else:

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -243,18 +244,27 @@ def test_a_stale_push_is_refused_then_pull_rebase_and_push_keep_both(world, tmp_
     assert remote_head(repo) == head(repo)
 
 
+# A browser edit, written by a separate process while git is between its fetch and its push.
+RACER = """import sys
+sys.path.insert(0, sys.argv[1])
+import robotwtf_store as store
+db = store.open_database(store.Path(sys.argv[2]), create=False)
+wiki = store.get_wiki(db, sys.argv[3])
+store.write_page(db, wiki["id"], "Racer", "# Racer\\n", author=store.Author(sys.argv[4], "web"),
+                 quotas=store.Quotas(100, 10**9, 10))
+"""
+
+
 def test_a_change_between_fetch_and_push_is_never_merged_silently(world, tmp_path):
     """git's pre-push hook runs after the server advertised main and before the pack is sent:
     a browser edit made there is exactly the race the server must catch."""
     wiki = Wiki(world)
     repo = wiki.clone(tmp_path / "clone")
+    racer = tmp_path / "racer.py"
+    racer.write_text(RACER)
     hook = repo / ".git" / "hooks" / "pre-push"
-    hook.write_text(f"#!/bin/sh\nexec '{os.sys.executable}' -c \"import sys; sys.path.insert(0, '{Path(store.__file__).parent}'); "
-                    "import robotwtf_store as s; db = s.open_database(s.Path(sys.argv[1]), create=False); "
-                    "w = s.get_wiki(db, sys.argv[2]); "
-                    "s.write_page(db, w['id'], 'Racer', 'x', author=s.Author(sys.argv[3], 'web'), "
-                    f"quotas=s.Quotas(100, 10**9, 10))\" '{world.server.data / store.DB_FILE}' '{wiki.slug}' "
-                    f"'{wiki.owner}'\n")
+    hook.write_text(f"#!/bin/sh\nexec '{sys.executable}' '{racer}' '{Path(store.__file__).parent}' "
+                    f"'{world.server.data / store.DB_FILE}' '{wiki.slug}' '{wiki.owner}'\n")
     hook.chmod(0o755)
     (repo / "Mine.md").write_text("# Mine\n")
     commit_all(repo, "Mine")
