@@ -373,6 +373,29 @@ def test_a_page_deleted_without_its_attachments_is_refused(world, tmp_path):
     assert "Home/logo.svg is in your commit but robotwtf would not keep it there" in printed, printed
 
 
+def git_input(repo: Path, stdin: str, *args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=repo, env=git_env(), input=stdin, capture_output=True, text=True,
+                            timeout=60, check=True)
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize("name, message", [
+    (".git", "'.git' has a segment starting with '.'; hidden names such as '.git' are not allowed"),
+    ("..", "'..' has a '.' or '..' segment; page paths can't climb folders")])
+def test_a_path_out_of_the_wiki_is_refused(world, tmp_path, name, message):
+    """git's own commands won't make these paths, but a crafted tree can carry them."""
+    wiki = Wiki(world)
+    repo = wiki.clone(tmp_path / "clone")
+    blob = git_input(repo, "[core]\n\tbare = false\n", "hash-object", "-w", "--stdin")
+    folder = git_input(repo, f"100644 blob {blob}\tconfig\n", "mktree")
+    listing = git("ls-tree", "HEAD", cwd=repo).stdout
+    root = git_input(repo, listing + f"040000 tree {folder}\t{name}\n", "mktree")
+    commit = git_input(repo, "", "commit-tree", root, "-p", "HEAD", "-m", "escape")
+    git("update-ref", "refs/heads/main", commit, cwd=repo)
+    printed = _bad_push(wiki, repo)
+    assert f"remote: {name}/config: {message}" in printed, printed
+
+
 def test_a_submodule_is_refused(world, tmp_path):
     wiki = Wiki(world)
     repo = wiki.clone(tmp_path / "clone")
@@ -424,6 +447,26 @@ def test_a_push_over_a_quota_is_refused_whole(tmp_path):
         printed = _bad_push(wiki, repo)
         assert "This wiki has reached its limit of 5 pages" in printed
         assert set(wiki.pages()) == {"Home", "Getting Started", "Agent Guide"}
+    finally:
+        srv.stop()
+
+
+def test_pushes_count_as_writes_for_the_rate_limit(tmp_path):
+    srv = start_server(tmp_path / "data", env_extra={"ROBOTWTF_WRITES_PER_MINUTE": "1"})
+    try:
+        wiki = Wiki(World(srv))
+        repo = wiki.clone(tmp_path / "clone")
+        for name in ("First", "Second"):
+            make_page(repo, f"{name}.md")
+            commit_all(repo, name)
+            if name == "First":
+                push(repo)
+        printed = _bad_push(wiki, repo)
+        assert "429" in printed and "First" in wiki.pages() and "Second" not in wiki.pages()
+        answer = requests.post(f"{srv.url}/w/{wiki.slug}.git/git-receive-pack", auth=("x", wiki.token), data=b"0000",
+                               headers={"Content-Type": "application/x-git-receive-pack-request"}, timeout=30)
+        assert answer.status_code == 429 and int(answer.headers["Retry-After"]) >= 1
+        assert answer.text == "Too many changes in a short time; wait a minute, then push again.\n"
     finally:
         srv.stop()
 
