@@ -59,7 +59,6 @@ PAGE_SUFFIX = ".md"
 REALM = "robotwtf git"
 SERVICES = ("git-upload-pack", "git-receive-pack")
 MAX_PUSH_COMMITS = 10_000
-PAGE_KINDS = ("create", "update", "rename", "restore")
 
 
 def _object_id(type_name: bytes, raw: bytes) -> bytes:
@@ -267,10 +266,10 @@ class Snapshot:
         else:
             self._prune(chain, segments[:-1])
 
-    def apply(self, rev: "RevisionView") -> PageState:
-        """The wiki right after revision `rev`; returns its page's state before the change (a copy)."""
+    def apply(self, rev: "RevisionView") -> bytes | None:
+        """The wiki right after revision `rev`; returns its page's blob before (None for a new page)."""
         page = self.pages.get(rev.page_id)
-        before = dataclasses.replace(page, files=dict(page.files)) if page else None
+        before = page.blob if page else None
         if page is None:
             page = self.pages[rev.page_id] = PageState(rev.path, rev.page_blob, rev.seq, False)
         elif page.live:
@@ -397,8 +396,8 @@ def _person(row: sqlite3.Row) -> bytes:
     else:
         name = did
     email = did.removeprefix("did:").replace(":", ".") + "@did.invalid"
-    clean = "".join(c for c in f"{name} <{email}>" if c not in "\n\0") if "<" not in name else did
-    return f"{clean} {row['created_at']} +0000".encode()
+    name = "".join(c for c in name if c not in "<>\n\0")   # git's ident line can't hold these
+    return f"{name} <{email}> {row['created_at']} +0000".encode()
 
 
 def commit_for(rev: RevisionView, tree: bytes, parent: bytes | None) -> bytes:
@@ -471,8 +470,8 @@ class Replay:
             self.emit(COMMIT, bytes.fromhex(commit_id.decode()), raw)
         snapshot.head = commit_id
 
-    def _emit_blobs(self, rev: RevisionView, before: PageState | None) -> None:
-        if before is None or before.blob != rev.page_blob:
+    def _emit_blobs(self, rev: RevisionView, before: bytes | None) -> None:
+        if before != rev.page_blob:
             previous = self._contents.get(rev.page_id)
             self.emit(BLOB, rev.page_blob, rev.content, *(previous or (None, None)))
             self._contents[rev.page_id] = (rev.page_blob, rev.content)
@@ -609,7 +608,8 @@ def plan_pack(inst: store.Instance, wiki_id: int, have_seq: int, have: bytes | N
 # --- fetch: what dulwich's upload-pack handler reads ---------------------------------------------------
 
 class _Whole:
-    """A whole object as dulwich's pack writer reads it: type, bytes, id."""
+    """A whole object as dulwich's pack writer reads it: type_num, as_raw_chunks() and
+    sha().digest() (it is its own digest)."""
     __slots__ = ("type_num", "_raw", "_id")
 
     def __init__(self, type_num: int, raw: bytes, object_id: bytes):
@@ -645,15 +645,13 @@ class WikiObjects:
         if self.plan is not None:
             binary = bytes.fromhex(object_id.decode())
             planned = self.plan.objects[binary]
-            raw = planned.raw if planned.raw is not None else self._whole(binary)
-            return _Whole(planned.type_num, raw, binary)
+            if planned.raw is None:   # a delta: its base is in the same pack, so it goes as one
+                raise KeyError(object_id)
+            return _Whole(planned.type_num, planned.raw, binary)
         raw = self._commit_raw(object_id)
         if raw is None:
             raise KeyError(object_id)
         return Commit.from_raw_string(COMMIT, raw, sha=object_id)
-
-    def _whole(self, object_id: bytes) -> bytes:
-        raise KeyError(object_id)   # deltas are only planned against objects in the same pack
 
     def find_common_revisions(self, graph_walker) -> list[bytes]:
         haves = []
@@ -679,7 +677,7 @@ class WikiRepo:
     hooks: dict = {}
 
     def __init__(self, inst: store.Instance, wiki_id: int, head: bytes | None):
-        self.inst, self.db, self.wiki_id, self.head = inst, inst.db(), wiki_id, head
+        self.inst, self.db, self.wiki_id = inst, inst.db(), wiki_id
         self.refs = DictRefsContainer({})
         if head is not None:
             self.refs.set_symbolic_ref(b"HEAD", MAIN)
@@ -712,8 +710,8 @@ class _Backend:
 
 
 class WikiUploadPack(UploadPackHandler):
-    """upload-pack without shallow clones and partial-clone filters (history is linear and
-    small; a full clone is what git access is for)."""
+    """upload-pack without shallow clones and partial-clone filters: a full clone is what git
+    access is for."""
 
     def capabilities(self):
         return [c for c in super().capabilities() if c not in (CAPABILITY_SHALLOW, CAPABILITY_FILTER)]
