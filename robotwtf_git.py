@@ -371,11 +371,12 @@ WHERE r.wiki_id = ? AND r.seq > ? AND r.seq <= ? ORDER BY r.seq"""
 def _revisions(db: sqlite3.Connection, wiki_id: int, after: int, upto: int, with_bytes: bool):
     """RevisionViews of the wiki's revisions after `after` up to `upto`, oldest first; the pages'
     and attachments' bytes are read when `with_bytes` (to send them) or not yet hashed."""
-    sql = REVISIONS_SQL.format(content="r.content" if with_bytes else "CASE WHEN g.revision_seq IS NULL "
-                               "THEN r.content END",
-                               data="v.data" if with_bytes else "CASE WHEN g.revision_seq IS NULL THEN v.data END")
+    content, data = "CAST(r.content AS BLOB)", "v.data"   # the page's UTF-8 bytes, as git stores them
+    if not with_bytes:
+        content, data = (f"CASE WHEN g.revision_seq IS NULL THEN {column} END" for column in (content, data))
+    sql = REVISIONS_SQL.format(content=content, data=data)
     for row in db.execute(sql, (wiki_id, after, upto)):
-        content = row["content"].encode() if row["content"] is not None else None
+        content = bytes(row["content"]) if row["content"] is not None else None
         data = bytes(row["attachment_data"]) if row["attachment_data"] is not None else None
         if row["mapped"] is not None:
             page_blob = bytes.fromhex(row["page_blob"])
