@@ -10,6 +10,8 @@ through the concerns to the core:
 - robotwtf_as: the OAuth 2.1 authorization server for MCP clients (imported by the first
   request to one of its routes: AUTHORIZATION_SERVER_ROUTES)
 - robotwtf_mcp: the MCP Streamable HTTP endpoint and its tools
+- robotwtf_git: each wiki as a git repository over git's smart HTTP protocol (imported by the
+  first request to one of GIT_ROUTES)
 """
 
 from __future__ import annotations
@@ -70,6 +72,24 @@ def _authorization_server(name: str):
     return handler
 
 
+# Git's smart HTTP protocol for each wiki (CONTRACT §7): (method, path, handler in robotwtf_git).
+# robotwtf_git loads dulwich (~0.3 s of imports), so the first git request imports it.
+GIT_ROUTES = (
+    ("GET", "/w/<slug>.git/info/refs", "info_refs"),
+    ("POST", "/w/<slug>.git/git-upload-pack", "upload_pack"),
+    ("POST", "/w/<slug>.git/git-receive-pack", "receive_pack"),
+)
+
+
+def _git(name: str):
+    """The route handler robotwtf_git.`name`, imported on the first request to it."""
+    def handler(*args, **kwargs):
+        import robotwtf_git  # here, not at the top: it imports dulwich
+        return getattr(robotwtf_git, name)(*args, **kwargs)
+    handler.__name__ = handler.__qualname__ = name
+    return handler
+
+
 def build_app(inst: store.Instance) -> web.App:
     bottle.BaseRequest.MEMFILE_MAX = web.MAX_FORM_BYTES
     app = web.App(catchall=True)
@@ -82,6 +102,9 @@ def build_app(inst: store.Instance) -> web.App:
     # Before any wiki page route, so /w/<slug>/mcp is always the MCP endpoint (CONTRACT §3).
     import robotwtf_mcp
     robotwtf_mcp.install(app)
+    # Before the wiki page routes too: /w/<slug> would take garden.git for a slug.
+    for method, path, name in GIT_ROUTES:
+        app.route(path, method, _git(name), csrf=False)
     app.route("/static/<name>", "GET", web.static_file)
     app.route("/", "GET", web.home)
     app.route("/wikis", "POST", web.wiki_create)
@@ -132,6 +155,7 @@ def build_app(inst: store.Instance) -> web.App:
     app.route("/w/<slug>/-/delete-attachment/<path:path>", "POST", web.attachment_delete)
     app.route("/w/<slug>/-/settings", "GET", web.settings_view)
     app.route("/w/<slug>/-/settings", "POST", web.settings_save)
+    app.route("/w/<slug>/-/settings/git", "POST", _git("settings_git"))
     app.route("/w/<slug>/-/settings/members", "POST", web.member_add)
     app.route("/w/<slug>/-/settings/members/role", "POST", web.member_change_role)
     app.route("/w/<slug>/-/settings/members/remove", "POST", web.member_remove)
@@ -320,6 +344,15 @@ def cmd_wiki_list(cfg: store.Config, args) -> int:
     return 0
 
 
+def cmd_wiki_git(cfg: store.Config, args) -> int:
+    db = open_instance_db(cfg)
+    wiki = store.get_wiki(db, args.slug)
+    store.set_git_access(db, wiki["id"], args.state == "on")
+    print(f"git access to {wiki['slug']} is {args.state}" + (f": git clone {cfg.url('/w/' + wiki['slug'] + '.git')}"
+                                                              if args.state == "on" else ""))
+    return 0
+
+
 def cmd_token_create(cfg: store.Config, args) -> int:
     """Print only the token, so scripts can capture it (CONTRACT §2)."""
     db = open_instance_db(cfg)
@@ -391,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--owner", required=True, help="username, handle or DID of the owner")
     create.add_argument("--title", help="the wiki's title (default: the slug)")
     command(wikis, "list", cmd_wiki_list, "list wikis: slug, owner, visibility, title")
+    git = command(wikis, "git", cmd_wiki_git, "turn git access to a wiki on or off")
+    git.add_argument("slug", metavar="SLUG")
+    git.add_argument("state", choices=("on", "off"), help="on or off")
     tokens = commands.add_parser("token", help="manage personal access tokens").add_subparsers(
         dest="subcommand", metavar="SUBCOMMAND", required=True)
     token = command(tokens, "create", cmd_token_create, "print a new personal access token for a wiki, once")

@@ -1732,20 +1732,16 @@ def _access_token_claims(inst: store.Instance, token: str) -> dict:
 
 
 def _personal_token_caller(inst: store.Instance, token: str, resource: str) -> Caller:
-    row = store.personal_token_for_bearer(inst.db(), store.hash_secret(token))
-    if row is None:
-        raise _invalid_token("The personal access token is unknown or was revoked.")
-    if row["expires_at"] is not None and row["expires_at"] <= store.now():
-        raise _invalid_token("The personal access token has expired.")
-    if resource_url(inst.cfg, row["wiki_slug"]) != resource:
+    try:
+        holder = store.personal_token_caller(inst.db(), token)
+    except store.Unauthorized as refusal:
+        raise _invalid_token(refusal.message) from None
+    if resource_url(inst.cfg, holder.wiki_slug) != resource:
         raise _invalid_token("The personal access token is for another wiki.")
-    scopes = frozenset(row["scope"].split()) & store.role_scopes(row["role"])
-    if not scopes:
+    if not holder.scopes:
         raise _invalid_token("The token's owner no longer has access to the wiki.")
-    if _stale(row["last_used_at"]):
-        store.touch_personal_token(inst.db(), row["id"])
-    return Caller(row["user_did"], row["wiki_id"], row["wiki_slug"], scopes, "token:" + row["name"],
-                  token_id=row["id"])
+    return Caller(holder.user_did, holder.wiki_id, holder.wiki_slug, holder.scopes, "token:" + holder.name,
+                  token_id=holder.token_id)
 
 
 def _stale(last_used_at: int | None) -> bool:

@@ -257,6 +257,9 @@ SETTINGS = (
     Setting("writes_per_minute", "--writes-per-minute", "ROBOTWTF_WRITES_PER_MINUTE", 300, _parse_positive,
             "changes allowed per minute: MCP write-tool calls per OAuth grant or personal token, and browser "
             "form posts per signed-in person (per client address before sign-in)"),
+    Setting("git_per_minute", "--git-per-minute", "ROBOTWTF_GIT_PER_MINUTE", 120, _parse_positive,
+            "git clone/fetch requests allowed per personal access token (per client address without one) "
+            "per minute; pushes count as writes"),
     Setting("connection_limit", "--connection-limit", "ROBOTWTF_CONNECTION_LIMIT", 256, _parse_connection_limit,
             "most simultaneous client connections (up to 900); further ones wait in the listen backlog"),
 )
@@ -288,6 +291,7 @@ class Config:
     registrations_per_minute: int
     token_per_minute: int
     writes_per_minute: int
+    git_per_minute: int
     connection_limit: int
 
     @property
@@ -629,6 +633,35 @@ CREATE TABLE imported_revisions (
     (11, """
 CREATE INDEX pages_live_paths ON pages(wiki_id, path_key, path) WHERE deleted_at IS NULL;
 """),
+    # 12: git access to wikis (robotwtf_git)
+    (12, """
+-- Git access to a wiki (robotwtf_git, migration 12). A row means its owner turned it on.
+CREATE TABLE git_access (
+    wiki_id    INTEGER PRIMARY KEY REFERENCES wikis(id) ON DELETE CASCADE,
+    enabled_at INTEGER NOT NULL
+);
+-- The bytes each attachment revision wrote while git access was on (the attachments table keeps
+-- only the current ones), so the git history can show every version; NULL data is a deletion.
+-- An attachment revision without a row wrote bytes that were not kept.
+CREATE TABLE attachment_versions (
+    revision_seq INTEGER PRIMARY KEY REFERENCES revisions(seq) ON DELETE CASCADE,
+    data         BLOB
+);
+-- What git shows of each revision once a fetch or a push reached it: the git blob ids of the
+-- page's content after it and of the attachment it wrote, and the commit showing the wiki right
+-- after it, exactly as served (a pushed commit that made several revisions is the commit of the
+-- last one; the others have none). Kept, so commit ids never change.
+CREATE TABLE git_revisions (
+    revision_seq    INTEGER PRIMARY KEY REFERENCES revisions(seq) ON DELETE CASCADE,
+    wiki_id         INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    page_blob       TEXT NOT NULL,
+    attachment_blob TEXT,
+    commit_id       TEXT,
+    commit_raw      BLOB
+);
+CREATE INDEX git_revisions_wiki ON git_revisions(wiki_id, revision_seq);
+CREATE UNIQUE INDEX git_revisions_commit ON git_revisions(wiki_id, commit_id) WHERE commit_id IS NOT NULL;
+"""),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1
 
@@ -651,8 +684,20 @@ _WRITER = threading.RLock()
 
 @contextlib.contextmanager
 def transaction(db: sqlite3.Connection):
-    """BEGIN IMMEDIATE takes the write lock up front, so a read-then-write cannot be overtaken."""
+    """BEGIN IMMEDIATE takes the write lock up front, so a read-then-write cannot be overtaken.
+    Inside another transaction of this connection it is a savepoint, so several writes (a git
+    push's) can be applied all or nothing: each one still undoes its own part when it fails."""
     with _WRITER:
+        if db.in_transaction:
+            db.execute("SAVEPOINT nested_write")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK TO nested_write")
+                db.execute("RELEASE nested_write")
+                raise
+            db.execute("RELEASE nested_write")
+            return
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
@@ -1470,6 +1515,35 @@ def touch_personal_token(db: sqlite3.Connection, token_id: int) -> None:
     db.execute("UPDATE personal_tokens SET last_used_at = ? WHERE id = ?", (now(), token_id))
 
 
+TOKEN_TOUCH_SECONDS = 60  # a token's last-used time is written at most this often (reads stay reads)
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenCaller:
+    """Who calls with a personal access token: its person and wiki, and the scopes it may use right
+    now (granted AND allowed by the person's current role; empty once they lost access)."""
+    token_id: int
+    name: str
+    user_did: str
+    wiki_id: int
+    wiki_slug: str
+    scopes: frozenset[str]
+
+
+def personal_token_caller(db: sqlite3.Connection, token: str) -> TokenCaller:
+    """Who calls with personal access token `token` (the MCP endpoint and git access ask this);
+    Unauthorized with a sentence when it is unknown, revoked or expired."""
+    row = personal_token_for_bearer(db, hash_secret(token))
+    if row is None:
+        raise Unauthorized("The personal access token is unknown or was revoked.")
+    if row["expires_at"] is not None and row["expires_at"] <= now():
+        raise Unauthorized("The personal access token has expired.")
+    if row["last_used_at"] is None or now() - row["last_used_at"] >= TOKEN_TOUCH_SECONDS:
+        touch_personal_token(db, row["id"])
+    return TokenCaller(row["id"], row["name"], row["user_did"], row["wiki_id"], row["wiki_slug"],
+                       frozenset(row["scope"].split()) & role_scopes(row["role"]))
+
+
 def list_personal_tokens(db: sqlite3.Connection, did: str) -> list[sqlite3.Row]:
     return db.execute("SELECT t.*, w.slug AS wiki_slug FROM personal_tokens t JOIN wikis w ON w.id = t.wiki_id "
                       "WHERE t.user_did = ? ORDER BY t.created_at DESC, t.id DESC", (did,)).fetchall()
@@ -1501,7 +1575,7 @@ MARK_START, MARK_END = "\x02", "\x03"
 BIDI_CONTROLS = frozenset(map(chr, [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]))
 CONTENT_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 REVISION_ID_RE = re.compile(r"[0-9a-f]+")
-VIA_RE = re.compile(r"web|cli|(mcp|token):[^\x00-\x1f\x7f]{1,100}")
+VIA_RE = re.compile(r"web|cli|(mcp|token|git):[^\x00-\x1f\x7f]{1,100}")
 ROLES = ("owner", "editor", "viewer")
 
 
@@ -1515,15 +1589,16 @@ class Quotas:
 
 @dataclasses.dataclass(frozen=True)
 class Author:
-    """Who makes a change and through what: via is `web`, `cli`, `mcp:<client name>` or
-    `token:<token name>`; it is recorded on every revision."""
+    """Who makes a change and through what: via is `web`, `cli`, `mcp:<client name>`,
+    `token:<token name>` or `git:<token name>` (a git push); it is recorded on every revision."""
     did: str
     via: str
 
     def __post_init__(self):
         validate_did(self.did)
         if not VIA_RE.fullmatch(self.via):
-            raise BadInput(f"'{_shown(self.via)}' is not a way of changing a wiki (web, cli, mcp:NAME or token:NAME).")
+            raise BadInput(f"'{_shown(self.via)}' is not a way of changing a wiki (web, cli, mcp:NAME, token:NAME "
+                           "or git:NAME).")
 
     @classmethod
     def mcp(cls, did: str, client_name: str) -> "Author":
@@ -1532,6 +1607,10 @@ class Author:
     @classmethod
     def token(cls, did: str, token_name: str) -> "Author":
         return cls(did, "token:" + _label(token_name, "token"))
+
+    @classmethod
+    def git(cls, did: str, token_name: str) -> "Author":
+        return cls(did, "git:" + _label(token_name, "token"))
 
 
 def _label(text: str, fallback: str) -> str:
@@ -2561,11 +2640,13 @@ def edit_page(db: sqlite3.Connection, wiki_id: int, path: str, base_revision: st
 
 
 def rename_page(db: sqlite3.Connection, wiki_id: int, path: str, new_path: str, *, author: Author,
-                message: str = "", base_revision: str = "", subpages: bool = False) -> Change:
+                message: str = "", base_revision: str = "", subpages: bool = False,
+                rewrite_links: bool = True) -> Change:
     """Move a page to new_path (its history follows) and, in the same transaction, rewrite the
     `[[links]]` to it in every other page, each rewritten page getting one revision. With
     `subpages`, every live page under `path/` moves along to the same place under `new_path/`
-    (`Plants/Tomato` to `Garden/Tomato`), links to them rewritten alike. Conflict if a page that
+    (`Plants/Tomato` to `Garden/Tomato`), links to them rewritten alike. Without `rewrite_links`
+    no text changes (a git push says itself what every page holds). Conflict if a page that
     stays has a path one of them needs. Change.rewritten lists the rewritten pages, Change.moved
     the sub-pages as (old path, new path)."""
     new_path = validate_page_path(new_path)
@@ -2592,18 +2673,26 @@ def rename_page(db: sqlite3.Connection, wiki_id: int, path: str, new_path: str, 
         text = f"Rename {old_path} to {new_path}"
         for moved, target in moves:
             note = _message(message, text) if moved is row else f"{text}: move {moved['path']} to {target}"
-            _record(db, wiki_id, moved["id"], "rename", target, _rewritten(moved, keys), author, note,
-                    old_path=moved["path"])
-        rewritten = []
-        for other in db.execute("SELECT DISTINCT pages.* FROM links JOIN pages ON pages.id = links.page_id "
-                                "WHERE links.wiki_id = ? AND links.target_key IN (SELECT value FROM json_each(?)) "
-                                "ORDER BY pages.path_key", (wiki_id, json.dumps(list(keys)))).fetchall():
-            if other["id"] not in moving:
-                _record(db, wiki_id, other["id"], "update", other["path"], _rewritten(other, keys), author,
-                        f"Update links after: {text}")
-                rewritten.append(other["path"])
+            text_after = _rewritten(moved, keys) if rewrite_links else page_text(moved["content"])
+            _record(db, wiki_id, moved["id"], "rename", target, text_after, author, note, old_path=moved["path"])
+        rewritten = _rewrite_links_to(db, wiki_id, keys, moving, author, text) if rewrite_links else []
         return Change(_page_by_id(db, row["id"]), "rename", tuple(rewritten),
                       moved=tuple((moved["path"], target) for moved, target in moves[1:]))
+
+
+def _rewrite_links_to(db: sqlite3.Connection, wiki_id: int, keys: dict[str, str], moving: set[int], author: Author,
+                      text: str) -> list[str]:
+    """Give every page that links to a moved page (and is not moving itself) a revision with its
+    links rewritten; returns their paths."""
+    rewritten = []
+    for other in db.execute("SELECT DISTINCT pages.* FROM links JOIN pages ON pages.id = links.page_id "
+                            "WHERE links.wiki_id = ? AND links.target_key IN (SELECT value FROM json_each(?)) "
+                            "ORDER BY pages.path_key", (wiki_id, json.dumps(list(keys)))).fetchall():
+        if other["id"] not in moving:
+            _record(db, wiki_id, other["id"], "update", other["path"], _rewritten(other, keys), author,
+                    f"Update links after: {text}")
+            rewritten.append(other["path"])
+    return rewritten
 
 
 def _subpage_rows(db: sqlite3.Connection, wiki_id: int, path: str) -> list[sqlite3.Row]:
@@ -2809,6 +2898,7 @@ def put_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename: st
                    (row["id"], name.casefold(), name, content_type, len(data), bytes(data), author.did, now()))
         _record(db, wiki_id, row["id"], "attachment", row["path"], page_text(row["content"]), author,
                 _message(message, f"Attach {name} to {row['path']} ({len(data)} bytes)"), attachment=name)
+        _keep_attachment_version(db, wiki_id, row["id"], bytes(data))
         stored = _attachment(_attachment_row(db, row["id"], name))
         return Change(_page_by_id(db, row["id"]), "attachment", attachment=stored)
 
@@ -2826,7 +2916,16 @@ def delete_attachment(db: sqlite3.Connection, wiki_id: int, path: str, filename:
         _record(db, wiki_id, row["id"], "attachment", row["path"], page_text(row["content"]), author,
                 _message(message, f"Delete attachment {found['filename']} from {row['path']}"),
                 attachment=found["filename"])
+        _keep_attachment_version(db, wiki_id, row["id"], None)
         return Change(_page_by_id(db, row["id"]), "attachment", attachment=_attachment(found))
+
+
+def _keep_attachment_version(db: sqlite3.Connection, wiki_id: int, page_id: int, data: bytes | None) -> None:
+    """Keep the bytes the page's newest revision wrote (None: it deleted the file) while the
+    wiki's git access is on, for its git history; attachments keep only current bytes."""
+    db.execute("INSERT INTO attachment_versions (revision_seq, data) SELECT revisions.seq, ? FROM pages "
+               "JOIN revisions ON revisions.id = pages.revision_id JOIN git_access ON git_access.wiki_id = ? "
+               "WHERE pages.id = ?", (data, wiki_id, page_id))
 
 
 # --- wikis and members ------------------------------------------------------------------------------
@@ -2924,6 +3023,33 @@ def _wiki_by_id(db: sqlite3.Connection, wiki_id: int) -> sqlite3.Row:
     if row is None:
         raise NotFound("That wiki no longer exists.")
     return row
+
+
+def git_access_enabled(db: sqlite3.Connection, wiki_id: int) -> bool:
+    return db.execute("SELECT 1 FROM git_access WHERE wiki_id = ?", (wiki_id,)).fetchone() is not None
+
+
+def set_git_access(db: sqlite3.Connection, wiki_id: int, enabled: bool) -> None:
+    """Turn git access to a wiki on or off (CONTRACT §7). Turning it on keeps the current bytes of
+    the wiki's attachments for the revisions that wrote them, as every later attachment revision's
+    are kept, so the git history can show them. Turning it off keeps what git has seen, so commit
+    ids stay the same when it is turned on again."""
+    with transaction(db):
+        _wiki_by_id(db, wiki_id)
+        if not enabled:
+            db.execute("DELETE FROM git_access WHERE wiki_id = ?", (wiki_id,))
+            return
+        if git_access_enabled(db, wiki_id):
+            return
+        db.execute("INSERT INTO git_access (wiki_id, enabled_at) VALUES (?, ?)", (wiki_id, now()))
+        for file in db.execute("SELECT a.page_id, a.filename_key, a.data FROM attachments a "
+                               "JOIN pages p ON p.id = a.page_id WHERE p.wiki_id = ?", (wiki_id,)).fetchall():
+            writes = db.execute("SELECT seq, attachment FROM revisions WHERE page_id = ? AND kind = 'attachment' "
+                                "ORDER BY seq DESC", (file["page_id"],)).fetchall()
+            last = next((w["seq"] for w in writes if (w["attachment"] or "").casefold() == file["filename_key"]), None)
+            if last is not None:
+                db.execute("INSERT OR IGNORE INTO attachment_versions (revision_seq, data) VALUES (?, ?)",
+                           (last, file["data"]))
 
 
 def list_members(db: sqlite3.Connection, wiki_id: int) -> list[sqlite3.Row]:

@@ -57,10 +57,11 @@ def atproto_client(inst: store.Instance) -> AtprotoClient:
 
 # --- the web edge: host check, security headers, access log ---------------------------------------
 
-# Machine endpoints answer whatever the Host header says and speak JSON; everything else is a
-# browser page, redirected to the public URL's host (CONTRACT §1).
+# Machine endpoints answer whatever the Host header says and speak JSON (or git's smart HTTP
+# protocol); everything else is a browser page, redirected to the public URL's host (CONTRACT §1).
 MACHINE_PATH_RE = re.compile(
-    r"/healthz|/\.well-known/.*|/auth/client-metadata\.json|/oauth/(token|register|revoke)|/w/[^/]+/mcp")
+    r"/healthz|/\.well-known/.*|/auth/client-metadata\.json|/oauth/(token|register|revoke)|/w/[^/]+/mcp"
+    r"|/w/[^/]+\.git/(info/refs|git-upload-pack|git-receive-pack)")
 HOST_RE = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; connect-src 'self'; "
        "base-uri 'none'; frame-ancestors 'none'")
@@ -1745,6 +1746,7 @@ def settings_form(wiki: WikiAccess, error: Message | str = "", status: int = 200
     db = inst.db()
     return wiki_render("settings", wiki, status=status, members=store.list_members(db, wiki.id),
                        usage=store.wiki_usage(db, wiki.id), quotas=inst.cfg.quotas, error=error, member=member,
+                       git_enabled=store.git_access_enabled(db, wiki.id), git_url=inst.cfg.url(f"/w/{wiki.slug}.git"),
                        **connect_context(wiki))
 
 

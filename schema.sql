@@ -308,3 +308,30 @@ CREATE TABLE imported_revisions (
     author_name TEXT NOT NULL DEFAULT '',
     imported_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Git access to a wiki (robotwtf_git, migration 12). A row means its owner turned it on.
+CREATE TABLE git_access (
+    wiki_id    INTEGER PRIMARY KEY REFERENCES wikis(id) ON DELETE CASCADE,
+    enabled_at INTEGER NOT NULL
+);
+-- The bytes each attachment revision wrote while git access was on (the attachments table keeps
+-- only the current ones), so the git history can show every version; NULL data is a deletion.
+-- An attachment revision without a row wrote bytes that were not kept.
+CREATE TABLE attachment_versions (
+    revision_seq INTEGER PRIMARY KEY REFERENCES revisions(seq) ON DELETE CASCADE,
+    data         BLOB
+);
+-- What git shows of each revision once a fetch or a push reached it: the git blob ids of the
+-- page's content after it and of the attachment it wrote, and the commit showing the wiki right
+-- after it, exactly as served (a pushed commit that made several revisions is the commit of the
+-- last one; the others have none). Kept, so commit ids never change.
+CREATE TABLE git_revisions (
+    revision_seq    INTEGER PRIMARY KEY REFERENCES revisions(seq) ON DELETE CASCADE,
+    wiki_id         INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    page_blob       TEXT NOT NULL,
+    attachment_blob TEXT,
+    commit_id       TEXT,
+    commit_raw      BLOB
+);
+CREATE INDEX git_revisions_wiki ON git_revisions(wiki_id, revision_seq);
+CREATE UNIQUE INDEX git_revisions_commit ON git_revisions(wiki_id, commit_id) WHERE commit_id IS NOT NULL;

@@ -50,6 +50,7 @@ ROBOTWTF_THREADS = 8  # robotwtf's default --threads; the ceiling gets the same
 sys.path.insert(0, str(BENCH))
 import corpus  # noqa: E402
 import wiki_ux  # noqa: E402
+import git_access  # noqa: E402
 
 TARGETS = """\
 tools/call read_note c=16 >= 3x the peer's default mode
@@ -519,6 +520,7 @@ def report(b: Bench, machine: dict) -> str:
         f"| RSS after search load (10k-page wiki) MiB | {summary(s.get('rss.after_search', []), '.1f')} |",
         f"| robotwtf.pyz size MB | {summary(s.get('pyz.mb', []), '.2f')} |",
         *wiki_ux.report_lines(s, summary),
+        *git_access.report_lines(s, summary),
         "",
         "## targets",
         "",
@@ -544,7 +546,7 @@ def report(b: Bench, machine: dict) -> str:
              f"{med.get('rss.idle', 0):.1f} MiB",
              f"{max(med.get('rss.after', 0), med.get('rss.after_search', 0)):.1f} MiB",
              f"{med.get('pyz.mb', 0):.2f} MB"]
-    for target, ok, value in [*zip(TARGETS, checks, shown), *wiki_ux.targets(s)]:
+    for target, ok, value in [*zip(TARGETS, checks, shown), *wiki_ux.targets(s), *git_access.targets(s)]:
         lines.append(f"- {'PASS' if ok else 'MISS'} {target}: {value}")
     if b.notes:
         lines += ["", "## failed answers", ""] + [f"- {n}" for n in b.notes]
@@ -586,6 +588,7 @@ def main() -> int:
         for r in range(1, args.repeats + 1):
             bench.repeat(r)
         wiki_ux.measure(bench, OUT, SLUG, log)
+        git_access.measure(bench, OUT, SLUG, DID, log)
     finally:
         stop_all()
     machine["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -186,6 +186,60 @@ def test_serve_answers_healthz_and_stops_on_sigterm(version, pyz, pyz_env, tmp_p
     assert any(data.iterdir()), "serve wrote nothing into its --data folder"
 
 
+def test_git_clone_and_push_through_the_pyz_with_pure_python_dulwich(pyz, pyz_env, tmp_path):
+    """The pyz ships dulwich without its compiled extensions; its pure-Python code serves git."""
+    python, data, port = python_for(REQUIRED), tmp_path / "data", free_port()
+
+    def cli(*args: str) -> str:
+        result = subprocess.run([python, str(pyz), "--data", str(data), *args], env=pyz_env, capture_output=True,
+                                text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    probe = subprocess.run([python, str(pyz), "-c", "import dulwich.pack as p; print(p.create_delta.__name__)"],
+                           env=dict(pyz_env, SHIV_INTERPRETER="1"), capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == "_create_delta_py", probe.stderr
+    cli("init")
+    cli("user", "add", "did:plc:aliceaaaaaaaaaaaaaaaaaaa", "--username", "alice")
+    cli("wiki", "create", "garden", "--owner", "alice")
+    cli("wiki", "git", "garden", "on")
+    token = cli("token", "create", "garden", "--user", "alice")
+    git_env = {k: v for k, v in pyz_env.items() if not k.startswith("GIT_")}
+    git_env.update(GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0",
+                   GIT_AUTHOR_NAME="T", GIT_AUTHOR_EMAIL="t@example.invalid", GIT_COMMITTER_NAME="T",
+                   GIT_COMMITTER_EMAIL="t@example.invalid")
+
+    def git(*args: str, cwd: Path) -> None:
+        result = subprocess.run(["git", "-c", "credential.helper=", *args], cwd=cwd, env=git_env,
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+
+    with open(tmp_path / "serve.log", "wb") as log:
+        process = subprocess.Popen([python, str(pyz), "serve", "--port", str(port), "--data", str(data)],
+                                   env=pyz_env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(f"http://127.0.0.1:{port}/healthz"):
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
+            time.sleep(0.05)
+        git("clone", "-q", f"http://x:{token}@127.0.0.1:{port}/w/garden.git", "clone", cwd=tmp_path)
+        (tmp_path / "clone" / "Home.md").write_text("# Home\n\nPushed through the pyz.\n")
+        git("commit", "-q", "-am", "From git", cwd=tmp_path / "clone")
+        git("push", "-q", cwd=tmp_path / "clone")
+        git("clone", "-q", f"http://x:{token}@127.0.0.1:{port}/w/garden.git", "again", cwd=tmp_path)
+        assert (tmp_path / "again" / "Home.md").read_text() == "# Home\n\nPushed through the pyz.\n"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 def test_shebang_runs_the_pyz_directly(pyz, pyz_env):
     python3 = shutil.which("python3", path=pyz_env.get("PATH"))
     if python3 is None or not any(runs_as(python3, v) for v in SUPPORTED):

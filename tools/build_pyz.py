@@ -12,7 +12,8 @@ Run it with the project's venv Python (it imports shiv). What it does:
    difference between the versions stops the build: it would mean one version gets the wrong code.
 3. Add the application: robotwtf*.py, and schema.sql and views/ beside robotwtf.py (at the top of
    site-packages), which is where robotwtf.resource_root() finds them.
-4. Leave out what nothing reads at run time (pip's install records, type stubs): shiv unpacks
+4. Leave out what nothing reads at run time (pip's install records, type stubs, dulwich's client
+   side) and compiled extensions that have a pure-Python fallback (PURE_PYTHON_FALLBACKS): shiv unpacks
    every file on a pyz's first run, at ~0.4 ms a file. Compile the modules a server start imports
    (STARTUP_MODULES) to bytecode for the building Python's version (3.11 with make), so its first
    run need not compile them (~0.2 s); other versions compile on first import as before.
@@ -46,6 +47,17 @@ APP_DATA = ("schema.sql", "views", "static")
 # (importlib.metadata and redistribution need them).
 UNUSED_AT_RUN_TIME = ("*.dist-info/RECORD", "*.dist-info/INSTALLER", "*.dist-info/REQUESTED", "*.dist-info/WHEEL",
                       "**/*.pyi", "**/py.typed")
+# Compiled extensions whose package falls back to its own pure-Python code when they are absent:
+# dulwich's Rust speed-ups (~2 MB for each Python version) are left out: its pure-Python code does
+# the same work, and robotwtf_git makes its packs' deltas itself.
+PURE_PYTHON_FALLBACKS = ("dulwich/*.so",)
+# dulwich's client side: its command line, porcelain and the like. No module robotwtf_git uses
+# imports them, however lazily (checked against the sources of the pinned version); ~250 KB.
+UNUSED_DULWICH = tuple(f"dulwich/{name}" for name in (
+    "porcelain/*", "aiohttp/*", "cloud/*", "tests/*", "__main__.py", "am.py", "annotate.py", "bisect.py", "cli.py",
+    "diff.py", "diffstat.py", "fastexport.py", "filter_branch.py", "ignore.py", "lfs_server.py", "mailmap.py",
+    "maintenance.py", "mbox.py", "range_diff.py", "rerere.py", "stash.py", "stripspace.py", "subtree.py", "web.py",
+    "whitespace.py"))
 # What `robotwtf serve` imports before it answers (tests/test_foundation.py keeps the rest lazy).
 STARTUP_MODULES = ("robotwtf*.py", "bottle.py", "waitress/*.py")
 # Bytecode checked against its source's hash when imported (unpacked files get new mtimes, so
@@ -186,7 +198,7 @@ def add_application(site_packages: Path) -> None:
 
 
 def leave_out_unused(site_packages: Path) -> None:
-    for pattern in UNUSED_AT_RUN_TIME:
+    for pattern in UNUSED_AT_RUN_TIME + PURE_PYTHON_FALLBACKS + UNUSED_DULWICH:
         for path in site_packages.glob(pattern):
             path.unlink()
 

@@ -24,6 +24,8 @@
 
 % include('connect_panel')
 
+% include('settings_git')
+
 <section class="panel">
 <h2>Members</h2>
 <table class="members">
