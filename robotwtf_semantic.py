@@ -2,9 +2,10 @@
 server the operator runs (Ollama, llama.cpp's server, TEI, vLLM, a hosted API). robotwtf
 computes no embeddings itself; without --embeddings-url nothing here runs (CONTRACT §6).
 
-- Chunking (chunk_page): a page is cut at its Markdown headings into sections, a long section
-  into windows of ~170 words overlapping by 30, preferring paragraph and sentence ends. Each
-  chunk is embedded with the page's path and title and the section's heading path.
+- Chunking (chunk_page): a page is cut at its Markdown headings into sections; sections that fit
+  in 200 words together share a chunk, a longer one is cut into windows of ~170 words that
+  overlap by 30, ending at paragraph or sentence ends. Each chunk is embedded with the page's
+  path and title and the section's heading path.
 - EmbeddingsClient: one POST per batch to the operator's URL; bounded connect and read times and
   a total deadline, a cap on the answer's size, no redirects, the API key as a bearer.
 - The index lives in the database (semantic_pages, semantic_chunks, semantic_state: schema.sql).

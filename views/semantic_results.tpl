@@ -1,6 +1,6 @@
 % similar = get('similar')
 % if similar is not None:
-<section class="similar" aria-labelledby="similar-heading">
+<section class="search-section search-similar" aria-labelledby="similar-heading">
   <h2 id="similar-heading">Similar meaning</h2>
   % if similar.error:
   <p class="notice">{{similar.error}}</p>
