@@ -358,7 +358,7 @@ def pack_code(code: int, dimensions: int) -> bytes:
 sumprod = getattr(math, "sumprod", None) or (lambda a, b: sum(map(operator.mul, a, b)))  # sumprod: Python 3.12
 
 COARSE_BITS = 256        # stage 1 reads the first this many dimensions of each code...
-COARSE_KEEP = 2000       # ...and keeps this many chunks (or a twentieth of a bigger wiki) for stage 2,
+COARSE_KEEP = 2000       # ...and keeps this many chunks for stage 2,
 RESCORE = 300            # which keeps this many for the exact cosine
 LEVELS = 7               # query components weigh 0..7 in stage 2 (three bit planes)
 
@@ -386,38 +386,66 @@ def query_code(vector: list[float]) -> QueryCode:
     return QueryCode(sign_code(vector), coarse_mask, planes)
 
 
-def _smallest(values: list[int], positions: list[int], keep: int, trim: bool = True) -> list[int]:
-    """The entries of `positions` with the `keep` smallest values (values[j] belongs to
-    positions[j]), in no particular order. The cut-off is read from a sorted sample of the values
-    with a margin, so that one pass picks a few more than needed; only those few are sorted, and
-    only to `trim` them to exactly `keep`."""
+def _smallest(values: list[int], positions: list[int], keep: int) -> list[int]:
+    """The `keep` entries of `positions` with the smallest values (values[j] belongs to
+    positions[j]), in no particular order."""
     if len(values) <= keep:
         return positions
-    sample = sorted(values[::max(1, len(values) // 2000)])
-    limit = sample[min(len(sample) - 1, int(len(sample) * keep * 1.3 / len(values)))]
-    chosen = list(itertools.compress(range(len(values)), map(limit.__ge__, values)))
-    if len(chosen) < keep:  # an unlucky sample: take the exact cut-off
-        limit = sorted(values)[keep - 1]
-        chosen = list(itertools.compress(range(len(values)), map(limit.__ge__, values)))
-    if trim and len(chosen) > keep:
-        chosen.sort(key=values.__getitem__)
-        del chosen[keep:]
+    chosen = sorted(range(len(values)), key=values.__getitem__)[:keep]
     return [positions[j] for j in chosen]
 
 
+# Byte tables for stage 1 (a column of bytes translated through one is a C loop), made on first
+# use: POPCOUNTS[v] = bits set in v, _xor(s)[v] = v ^ s, _and(m)[v] = v & m, _at_most(t)[v] = v <= t.
+POPCOUNTS = bytes(bin(v).count("1") for v in range(256))
+ONE_RE = re.compile(b"\x01")
+
+
+@functools.cache
+def _xor(s: int) -> bytes:
+    return bytes(v ^ s for v in range(256))
+
+
+@functools.cache
+def _and(m: int) -> bytes:
+    return bytes(v & m for v in range(256))
+
+
+@functools.cache
+def _at_most(t: int) -> bytes:
+    return bytes(int(v <= t) for v in range(256))
+
+
+def _nearest(distances: bytes, keep: int) -> list[int]:
+    """Positions of about `keep` of the smallest distances (more where they tie at the cut-off),
+    found with byte-wise C loops: the cut-off from a sorted sample, then one pass."""
+    if len(distances) <= keep:
+        return list(range(len(distances)))
+    sample = sorted(distances[::max(1, len(distances) // 2000)])
+    limit = sample[min(len(sample) - 1, int(len(sample) * keep / len(distances)))]
+    if distances.translate(_at_most(limit)).count(1) < keep:  # an unlucky sample: the exact cut-off
+        limit = sorted(distances)[keep - 1]
+    return [match.start() for match in ONE_RE.finditer(distances.translate(_at_most(limit)))]
+
+
 class WikiIndex:
-    """One wiki's searchable chunks in one process: ids, page ids and sign codes in parallel
-    lists (a removed page's entries get page 0 until the lists are compacted), plus the stamp of
-    the newest semantic_pages row applied. Callers hold `lock` around every use."""
+    """One wiki's searchable chunks in one process, in parallel columns: `ids`, `pages` (0 for
+    a removed chunk until the columns are compacted), `codes` (each chunk's sign bits as an int,
+    for stage 2) and, for stage 1, `coarse`: one bytearray per byte of the first COARSE_BITS
+    sign bits, holding that byte of every chunk. A query's stage-1 distance to every chunk is
+    then a sum of those byte columns, each translated through a table made for the query: C
+    loops over bytes instead of a Python loop over chunks. `stamp` is the newest
+    semantic_pages stamp applied. Callers hold `lock` around every use."""
 
     def __init__(self, dimensions: int):
         self.lock = threading.Lock()
         self.dimensions = dimensions
+        self.width = (min(dimensions, COARSE_BITS) + 7) // 8
         self.stamp = 0
-        self.ids: list[int] = []
-        self.pages: list[int] = []
+        self.ids = array.array("q")
+        self.pages = array.array("q")
         self.codes: list[int] = []
-        self.coarse: list[int] = []
+        self.coarse = [bytearray() for _ in range(self.width)]
         self.where: dict[int, range] = {}
         self.removed = 0
 
@@ -425,45 +453,67 @@ class WikiIndex:
     def size(self) -> int:
         return len(self.ids) - self.removed
 
-    def replace_page(self, page_id: int, chunks: list[tuple[int, int]]) -> None:
-        """Make `chunks` ((chunk id, code)) the page's entries, [] to remove the page."""
-        for position in self.where.pop(page_id, ()):
-            self.pages[position] = 0
-            self.removed += 1
-        if chunks:
-            coarse_mask = (1 << COARSE_BITS) - 1
-            self.where[page_id] = range(len(self.ids), len(self.ids) + len(chunks))
-            for chunk_id, code in chunks:
-                self.ids.append(chunk_id)
-                self.pages.append(page_id)
-                self.codes.append(code)
-                self.coarse.append(code & coarse_mask if self.dimensions > COARSE_BITS else code)
+    def apply(self, changes: list[tuple[int, list[tuple[int, bytes]]]]) -> None:
+        """Make each page's entries the given chunks ((chunk id, code as stored)), [] to
+        remove the page."""
+        added = []
+        for page_id, chunks in changes:
+            for position in self.where.pop(page_id, ()):
+                self.pages[position] = 0
+                self.removed += 1
+            if chunks:
+                start = len(self.ids) + len(added)
+                self.where[page_id] = range(start, start + len(chunks))
+                added += [(page_id, chunk_id, code) for chunk_id, code in chunks]
+        self._append(added)
         if self.removed > max(1000, len(self.ids) // 4):
             self._compact()
 
+    def _append(self, entries: list[tuple[int, int, bytes]]) -> None:
+        width = self.width
+        self.pages.extend(page_id for page_id, _, _ in entries)
+        self.ids.extend(chunk_id for _, chunk_id, _ in entries)
+        self.codes.extend(int.from_bytes(code, "little") for _, _, code in entries)
+        heads = b"".join(code[:width].ljust(width, b"\0") for _, _, code in entries)
+        for byte, column in enumerate(self.coarse):
+            column.extend(heads[byte::width])
+
     def _compact(self) -> None:
-        live = [i for i, page in enumerate(self.pages) if page]
-        self.ids, self.pages, self.codes, self.coarse = (
-            [column[i] for i in live] for column in (self.ids, self.pages, self.codes, self.coarse))
+        live = [(page, self.ids[i], self.codes[i].to_bytes((self.dimensions + 7) // 8, "little"))
+                for i, page in enumerate(self.pages) if page]
+        self.ids, self.pages, self.codes = array.array("q"), array.array("q"), []
+        self.coarse = [bytearray() for _ in range(self.width)]
+        self.removed = 0
+        self._append(live)
         self.where = {}
         for position, page in enumerate(self.pages):
             found = self.where.get(page)
             self.where[page] = range(found.start if found else position, position + 1)
-        self.removed = 0
 
     def candidates(self, query: QueryCode, keep: int = RESCORE) -> list[int]:
         """Ids of the `keep` chunks that the two stages rank nearest to the query."""
         positions = range(len(self.ids))
         if len(self.ids) > COARSE_KEEP:
-            sign, mask = query.sign & ((1 << COARSE_BITS) - 1), query.coarse_mask
-            distances = [((code ^ sign) & mask).bit_count() for code in self.coarse]
-            positions = _smallest(distances, positions, max(COARSE_KEEP, len(self.ids) // 20), trim=False)
+            positions = _nearest(self._coarse_distances(query), COARSE_KEEP)
         pages, codes, sign = self.pages, self.codes, query.sign
         w0, w1, w2 = query.planes
         positions = [p for p in positions if pages[p]]
         distances = [(x & w0).bit_count() + 2 * (x & w1).bit_count() + 4 * (x & w2).bit_count()
                      for x in (codes[p] ^ sign for p in positions)]
         return [self.ids[p] for p in _smallest(distances, positions, keep)]
+
+    def _coarse_distances(self, query: QueryCode) -> bytes:
+        """Stage 1's distance to every chunk, one byte each: the number of sign bits that
+        differ from the query's among the first COARSE_BITS where the query's component is
+        above its median. At most half of COARSE_BITS, so the byte-wise sum never carries."""
+        sign = (query.sign & ((1 << 8 * self.width) - 1)).to_bytes(self.width, "little")
+        mask = query.coarse_mask.to_bytes(self.width, "little")
+        total = 0
+        for column, s, m in zip(self.coarse, sign, mask):
+            if m:
+                table = _xor(s).translate(_and(m)).translate(POPCOUNTS)
+                total += int.from_bytes(column.translate(table), "little")
+        return total.to_bytes(len(self.ids), "little")
 
 
 # --- the index in the database ------------------------------------------------------------------------
@@ -748,15 +798,8 @@ class Engine:
             self._sync(db, wiki_id, index)
             ids = index.candidates(query_code(vector), max(RESCORE, n * per_page))
             indexed = index.size
-        hits = self._rescore(db, wiki_id, vector, ids)
-        chosen, per = [], collections.Counter()
-        for hit in hits:
-            if per[hit.path] < per_page:
-                per[hit.path] += 1
-                chosen.append(hit)
-                if len(chosen) == n:
-                    break
-        return Found(chosen, index_state(db, wiki_id, indexed), ready=True)
+        hits = self._best(db, wiki_id, self._scores(db, wiki_id, vector, ids), n, per_page) if ids else []
+        return Found(hits, index_state(db, wiki_id, indexed), ready=True)
 
     def _index(self, db: sqlite3.Connection, wiki_id: int, dimensions: int) -> WikiIndex:
         with self._lock:
@@ -767,55 +810,84 @@ class Engine:
 
     def _sync(self, db: sqlite3.Connection, wiki_id: int, index: WikiIndex) -> None:
         """Apply the pages whose semantic_pages stamp is newer than the index's (all of them
-        the first time), in one read snapshot."""
+        the first time), in one read snapshot: each changed page's entries are dropped, and a
+        ready page's embedded chunks are read again, codes only, from their covering index."""
         with store.read_snapshot(db):
             changed = db.execute("SELECT page_id, state, stamp FROM semantic_pages WHERE wiki_id = ? AND stamp > ? "
                                  "ORDER BY stamp", (wiki_id, index.stamp)).fetchall()
             if not changed:
                 return
-            ready = [row["page_id"] for row in changed if row["state"] == "ready"]
-            chunks = collections.defaultdict(list)
-            for page_id, chunk_id, code in self._codes(db, wiki_id, ready, first=not index.stamp):
-                chunks[page_id].append((chunk_id, int.from_bytes(code, "little")))
-        for row in changed:
-            index.replace_page(row["page_id"], chunks.get(row["page_id"], []))
+            index.apply([(row["page_id"], []) for row in changed])
+            ready = sorted(row["page_id"] for row in changed if row["state"] == "ready")
+            rows = db.cursor()
+            rows.row_factory = None  # plain tuples: 65,000 sqlite3.Row objects would weigh ~10 MB
+            if not index.stamp:
+                rows.execute("SELECT page_id, id, code FROM semantic_chunks WHERE wiki_id = ? AND code IS NOT NULL "
+                             "ORDER BY page_id, id", (wiki_id,))
+                self._apply(index, rows, set(ready))
+            else:
+                for start in range(0, len(ready), 500):
+                    part = ready[start:start + 500]
+                    rows.execute(f"SELECT page_id, id, code FROM semantic_chunks WHERE wiki_id = ? AND page_id IN "
+                                 f"({', '.join('?' * len(part))}) AND code IS NOT NULL ORDER BY page_id, id",
+                                 (wiki_id, *part))
+                    self._apply(index, rows, set(part))
         index.stamp = changed[-1]["stamp"]
 
     @staticmethod
-    def _codes(db: sqlite3.Connection, wiki_id: int, pages: list[int], first: bool):
-        """(page id, chunk id, code) of the embedded chunks of `pages`, from the covering index."""
-        if first:
-            wanted = set(pages)
-            return [row for row in db.execute("SELECT page_id, id, code FROM semantic_chunks WHERE wiki_id = ? AND "
-                                              "code IS NOT NULL ORDER BY page_id, id", (wiki_id,))
-                    if row[0] in wanted]
-        found = []
-        for start in range(0, len(pages), 500):
-            part = pages[start:start + 500]
-            found += db.execute(f"SELECT page_id, id, code FROM semantic_chunks WHERE wiki_id = ? AND page_id IN "
-                                f"({', '.join('?' * len(part))}) AND code IS NOT NULL ORDER BY page_id, id",
-                                (wiki_id, *part)).fetchall()
-        return found
+    def _apply(index: WikiIndex, rows, ready: set[int]) -> None:
+        """Give each page of `rows` ((page id, chunk id, code) in page order) those chunks, a
+        thousand pages at a time."""
+        batch = []
+        for page_id, group in itertools.groupby(rows, key=operator.itemgetter(0)):
+            if page_id in ready:
+                batch.append((page_id, [(chunk_id, code) for _, chunk_id, code in group]))
+            if len(batch) == 1000:
+                index.apply(batch)
+                batch = []
+        index.apply(batch)
 
     @staticmethod
-    def _rescore(db: sqlite3.Connection, wiki_id: int, vector: list[float], ids: list[int]) -> list[Hit]:
-        """The candidates with their exact cosine, best first; only chunks of this wiki's live,
-        current pages (the SQL checks it again, whatever the in-memory index said)."""
-        hits = []
-        for start in range(0, len(ids), 500):
-            part = ids[start:start + 500]
-            rows = db.execute(
-                "SELECT c.id, c.vector, c.section, c.text, p.path, p.title, p.revision_id FROM semantic_chunks c "
+    def _scores(db: sqlite3.Connection, wiki_id: int, vector: list[float], ids: list[int]) -> list[tuple]:
+        """(score, chunk id, page id) of the candidates, best first: the exact cosine of the
+        query and each stored float32 vector."""
+        rows = db.cursor()
+        rows.row_factory = None
+        rows.execute(f"SELECT id, page_id, vector FROM semantic_chunks WHERE id IN ({', '.join('?' * len(ids))}) "
+                     "AND wiki_id = ? AND vector IS NOT NULL", (*ids, wiki_id))
+        size = 4 * len(vector)
+        scored = [(sumprod(vector, unpack_vector(blob)), chunk_id, page_id) for chunk_id, page_id, blob in rows
+                  if len(blob) == size]
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        return scored
+
+    @staticmethod
+    def _best(db: sqlite3.Connection, wiki_id: int, scored: list[tuple], n: int, per_page: int) -> list[Hit]:
+        """The best `n` of the scored chunks, at most `per_page` of one page, with their text;
+        only chunks of this wiki's live pages that are current (checked again here, in SQL,
+        whatever the in-memory index said)."""
+        hits, taken, next_one = [], collections.Counter(), 0
+        while len(hits) < n and next_one < len(scored):
+            picked = []
+            for score, chunk_id, page_id in scored[next_one:]:
+                next_one += 1
+                if taken[page_id] < per_page:
+                    taken[page_id] += 1
+                    picked.append((score, chunk_id, page_id))
+                    if len(picked) == n - len(hits):
+                        break
+            details = {row["id"]: row for row in db.execute(
+                "SELECT c.id, c.section, c.text, p.path, p.title, p.revision_id FROM semantic_chunks c "
                 "JOIN semantic_pages s ON s.page_id = c.page_id JOIN pages p ON p.id = c.page_id "
-                f"WHERE c.id IN ({', '.join('?' * len(part))}) AND c.wiki_id = ? AND s.state = 'ready' "
-                "AND p.deleted_at IS NULL AND c.vector IS NOT NULL", (*part, wiki_id))
-            for row in rows:
-                blob = row["vector"]
-                if len(blob) == 4 * len(vector):
-                    score = sumprod(vector, unpack_vector(blob))
-                    hits.append(Hit(row["path"], row["title"] or row["path"].rsplit("/", 1)[-1], row["section"],
-                                    row["text"], round(score, 4), row["revision_id"], row["id"]))
-        hits.sort(key=lambda hit: (-hit.score, hit.chunk_id))
+                f"WHERE c.id IN ({', '.join('?' * len(picked))}) AND c.wiki_id = ? AND s.state = 'ready' "
+                "AND p.deleted_at IS NULL", (*(chunk_id for _, chunk_id, _ in picked), wiki_id))}
+            for score, chunk_id, page_id in picked:
+                row = details.get(chunk_id)
+                if row is None:
+                    taken[page_id] -= 1
+                    continue
+                hits.append(Hit(row["path"], row["title"] or row["path"].rsplit("/", 1)[-1], row["section"],
+                                row["text"], round(score, 4), row["revision_id"], chunk_id))
         return hits
 
 

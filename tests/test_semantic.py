@@ -165,10 +165,10 @@ def test_recall_at_10_against_exact_cosine_on_20000_chunks():
     query_vectors = model.embed(queries, norm=True).astype(np.float32)
 
     index = semantic.WikiIndex(vectors.shape[1])
-    codes = [int.from_bytes(bits, "little") for bits in np.packbits(vectors < 0, axis=1, bitorder="little")]
-    assert codes[0] == semantic.sign_code(vectors[0].tolist())
-    for page in range(0, len(chunks), 4):  # pages of four chunks, as a wiki has them
-        index.replace_page(page + 1, [(i + 1, codes[i]) for i in range(page, page + 4)])
+    codes = [bits.tobytes() for bits in np.packbits(vectors < 0, axis=1, bitorder="little")]
+    assert codes[0] == semantic.pack_code(semantic.sign_code(vectors[0].tolist()), vectors.shape[1])
+    index.apply([(page + 1, [(i + 1, codes[i]) for i in range(page, page + 4)])  # pages of four chunks
+                 for page in range(0, len(chunks), 4)])
     blobs = {i + 1: vector.astype("<f4").tobytes() for i, vector in enumerate(vectors)}  # as the database holds them
     exact = query_vectors @ vectors.T
     found = 0
@@ -183,18 +183,30 @@ def test_recall_at_10_against_exact_cosine_on_20000_chunks():
 
 
 def test_the_in_memory_index_follows_page_changes():
-    index = semantic.WikiIndex(8)
-    near, far = [1, 1, 1, 1, 1, 1, 1, 1], [-1, -1, -1, -1, -1, -1, -1, -1]
-    index.replace_page(1, [(10, semantic.sign_code(near)), (11, semantic.sign_code(far))])
-    index.replace_page(2, [(20, semantic.sign_code(near))])
-    assert index.size == 3 and set(index.candidates(semantic.query_code(near), 2)) == {10, 20}
-    index.replace_page(2, [])
-    assert index.size == 2 and index.candidates(semantic.query_code(near), 1) == [10]
-    for page in range(3, 1500):  # enough removals to compact
-        index.replace_page(page, [(page * 10, semantic.sign_code(far))])
-        index.replace_page(page, [])
-    assert index.size == 2 and len(index.ids) < 1000
-    assert index.candidates(semantic.query_code(near), 1) == [10]
+    dimensions = 300  # wider than stage 1's 256 bits
+    near, far = [1.0] * dimensions, [-1.0] * dimensions
+    mixed = [1.0] * 150 + [-1.0] * 150
+
+    def code(vector):
+        return semantic.pack_code(semantic.sign_code(vector), dimensions)
+
+    def nearest(keep):
+        return index.candidates(semantic.query_code(near), keep)
+
+    index = semantic.WikiIndex(dimensions)
+    index.apply([(1, [(10, code(near)), (11, code(far))]), (2, [(20, code(near))])])
+    assert index.size == 3 and set(nearest(2)) == {10, 20}
+    index.apply([(2, [])])
+    assert index.size == 2 and nearest(1) == [10]
+    index.apply([(3, [(30 + i, code(mixed if i else far)) for i in range(3000)])])  # stage 1 runs from here
+    assert index.size == 3002 and nearest(1) == [10] and set(nearest(3)) == {10, 31, 32}
+    for page in range(4, 1500):  # enough removals to compact
+        index.apply([(page, [(page * 10, code(far))])])
+        index.apply([(page, [])])
+    assert index.size == 3002 and len(index.ids) < 4500
+    assert nearest(1) == [10] and index.where[3] == range(index.where[3].start, index.where[3].start + 3000)
+    index.apply([(3, [])])
+    assert nearest(5) == [10, 11]
 
 
 # --- meaning, over MCP, with a real model ----------------------------------------------------------------
