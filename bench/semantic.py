@@ -77,32 +77,19 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def measure(rw: run.Robotwtf, seeded: Path, duration: int) -> dict:
-    """The section's numbers; `seeded` is a data folder with the 10,000-page wiki, not indexed."""
+def measure(rw: run.Robotwtf, seeded: Path, duration: int, reuse: bool = False) -> dict:
+    """The section's numbers; `seeded` is a data folder with the 10,000-page wiki, not indexed.
+    With `reuse`, the index built by an earlier run (kept in bench/out/semantic) is searched
+    again without a new catch-up."""
     results: dict = {}
     embeddings = EmbeddingsProcess(run.free_port(), OUT / "logs" / "embeddings.log").start()
     env = {"ROBOTWTF_EMBEDDINGS_URL": embeddings.url, "ROBOTWTF_EMBEDDINGS_MODEL": "wordllama"}
+    data = OUT / "semantic"
     try:
-        data = OUT / "semantic"
-        if data.exists():
-            shutil.rmtree(data)
-        shutil.copytree(seeded, data)
+        if not (reuse and data.exists()):
+            catch_up(rw, seeded, data, env, results)
+        results["chunks"] = work_left(data / "robotwtf.db")[2]
         token = rw.token(data)
-        log("semantic: catching up on the 10k-page wiki")
-        server = rw.serve(data, name="semantic-indexer", extra_env=env)
-        started = time.perf_counter()
-        while True:
-            model, left, chunks = work_left(data / "robotwtf.db")
-            if model and not left:
-                break
-            if time.perf_counter() - started > 3600:
-                raise RuntimeError("semantic: the index did not catch up within an hour")
-            time.sleep(0.5)
-        seconds = time.perf_counter() - started
-        results.update(chunks=chunks, catchup_s=seconds, catchup_rate=chunks / seconds,
-                       indexer_rss=run.rss_mib(server.pid))
-        log(f"  {chunks} chunks in {seconds:.0f} s: {chunks / seconds:.0f} chunks/s")
-        server.stop()
 
         server = rw.serve(data, name="semantic-search", extra_env=env)
         time.sleep(1)
@@ -131,11 +118,31 @@ def measure(rw: run.Robotwtf, seeded: Path, duration: int) -> dict:
             f"(of which the cached embedding call p50 {results['embed_cached_p50']:.2f} ms), "
             f"RSS {results['rss_before']:.1f} -> {results['rss_after']:.1f} MiB")
         server.stop()
-        shutil.rmtree(data)
     finally:
         embeddings.stop()
         run.stop_all()
     return results
+
+
+def catch_up(rw: run.Robotwtf, seeded: Path, data: Path, env: dict, results: dict) -> None:
+    """A server on a copy of the seeded wiki, until its background indexer has embedded it all."""
+    if data.exists():
+        shutil.rmtree(data)
+    shutil.copytree(seeded, data)
+    log("semantic: catching up on the 10k-page wiki")
+    server = rw.serve(data, name="semantic-indexer", extra_env=env)
+    started = time.perf_counter()
+    while True:
+        model, left, chunks = work_left(data / "robotwtf.db")
+        if model and not left:
+            break
+        if time.perf_counter() - started > 3600:
+            raise RuntimeError("semantic: the index did not catch up within an hour")
+        time.sleep(0.5)
+    seconds = time.perf_counter() - started
+    results.update(catchup_s=seconds, catchup_rate=chunks / seconds)
+    log(f"  {chunks} chunks in {seconds:.0f} s: {chunks / seconds:.0f} chunks/s")
+    server.stop()
 
 
 def report(results: dict) -> str:
@@ -149,7 +156,7 @@ def report(results: dict) -> str:
         "| measure | value |",
         "|---|---|",
         f"| chunks of the 10,000-page wiki | {r['chunks']:,} |",
-        f"| index catch-up from nothing: seconds; chunks/s | {r['catchup_s']:.0f}; {r['catchup_rate']:.0f} |",
+        f"| index catch-up from nothing: seconds; chunks/s | {r.get('catchup_s', 0):.0f}; {r.get('catchup_rate', 0):.0f} |",
         f"| semantic_search c=1, whole request: p50 / p99 ms | {r['p50']:.2f} / {r['p99']:.2f} |",
         f"| of which the query's embedding call (cached, loopback round trip): p50 / p99 ms | "
         f"{r['embed_cached_p50']:.2f} / {r['embed_cached_p99']:.2f} |",
@@ -177,15 +184,17 @@ def main() -> int:
     parser.add_argument("--pyz", default=str(ROOT / "robotwtf.pyz"))
     parser.add_argument("--duration", type=int, default=5, help="seconds of the search load (1-10)")
     parser.add_argument("--pages", type=int, default=run.SEARCH_PAGES)
+    parser.add_argument("--reuse", action="store_true", help="search the index an earlier run left, no catch-up")
     args = parser.parse_args()
     (OUT / "logs").mkdir(parents=True, exist_ok=True)
     python = run.subprocess.run([args.python, "-c", "import sys; print(sys.executable)"], capture_output=True,
                                 text=True, check=True).stdout.strip()
     rw = run.Robotwtf(python, Path(args.pyz).resolve(), OUT / "shiv")
     seeded = OUT / "data-semantic"
-    rw.make_data(seeded, args.pages)
+    if not (args.reuse and (OUT / "semantic").exists()):
+        rw.make_data(seeded, args.pages)
     try:
-        text = report(measure(rw, seeded, args.duration))
+        text = report(measure(rw, seeded, args.duration, args.reuse))
     finally:
         run.stop_all()
     print(text)
