@@ -3069,9 +3069,9 @@ You are working in a wiki that people and other agents rely on. These habits kee
 - Read [[Home]]: it says what this wiki is for and how it is organised.
 - Look at recent changes (`get_recent_changes`) to see what others did since you were last here.
 - Before creating a page, search (`search_notes`) or list (`list_notes`): it may already exist.
-- `search_notes` finds exact words, names and "phrases". If this wiki offers `semantic_search`, use
-  it for a question or an idea the page may word differently; it returns passages, so read the
-  page before relying on one.
+- `search_notes` finds pages with the exact terms, names or "phrases" you give. If this wiki offers
+  `semantic_search`, use it for a question or an idea a page may express differently; it returns
+  passages, so read the page before relying on one.
 
 ## Reading and writing
 
