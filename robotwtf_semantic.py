@@ -358,7 +358,7 @@ def pack_code(code: int, dimensions: int) -> bytes:
 sumprod = getattr(math, "sumprod", None) or (lambda a, b: sum(map(operator.mul, a, b)))  # sumprod: Python 3.12
 
 COARSE_BITS = 256        # stage 1 reads the first this many dimensions of each code...
-COARSE_KEEP = 2000       # ...and keeps this many chunks for stage 2,
+COARSE_KEEP = 1500       # ...and keeps this many chunks for stage 2,
 RESCORE = 300            # which keeps this many for the exact cosine
 LEVELS = 7               # query components weigh 0..7 in stage 2 (three bit planes)
 
@@ -417,14 +417,15 @@ def _at_most(t: int) -> bytes:
 
 
 def _nearest(distances: bytes, keep: int) -> list[int]:
-    """Positions of about `keep` of the smallest distances (more where they tie at the cut-off),
-    found with byte-wise C loops: the cut-off from a sorted sample, then one pass."""
+    """Positions of at least `keep` of the smallest distances (a few more where they tie at the
+    cut-off), with byte-wise C loops: the cut-off read from a sorted sample with a margin,
+    raised while it selects too few (each try counts in one pass), then one pass."""
     if len(distances) <= keep:
         return list(range(len(distances)))
     sample = sorted(distances[::max(1, len(distances) // 2000)])
-    limit = sample[min(len(sample) - 1, int(len(sample) * keep / len(distances)))]
-    if distances.translate(_at_most(limit)).count(1) < keep:  # an unlucky sample: the exact cut-off
-        limit = sorted(distances)[keep - 1]
+    limit = sample[min(len(sample) - 1, int(len(sample) * keep * 1.2 / len(distances)))]
+    while limit < 255 and distances.translate(_at_most(limit)).count(1) < keep:
+        limit += 1
     return [match.start() for match in ONE_RE.finditer(distances.translate(_at_most(limit)))]
 
 
