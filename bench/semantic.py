@@ -156,7 +156,8 @@ def report(results: dict) -> str:
         "| measure | value |",
         "|---|---|",
         f"| chunks of the 10,000-page wiki | {r['chunks']:,} |",
-        f"| index catch-up from nothing: seconds; chunks/s | {r.get('catchup_s', 0):.0f}; {r.get('catchup_rate', 0):.0f} |",
+        f"| index catch-up from nothing: seconds; chunks/s | "
+        + (f"{r['catchup_s']:.0f}; {r['catchup_rate']:.0f} |" if "catchup_s" in r else "– (--reuse) |"),
         f"| semantic_search c=1, whole request: p50 / p99 ms | {r['p50']:.2f} / {r['p99']:.2f} |",
         f"| of which the query's embedding call (cached, loopback round trip): p50 / p99 ms | "
         f"{r['embed_cached_p50']:.2f} / {r['embed_cached_p99']:.2f} |",
