@@ -12,6 +12,9 @@ through the concerns to the core:
 - robotwtf_mcp: the MCP Streamable HTTP endpoint and its tools
 - robotwtf_git: each wiki as a git repository over git's smart HTTP protocol (imported by the
   first request to one of GIT_ROUTES)
+
+
+- robotwtf_semantic: semantic search (embeddings server client, index, background indexer)
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ import shlex
 import signal
 import sqlite3
 import sys
+import time
 import urllib.parse
 from pathlib import Path
 
 import bottle
 
+import robotwtf_semantic as semantic
 import robotwtf_store as store
 import robotwtf_web as web
 
@@ -210,11 +215,18 @@ def serve(cfg: store.Config) -> int:
         log.info("%s", welcome_message(cfg))
     checkpointer = store.Checkpointer(cfg.db_path)
     checkpointer.start()
+    # The one place indexing for semantic search starts: a thread calling Indexer.step (one batch).
+    indexer = semantic.BackgroundIndexer(cfg) if cfg.semantic_search else None
+    if indexer:
+        log.info("semantic search on: model %s at %s", cfg.embeddings_model, indexer.host)
+        indexer.start()
     try:
         server.run()
     finally:
         log.info("stopping")
         server.close()
+        if indexer:
+            indexer.stop()
         checkpointer.stop()
     return 0
 
@@ -383,6 +395,39 @@ def cmd_restore(cfg: store.Config, args) -> int:
 LINK_COMMANDS = (cmd_login_link, cmd_invite_create, cmd_wiki_create, cmd_token_create)
 
 
+def cmd_reindex(cfg: store.Config, args) -> int:
+    """Drop the index of one wiki (or all) and embed it again in the foreground, with a progress
+    line; a running server's own indexer helps rather than conflicts (CONTRACT §6)."""
+    if not cfg.semantic_search:
+        raise store.ConfigError("Semantic search is off: set --embeddings-url and --embeddings-model (or "
+                                "ROBOTWTF_EMBEDDINGS_URL and ROBOTWTF_EMBEDDINGS_MODEL) first.")
+    db = open_instance_db(cfg)
+    wiki_id = store.get_wiki(db, args.slug)["id"] if args.slug else None
+    pages = semantic.reset(db, wiki_id)
+    client = semantic.EmbeddingsClient(cfg.embeddings_url, cfg.embeddings_model, cfg.embeddings_api_key,
+                                       cfg.embeddings_timeout)
+    started, shown = time.monotonic(), [0.0]
+
+    def report(progress: semantic.Progress) -> None:
+        now = time.monotonic()
+        if now - shown[0] < 1 and progress.remaining:
+            return
+        shown[0] = now
+        indexed, pending, stale = semantic.overall_state(db)
+        line = (f"reindex: {indexed} chunks embedded, {pending} waiting, {stale} pages to read "
+                f"({progress.embedded / max(now - started, 1e-6):.0f} chunks/s)")
+        print(f"\r{line}" if sys.stderr.isatty() else line, end="" if sys.stderr.isatty() else "\n",
+              file=sys.stderr, flush=True)
+
+    done = semantic.run_until_done(db, client, report)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    seconds = time.monotonic() - started
+    print(f"reindexed {args.slug or 'every wiki'}: {pages} pages, {done.embedded} chunks embedded in {seconds:.1f} s "
+          f"({done.embedded / max(seconds, 1e-6):.0f} chunks/s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Settings flags work before or after the command (`robotwtf --data D user list`)."""
     settings = argparse.ArgumentParser(add_help=False)
@@ -435,6 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--scope", default=" ".join(store.SCOPES),
                        help=f"space-separated scopes (default \"{' '.join(store.SCOPES)}\")")
     token.add_argument("--name", default="cli", help="a name to recognise it by (default \"cli\")")
+    command(commands, "reindex", cmd_reindex, "rebuild the semantic search index of one wiki, or of all") \
+        .add_argument("slug", metavar="SLUG", nargs="?", help="the wiki (default: every wiki)")
     command(commands, "backup", cmd_backup, "write a consistent .tar.gz of the database and keys") \
         .add_argument("file", metavar="FILE")
     command(commands, "restore", cmd_restore, "restore a backup into an empty data folder") \

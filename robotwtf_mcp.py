@@ -36,6 +36,7 @@ from typing import Any, NamedTuple
 
 import bottle
 
+import robotwtf_semantic as semantic
 import robotwtf_store as store
 
 log = logging.getLogger("robotwtf.mcp")
@@ -1128,6 +1129,49 @@ def search_notes(call: ToolCall) -> ToolResult:
     return ToolResult(text, {"query": query, "results": results})
 
 
+def semantic_search(call: ToolCall) -> ToolResult:
+    wiki = _wiki(call)
+    args = call.arguments
+    n, per_page = args.get("n", 5), args.get("max_chunks_per_page", 2)
+    found = semantic.engine(call.context.caller.cfg).search(wiki.db, wiki.wiki_id, args["query"], n, per_page)
+    query = " ".join(args["query"].split())
+    results = [
+        {"path": hit.path, "title": hit.title, "section": hit.section, "text": hit.text, "score": hit.score,
+         "revision": hit.revision}
+        for hit in found.hits
+    ]
+    if results:
+        lines = [f'{len(results)} passages for "{query}" by meaning (best first; score 1 = same meaning):']
+        for number, hit in enumerate(found.hits, 1):
+            lines += [f"{number}. {hit.path} > {hit.section or '(top)'} (score: {hit.score:.2f})",
+                      f"   Revision: {hit.revision}",
+                      *(f"   {line}" for line in hit.text.splitlines() if line.strip())]
+    else:
+        lines = [f'No indexed passage is close in meaning to "{query}". Describe it in other words, or use '
+                 "search_notes for exact words and names."]
+    lines += _clamp_notes(n, per_page)
+    note = semantic.missing_note(found.state, found.ready)
+    if note:
+        lines += ["", f"Note: {note} search_notes searches every page by its words now."]
+    state = found.state
+    return ToolResult("\n".join(lines), {
+        "query": query, "results": results, "indexed": state.indexed, "pending": state.pending,
+        "stale_pages": state.stale_pages, "complete": found.ready and state.complete,
+    })
+
+
+def _clamp_notes(n, per_page) -> list[str]:
+    """Say so when n or max_chunks_per_page was outside its range and clamped (as the
+    reference platform does) rather than refused."""
+    notes = []
+    if not 1 <= n <= semantic.MAX_RESULTS:
+        notes.append(f"(n={n} is outside 1-{semantic.MAX_RESULTS}; used {max(1, min(n, semantic.MAX_RESULTS))}.)")
+    if not 1 <= per_page <= semantic.MAX_CHUNKS_PER_PAGE:
+        used = max(1, min(per_page, semantic.MAX_CHUNKS_PER_PAGE))
+        notes.append(f"(max_chunks_per_page={per_page} is outside 1-{semantic.MAX_CHUNKS_PER_PAGE}; used {used}.)")
+    return notes
+
+
 def get_links(call: ToolCall) -> ToolResult:
     wiki = _wiki(call)
     links = store.page_links(wiki.db, wiki.wiki_id, call.arguments["path"])
@@ -1599,9 +1643,46 @@ TOOLS = (
 )
 
 
-def build_server(public_url: str) -> Server:
-    """The endpoint's Server: one per app, the same for every wiki (tools/list is public)."""
-    return Server(SERVER_NAME, store.VERSION, INSTRUCTIONS, public_url, TOOLS)
+SEMANTIC_SEARCH = Tool(
+    name="semantic_search",
+    title="Search pages by meaning",
+    description=(
+        "Find the passages of the wiki closest in meaning to a question or a description, even when "
+        "they are worded differently from yours, e.g. \"what did we decide about the deploy freeze?\". "
+        "Each result is a passage (chunk) of a page: its path, section (heading path), text, score "
+        "(cosine similarity, higher is closer) and the page's current revision. Use search_notes "
+        "instead for exact words, names or phrases. The index follows changes within seconds; while "
+        "it catches up, the result says how much is not searchable yet."
+    ),
+    input_schema=_params(
+        {"query": _string("What you are looking for: a question or a few words, at most 2000 characters.")},
+        {
+            "n": {"type": "integer", "description": "How many passages (1-50, default 5)."},
+            "max_chunks_per_page": {"type": "integer", "description": "At most this many passages of one page (1-10, default 2)."},
+        },
+    ),
+    output_schema=_output(
+        query=STR,
+        results={
+            "type": "array",
+            "items": _output(path=STR, title=STR, section=STR, text=STR, score={"type": "number"}, revision=REVISION_OUT),
+        },
+        indexed={"type": "integer", "description": "passages of this wiki searchable now"},
+        pending={"type": "integer", "description": "passages waiting for their vectors"},
+        stale_pages={"type": "integer", "description": "changed pages waiting to be indexed again"},
+        complete={"type": "boolean", "description": "whether every page of the wiki is searchable"},
+    ),
+    annotations=TOOL_ANNOTATIONS["read"],
+    scope="wiki:read",
+    handler=_guarded(semantic_search),
+)
+
+
+def build_server(public_url: str, semantic_search: bool = False) -> Server:
+    """The endpoint's Server: one per app, the same for every wiki (tools/list is public).
+    semantic_search is listed only while an embeddings server is configured (CONTRACT §6)."""
+    return Server(SERVER_NAME, store.VERSION, INSTRUCTIONS, public_url,
+                  TOOLS + (SEMANTIC_SEARCH,) if semantic_search else TOOLS)
 
 
 # --- the HTTP route: /w/<slug>/mcp -------------------------------------------------------------
@@ -1629,7 +1710,7 @@ def install(app) -> None:
     browser anyway (DNS-rebinding defence), and Claude.ai calls from its servers.
     """
     inst = app.config["robotwtf.instance"]
-    server = build_server(inst.cfg.public_url)
+    server = build_server(inst.cfg.public_url, inst.cfg.semantic_search)
 
     def mcp_endpoint(slug: str):
         return _http_response(serve_request(inst, server, slug))

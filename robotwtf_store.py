@@ -262,6 +262,14 @@ SETTINGS = (
             "per minute; pushes count as writes"),
     Setting("connection_limit", "--connection-limit", "ROBOTWTF_CONNECTION_LIMIT", 256, _parse_connection_limit,
             "most simultaneous client connections (up to 900); further ones wait in the listen backlog"),
+    Setting("embeddings_url", "--embeddings-url", "ROBOTWTF_EMBEDDINGS_URL", None, str,
+            "OpenAI-compatible embeddings endpoint for semantic search; unset = semantic search off"),
+    Setting("embeddings_model", "--embeddings-model", "ROBOTWTF_EMBEDDINGS_MODEL", None, str,
+            "the embeddings model to ask for (required with --embeddings-url)"),
+    Setting("embeddings_api_key", None, "ROBOTWTF_EMBEDDINGS_API_KEY", None, str,
+            "bearer key sent to the embeddings endpoint (environment only, never logged)"),
+    Setting("embeddings_timeout", "--embeddings-timeout", "ROBOTWTF_EMBEDDINGS_TIMEOUT", 30, _parse_positive,
+            "seconds an embeddings request may take (a search's query waits at most 10)"),
 )
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
@@ -293,6 +301,15 @@ class Config:
     writes_per_minute: int
     git_per_minute: int
     connection_limit: int
+    embeddings_url: str | None
+    embeddings_model: str | None
+    embeddings_api_key: str | None = dataclasses.field(repr=False)  # a secret: never in a repr or log
+    embeddings_timeout: int
+
+    @property
+    def semantic_search(self) -> bool:
+        """Whether semantic search is on: an embeddings server is configured (CONTRACT §6)."""
+        return self.embeddings_url is not None
 
     @property
     def quotas(self) -> "Quotas":
@@ -340,7 +357,26 @@ def load_config(values: dict, environ=os.environ) -> Config:
     resolved["plc_url"] = resolved["plc_url"].rstrip("/")
     if resolved["dns_resolver"]:
         _parse_resolver(resolved["dns_resolver"])
+    _check_embeddings(resolved)
     return Config(**resolved)
+
+
+def _check_embeddings(resolved: dict) -> None:
+    url, model = resolved["embeddings_url"], resolved["embeddings_model"]
+    if not url:
+        resolved["embeddings_url"] = None
+        return
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--embeddings-url {url!r} must be an absolute http:// or https:// URL, e.g. "
+                          "http://127.0.0.1:11434/v1/embeddings.")
+    if parts.username or parts.password:
+        raise ConfigError("--embeddings-url must not carry a user name or password; put the key in "
+                          "ROBOTWTF_EMBEDDINGS_API_KEY instead.")
+    if not (model or "").strip():
+        raise ConfigError("--embeddings-url is set but --embeddings-model is not: name the model the server "
+                          "should use, e.g. --embeddings-model nomic-embed-text.")
+    resolved["embeddings_model"] = model.strip()
 
 
 def _validate_public_url(url: str) -> str:
@@ -629,13 +665,13 @@ CREATE TABLE imported_revisions (
     imported_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 """),
-    # 11: the browser's page tree reads every live path of a wiki from this index alone
-    (11, """
+    # 8: the browser's page tree reads every live path of a wiki from this index alone
+    (8, """
 CREATE INDEX pages_live_paths ON pages(wiki_id, path_key, path) WHERE deleted_at IS NULL;
 """),
-    # 12: git access to wikis (robotwtf_git)
-    (12, """
--- Git access to a wiki (robotwtf_git, migration 12). A row means its owner turned it on.
+    # 9: git access to wikis (robotwtf_git)
+    (9, """
+-- Git access to a wiki (robotwtf_git, migration 9). A row means its owner turned it on.
 CREATE TABLE git_access (
     wiki_id    INTEGER PRIMARY KEY REFERENCES wikis(id) ON DELETE CASCADE,
     enabled_at INTEGER NOT NULL
@@ -661,6 +697,59 @@ CREATE TABLE git_revisions (
 );
 CREATE INDEX git_revisions_wiki ON git_revisions(wiki_id, revision_seq);
 CREATE UNIQUE INDEX git_revisions_commit ON git_revisions(wiki_id, commit_id) WHERE commit_id IS NOT NULL;
+"""),
+    # 10: the semantic index (robotwtf_semantic). Every live page gets a row, stale until the
+    # indexer has cut it into chunks.
+    (10, """
+-- Semantic search (robotwtf_semantic). One row per page the index follows. Every change of the
+-- page (robotwtf_store._record, in the change's own transaction) makes it 'stale', or 'gone' for
+-- a deletion (its chunks are dropped then too); the indexer makes it 'ready' once it has cut the
+-- page into chunks again. `stamp` becomes one more than any stamp of the wiki whenever the row
+-- or the page's chunks change, so each process's in-memory index of a wiki fetches only what
+-- changed since it last looked.
+CREATE TABLE semantic_pages (
+    page_id INTEGER PRIMARY KEY REFERENCES pages(id) ON DELETE CASCADE,
+    wiki_id INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    state   TEXT NOT NULL CHECK (state IN ('stale', 'ready', 'gone')),
+    stamp   INTEGER NOT NULL
+);
+CREATE INDEX semantic_pages_wiki_stamp ON semantic_pages(wiki_id, stamp);
+CREATE INDEX semantic_pages_stale ON semantic_pages(wiki_id) WHERE state = 'stale';
+-- A page's chunks: `hash` is the SHA-256 of the model name and the text sent for embedding (the
+-- page's path and title, the section's heading path, the chunk); `vector` is the embedding
+-- (float32, little-endian, unit length) and `code` its sign bits (bit i set when component i is
+-- negative), both NULL until embedded; `failed` marks a chunk the server refused to embed.
+CREATE TABLE semantic_chunks (
+    id       INTEGER PRIMARY KEY,
+    page_id  INTEGER NOT NULL REFERENCES semantic_pages(page_id) ON DELETE CASCADE,
+    wiki_id  INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    hash     TEXT NOT NULL,
+    failed   INTEGER NOT NULL DEFAULT 0,
+    code     BLOB,
+    vector   BLOB,
+    title    TEXT NOT NULL,
+    section  TEXT NOT NULL,
+    text     TEXT NOT NULL
+);
+CREATE INDEX semantic_chunks_page ON semantic_chunks(page_id);
+CREATE INDEX semantic_chunks_hash ON semantic_chunks(hash);
+CREATE INDEX semantic_chunks_pending ON semantic_chunks(wiki_id, failed) WHERE vector IS NULL;
+-- What a process loads into memory to search a wiki: the codes alone, without the rows.
+CREATE INDEX semantic_chunks_codes ON semantic_chunks(wiki_id, page_id, id, code) WHERE code IS NOT NULL;
+-- The model the vectors come from and their dimensions (a change of either empties the index),
+-- and the embeddings server's last failure, for the admin page.
+CREATE TABLE semantic_state (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    model         TEXT,
+    dimensions    INTEGER,
+    last_error    TEXT,
+    last_error_at INTEGER,
+    indexed_at    INTEGER
+);
+INSERT INTO semantic_state (id) VALUES (1);
+INSERT INTO semantic_pages (page_id, wiki_id, state, stamp) SELECT id, wiki_id, 'stale', id FROM pages
+WHERE deleted_at IS NULL;
 """),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1
@@ -2326,7 +2415,25 @@ def _record(db: sqlite3.Connection, wiki_id: int, page_id: int | None, kind: str
                (revision_id, wiki_id, page_id, kind, path, old_path, attachment, content, author.did, author.via,
                 message, t))
     _store_links(db, wiki_id, page_id, text.links if deleted_at is None else {})
+    _mark_semantic_index(db, wiki_id, page_id, deleted=deleted_at is not None)
     return page_id
+
+
+# Every page change passes through _record, so this is where the semantic index (robotwtf_semantic)
+# learns of it, inside the change's own transaction: the page's chunks become stale, or for a
+# deletion are dropped, and the page's stamp becomes the newest, which is how the in-memory index
+# of every process finds what changed. Plain SQL on a small indexed table, run whether or not
+# semantic search is on (then the rows wait for the day it is). stamp = the wiki's max + 1 relies
+# on writers being serialized, as transaction() makes them.
+SEMANTIC_MARK = """INSERT INTO semantic_pages (page_id, wiki_id, state, stamp)
+VALUES (?, ?, ?, (SELECT coalesce(max(stamp), 0) + 1 FROM semantic_pages WHERE wiki_id = ?))
+ON CONFLICT (page_id) DO UPDATE SET state = excluded.state, stamp = excluded.stamp"""
+
+
+def _mark_semantic_index(db: sqlite3.Connection, wiki_id: int, page_id: int, deleted: bool) -> None:
+    db.execute(SEMANTIC_MARK, (page_id, wiki_id, "gone" if deleted else "stale", wiki_id))
+    if deleted:
+        db.execute("DELETE FROM semantic_chunks WHERE page_id = ?", (page_id,))
 
 
 def _store_links(db: sqlite3.Connection, wiki_id: int, page_id: int, targets: dict[str, str]) -> None:
@@ -3175,6 +3282,9 @@ You are working in a wiki that people and other agents rely on. These habits kee
 - Read [[Home]]: it says what this wiki is for and how it is organised.
 - Look at recent changes (`get_recent_changes`) to see what others did since you were last here.
 - Before creating a page, search (`search_notes`) or list (`list_notes`): it may already exist.
+- `search_notes` finds pages with the exact terms, names or "phrases" you give. If this wiki offers
+  `semantic_search`, use it for a question or an idea a page may express differently; it returns
+  passages, so read the page before relying on one.
 
 ## Reading and writing
 

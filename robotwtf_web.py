@@ -21,6 +21,7 @@ import urllib.parse
 
 import bottle
 
+import robotwtf_semantic as semantic
 import robotwtf_store as store
 
 log = logging.getLogger("robotwtf")
@@ -822,7 +823,8 @@ def account_delete():
 
 @admin_required
 def admin_page(invite_url: str = ""):
-    return render("admin", users=store.list_users(instance().db()), invite_url=invite_url)
+    return render("admin", users=store.list_users(instance().db()), invite_url=invite_url,
+                  semantic_index=semantic.admin_index(instance()))
 
 
 @admin_required
@@ -1452,7 +1454,8 @@ def search_view(wiki: WikiAccess):
     found = store.search_wiki(instance().db(), wiki.id, query, limit=50) if query else store.SearchResults([], 0, [])
     results = [(hit, store.highlight_snippet(hit.snippet, "<mark>", "</mark>", html.escape)) for hit in found.hits]
     return wiki_render("search", wiki, query=query, results=results, total=found.total,
-                       suggestions=found.suggestions)
+                       suggestions=found.suggestions,
+                       similar=semantic.similar_for_browser(instance(), wiki.id, query))
 
 
 @requires_member("viewer")

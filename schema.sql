@@ -309,7 +309,7 @@ CREATE TABLE imported_revisions (
     imported_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 
--- Git access to a wiki (robotwtf_git, migration 12). A row means its owner turned it on.
+-- Git access to a wiki (robotwtf_git, migration 9). A row means its owner turned it on.
 CREATE TABLE git_access (
     wiki_id    INTEGER PRIMARY KEY REFERENCES wikis(id) ON DELETE CASCADE,
     enabled_at INTEGER NOT NULL
@@ -335,3 +335,51 @@ CREATE TABLE git_revisions (
 );
 CREATE INDEX git_revisions_wiki ON git_revisions(wiki_id, revision_seq);
 CREATE UNIQUE INDEX git_revisions_commit ON git_revisions(wiki_id, commit_id) WHERE commit_id IS NOT NULL;
+
+-- Semantic search (robotwtf_semantic). One row per page the index follows. Every change of the
+-- page (robotwtf_store._record, in the change's own transaction) makes it 'stale', or 'gone' for
+-- a deletion (its chunks are dropped then too); the indexer makes it 'ready' once it has cut the
+-- page into chunks again. `stamp` becomes one more than any stamp of the wiki whenever the row
+-- or the page's chunks change, so each process's in-memory index of a wiki fetches only what
+-- changed since it last looked. A new instance has no pages: nothing to seed.
+CREATE TABLE semantic_pages (
+    page_id INTEGER PRIMARY KEY REFERENCES pages(id) ON DELETE CASCADE,
+    wiki_id INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    state   TEXT NOT NULL CHECK (state IN ('stale', 'ready', 'gone')),
+    stamp   INTEGER NOT NULL
+);
+CREATE INDEX semantic_pages_wiki_stamp ON semantic_pages(wiki_id, stamp);
+CREATE INDEX semantic_pages_stale ON semantic_pages(wiki_id) WHERE state = 'stale';
+-- A page's chunks: `hash` is the SHA-256 of the model name and the text sent for embedding (the
+-- page's path and title, the section's heading path, the chunk); `vector` is the embedding
+-- (float32, little-endian, unit length) and `code` its sign bits (bit i set when component i is
+-- negative), both NULL until embedded; `failed` marks a chunk the server refused to embed.
+CREATE TABLE semantic_chunks (
+    id       INTEGER PRIMARY KEY,
+    page_id  INTEGER NOT NULL REFERENCES semantic_pages(page_id) ON DELETE CASCADE,
+    wiki_id  INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    hash     TEXT NOT NULL,
+    failed   INTEGER NOT NULL DEFAULT 0,
+    code     BLOB,
+    vector   BLOB,
+    title    TEXT NOT NULL,
+    section  TEXT NOT NULL,
+    text     TEXT NOT NULL
+);
+CREATE INDEX semantic_chunks_page ON semantic_chunks(page_id);
+CREATE INDEX semantic_chunks_hash ON semantic_chunks(hash);
+CREATE INDEX semantic_chunks_pending ON semantic_chunks(wiki_id, failed) WHERE vector IS NULL;
+-- What a process loads into memory to search a wiki: the codes alone, without the rows.
+CREATE INDEX semantic_chunks_codes ON semantic_chunks(wiki_id, page_id, id, code) WHERE code IS NOT NULL;
+-- The model the vectors come from and their dimensions (a change of either empties the index),
+-- and the embeddings server's last failure, for the admin page.
+CREATE TABLE semantic_state (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    model         TEXT,
+    dimensions    INTEGER,
+    last_error    TEXT,
+    last_error_at INTEGER,
+    indexed_at    INTEGER
+);
+INSERT INTO semantic_state (id) VALUES (1);

@@ -583,16 +583,18 @@ def main() -> int:
     machine = machine_info(args.python)
     bench = Bench(args)
     started = time.perf_counter()
+    import semantic  # bench/semantic.py: semantic search on the search wiki (issue 12)
     try:
         bench.prepare()
         for r in range(1, args.repeats + 1):
             bench.repeat(r)
         wiki_ux.measure(bench, OUT, SLUG, log)
         git_access.measure(bench, OUT, SLUG, DID, log)
+        semantic_results = semantic.measure(bench.rw, OUT / "data-10k", args.duration)
     finally:
         stop_all()
     machine["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    text = report(bench, machine)
+    text = report(bench, machine) + semantic.report(semantic_results)
     (BENCH / "results.md").write_text(text)
     print(text)
     log(f"done in {time.perf_counter() - started:.0f}s; written to {BENCH / 'results.md'}")

@@ -33,3 +33,4 @@
   % end
   </tbody>
 </table>
+% include('semantic_admin')

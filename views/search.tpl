@@ -46,3 +46,4 @@ Tomato). Use <code>"a phrase"</code> for exact phrases.</p>
   % end
 </section>
 % end
+% include('semantic_results')
