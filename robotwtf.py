@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # the database, its WAL files and backups hold secrets' hashes and keys
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+    logging.basicConfig(handlers=[web.LineHandler(sys.stderr)], level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
     func = getattr(args, "func", cmd_serve)
