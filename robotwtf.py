@@ -333,10 +333,11 @@ class Supervisor:
 
     def _worker_main(self, parent: int) -> int:
         try:
+            for signum in (*STOP_SIGNALS, signal.SIGCHLD):
+                signal.signal(signum, signal.SIG_DFL)  # until run_worker installs its own
             signal.set_wakeup_fd(-1)
             os.close(self._wakeup_read)
             os.close(self._wakeup_write)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             _die_with_parent(parent)
             return run_worker(self.cfg, self.sockets)
         except BaseException:  # nothing may return into the supervisor's loop from a fork
@@ -371,8 +372,7 @@ class Supervisor:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid:
                 self.workers.pop(pid, None)
-                if status:
-                    log.warning("worker %d %s while stopping", pid, _exit_description(status))
+                log.log(logging.WARNING if status else logging.INFO, "worker %d %s", pid, _exit_description(status))
                 continue
             if time.monotonic() > deadline:
                 for pid in self.workers:
@@ -402,7 +402,7 @@ def _signal(pid: int, signum: int) -> None:
 def _exit_description(status: int) -> str:
     if os.WIFSIGNALED(status):
         return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exited with status {os.waitstatus_to_exitcode(status)}"
+    return "stopped" if status == 0 else f"exited with status {os.waitstatus_to_exitcode(status)}"
 
 
 def _die_with_parent(parent: int) -> None:
