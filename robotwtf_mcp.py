@@ -937,13 +937,21 @@ class Wiki:
 
     db: Any
     wiki_id: int
-    author: Any
-    quotas: Any
+    call: ToolCall
+
+    @property
+    def author(self):
+        """Made (and validated) only by the tools that change something."""
+        return _author(self.call.context.caller.caller, self.call.client_info)
+
+    @property
+    def quotas(self):
+        return self.call.context.caller.cfg.quotas
 
 
 def _wiki(call: ToolCall) -> Wiki:
     access = call.context.caller
-    return Wiki(access.db, access.caller.wiki_id, _author(access.caller, call.client_info), access.cfg.quotas)
+    return Wiki(access.db, access.caller.wiki_id, call)
 
 
 def _author(caller, client_info: Mapping[str, Any] | None):

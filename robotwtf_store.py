@@ -318,7 +318,7 @@ class Config:
     def is_loopback_public_url(self) -> bool:
         return urllib.parse.urlsplit(self.public_url).hostname in ("127.0.0.1", "localhost", "::1")
 
-    @property
+    @functools.cached_property
     def public_host(self) -> str:
         """host[:port] of the public URL, as a browser sends it in Host."""
         return urllib.parse.urlsplit(self.public_url).netloc

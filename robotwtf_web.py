@@ -165,7 +165,8 @@ def _non_utf8_header(environ) -> str | None:
     UTF-8 (WSGIHeaderDict) and raises on anything else, which would be a 500 deep inside a route;
     no header robotwtf reads needs other bytes (RFC 9110 §5.5: only ASCII is interoperable)."""
     for key, value in environ.items():
-        if (key.startswith("HTTP_") or key == "CONTENT_TYPE") and isinstance(value, str) and not _is_utf8(value):
+        if (key.startswith("HTTP_") or key == "CONTENT_TYPE") and isinstance(value, str) and not value.isascii() \
+                and not _is_utf8(value):
             return key.removeprefix("HTTP_").replace("_", "-").title()
     return None
 
