@@ -631,6 +631,10 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # the database, its WAL files and backups hold secrets' hashes and keys
     logging.basicConfig(handlers=[web.LineHandler(sys.stderr)], level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The format shows none of these, and each record (one per request) would look them up: the
+    # caller's source line walks the stack (logging HOWTO, "Optimization").
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     args = build_parser().parse_args(argv)
     func = getattr(args, "func", cmd_serve)
     try:

@@ -193,11 +193,27 @@ def _parse_positive(text: str) -> int:
     return value
 
 
+AUTO_WORKERS_MAX = 8
+
+
 def _parse_workers(text: str) -> int:
+    if text == "auto":
+        return auto_workers()
     value = int(text)
     if not 1 <= value <= 64:
         raise ValueError("must be between 1 and 64")
     return value
+
+
+def auto_workers() -> int:
+    """One worker process per CPU core this process may run on: a worker's Python runs on one
+    core at a time (the GIL), so reads scale with workers up to the cores and no further, while
+    each worker costs ~30 MiB (README, "Running on several cores")."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(AUTO_WORKERS_MAX, cores))
 
 
 def _parse_port(text: str) -> int:
@@ -239,8 +255,9 @@ SETTINGS = (
             "DNS resolver for handles, `IP` or `IP:port`; default the system's"),
     Setting("insecure_dev_network", None, "ROBOTWTF_INSECURE_DEV_NETWORK", False, _parse_bool,
             "development network mode (tests only): allows http://localhost and loopback peers"),
-    Setting("workers", "--workers", "ROBOTWTF_WORKERS", 2, _parse_workers,
-            "worker processes serving requests (each runs --threads threads)"),
+    Setting("workers", "--workers", "ROBOTWTF_WORKERS", "auto", _parse_workers,
+            "worker processes serving requests, each with --threads threads; `auto` is one per CPU core, "
+            f"at most {AUTO_WORKERS_MAX}"),
     Setting("threads", "--threads", "ROBOTWTF_THREADS", 8, _parse_positive, "request threads per worker process"),
     Setting("max_body_bytes", "--max-body-bytes", "ROBOTWTF_MAX_BODY_BYTES", 16 * 1024 * 1024,
             _parse_positive, "largest request body accepted, in bytes (larger gets 413)"),
@@ -340,8 +357,7 @@ def load_config(values: dict, environ=os.environ) -> Config:
         if raw is None and setting.env in environ:
             raw, source = environ[setting.env], setting.env
         if raw is None:
-            resolved[setting.name] = setting.default
-            continue
+            raw = setting.default
         try:
             resolved[setting.name] = setting.parse(raw) if isinstance(raw, str) else raw
         except ValueError as e:
