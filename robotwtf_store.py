@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import bisect
 import datetime
+import fcntl
 import functools
 import hashlib
 import hmac
@@ -713,9 +714,16 @@ CREATE UNIQUE INDEX git_revisions_commit ON git_revisions(wiki_id, commit_id) WH
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1
 
 
+class Connection(sqlite3.Connection):
+    """An SQLite connection that knows the file its process's writers queue on (`transaction`)."""
+
+    writer_queue: int | None = None
+
+
 def db_connect(path: Path) -> sqlite3.Connection:
     """The one place connections are opened: WAL, foreign keys on, a generous busy timeout."""
-    db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+    db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False, factory=Connection)
+    db.writer_queue = _writer_queue(Path(path))
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA busy_timeout = 10000")
     db.execute("PRAGMA foreign_keys = ON")
@@ -727,6 +735,21 @@ def db_connect(path: Path) -> sqlite3.Connection:
 # busy handler, which sleeps in growing steps (up to 100 ms) and polls: after every commit the
 # database sat idle until some sleeper woke (make bench: 4 writers got 215 writes/s).
 _WRITER = threading.RLock()
+# ...and the writers of all worker processes then queue on an flock of `<database>-writer`, which
+# the kernel hands over the moment it is released: a worker whose writers waited in SQLite's busy
+# handler lost every race to the worker holding the lock, whose next writer was already queued.
+_WRITER_QUEUES: dict[tuple[int, Path], int] = {}
+_WRITER_QUEUES_LOCK = threading.Lock()
+
+
+def _writer_queue(path: Path) -> int:
+    """This process's descriptor of the database's writer queue file (per process: a descriptor
+    inherited across fork would share its flock with the parent's)."""
+    key = (os.getpid(), path)
+    with _WRITER_QUEUES_LOCK:
+        if key not in _WRITER_QUEUES:
+            _WRITER_QUEUES[key] = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return _WRITER_QUEUES[key]
 
 
 @contextlib.contextmanager
@@ -745,13 +768,20 @@ def transaction(db: sqlite3.Connection):
                 raise
             db.execute("RELEASE nested_write")
             return
-        db.execute("BEGIN IMMEDIATE")
+        queue = getattr(db, "writer_queue", None)
+        if queue is not None:
+            fcntl.flock(queue, fcntl.LOCK_EX)
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            if queue is not None:
+                fcntl.flock(queue, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager

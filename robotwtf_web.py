@@ -75,11 +75,16 @@ class LineHandler(logging.StreamHandler):
     """Each record is one os.write of one line: POSIX writes at most PIPE_BUF bytes to a pipe
     whole, and Linux appends each write to a file whole, so short lines need no lock, within this
     process or across worker processes. Under 16 busy connections, request threads queueing for
-    the stream handler's lock took a fifth of their time. Longer records (tracebacks) take a lock."""
+    the stream handler's lock took a fifth of their time. Longer records (tracebacks) take it."""
 
-    def createLock(self) -> None:
-        self.lock = None
-        self._long = threading.Lock()
+    def handle(self, record: logging.LogRecord):
+        """logging.Handler.handle without its lock (emit takes it for long records)."""
+        passed = self.filter(record)
+        if isinstance(passed, logging.LogRecord):  # Python 3.12+: a filter may return a new record
+            record = passed
+        if passed:
+            self.emit(record)
+        return passed
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -88,7 +93,7 @@ class LineHandler(logging.StreamHandler):
             if len(line) <= select.PIPE_BUF:
                 os.write(fd, line)
                 return
-            with self._long:
+            with self.lock:
                 while line:
                     line = line[os.write(fd, line):]
         except Exception:
