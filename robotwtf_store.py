@@ -1182,7 +1182,7 @@ class Instance:
 
     def db(self) -> sqlite3.Connection:
         """This thread's connection; waitress runs each request on one worker thread. Requests
-        never checkpoint: the server's Checkpointer does. Each worker keeps its own page cache
+        never checkpoint: the wal-checkpoint job does (`checkpoint`). Each thread keeps its own page cache
         of mostly the same pages (the OS caches the file for all of them): 512 KiB each instead
         of SQLite's 2 MiB took 11 MiB off the server's memory after make bench's load, with no
         measurable change to reads or searches."""
