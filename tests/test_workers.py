@@ -9,6 +9,7 @@ import http.client
 import json
 import math
 import os
+import re
 import signal
 import threading
 import time
@@ -86,6 +87,7 @@ class Connection:
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
         self.http.request(method, path, body=body, headers=headers or {})
         response = self.http.getresponse()
+        self.headers = response.headers
         return response.status, response.read()
 
     def mcp(self, slug: str, token: str, method: str, params: dict | None = None) -> tuple[int, dict]:
@@ -236,8 +238,9 @@ def test_a_grant_revoked_through_one_worker_is_refused_by_every_worker(workers):
         connection.close()
 
 
-def race_on_two_workers(server, send) -> list:
-    """send(connection) on two connections held by different workers, released together."""
+def race_on_two_workers(server, send, prepare=lambda connection: None) -> list:
+    """send(connection, prepared) on two connections held by different workers, released
+    together; prepared is what prepare(connection) returned for it beforehand."""
     connections = []
     while len({c.worker for c in connections}) < 2:
         connections.append(Connection(server))
@@ -245,11 +248,11 @@ def race_on_two_workers(server, send) -> list:
     second = next(c for c in connections if c.worker != first.worker)
     start, answers = threading.Barrier(2), {}
 
-    def go(connection):
+    def go(connection, prepared):
         start.wait()
-        answers[connection.worker] = send(connection)
+        answers[connection.worker] = send(connection, prepared)
 
-    threads = [threading.Thread(target=go, args=(c,)) for c in (first, second)]
+    threads = [threading.Thread(target=go, args=(c, prepare(c))) for c in (first, second)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -270,7 +273,7 @@ def test_an_authorization_code_is_redeemed_once_when_two_workers_race(workers):
     code = flow.code()
     body, headers = form({"grant_type": "authorization_code", "code": code, "redirect_uri": flow.redirect_uri,
                           "code_verifier": flow.verifier, "resource": flow.resource(), **flow.client_auth()})
-    answers = race_on_two_workers(workers, lambda c: c.request("POST", "/oauth/token", body, headers))
+    answers = race_on_two_workers(workers, lambda c, _: c.request("POST", "/oauth/token", body, headers))
     statuses = sorted(status for status, _ in answers)
     assert statuses == [200, 400], answers
     refused = next(json.loads(text) for status, text in answers if status == 400)
@@ -278,9 +281,21 @@ def test_an_authorization_code_is_redeemed_once_when_two_workers_race(workers):
 
 
 def test_a_login_link_signs_in_once_when_two_workers_race(workers):
+    """Two browsers open the same link (each gets the confirmation page), then both press the
+    button at once, on different workers: one is signed in, the other refused."""
     world = World(workers)
     token = store.create_login_link(world.db, world.person())
-    answers = race_on_two_workers(workers, lambda c: c.request("GET", f"/auth/login-link?token={token}")[0])
+
+    def open_link(connection) -> tuple[bytes, dict]:
+        status, page = connection.request("GET", f"/auth/login-link?token={token}")
+        assert status == 200, page
+        fields = dict(re.findall(r'<input type="hidden" name="(csrf_token|token)" value="([^"]*)"', page.decode()))
+        cookie = "; ".join(c.split(";", 1)[0] for c in connection.headers.get_all("Set-Cookie") or [])
+        body, headers = form(fields)
+        return body, {**headers, "Cookie": cookie}
+
+    answers = race_on_two_workers(workers, lambda c, sent: c.request("POST", "/auth/login-link", *sent)[0],
+                                  prepare=open_link)
     assert sorted(answers) == [303, 403]
 
 
@@ -290,7 +305,7 @@ def test_a_refresh_token_rotates_once_when_two_workers_race(workers):
     tokens = flow.tokens()
     body, headers = form({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
                           **flow.client_auth()})
-    answers = race_on_two_workers(workers, lambda c: c.request("POST", "/oauth/token", body, headers))
+    answers = race_on_two_workers(workers, lambda c, _: c.request("POST", "/oauth/token", body, headers))
     assert {status for status, _ in answers} <= {200, 400} and 200 in {status for status, _ in answers}, answers
     # However the two interleaved (a retry within the grace period also rotates), exactly one
     # refresh token of the grant is left unspent.
