@@ -20,13 +20,17 @@ through the concerns to the core:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import secrets
+import select
 import shlex
 import signal
+import socket
 import sqlite3
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -173,61 +177,101 @@ def build_app(inst: store.Instance) -> web.App:
 
 
 # --- serving -------------------------------------------------------------------------------------
+# `serve` prepares the data folder (schema, keys) and binds the listening sockets once, then runs
+# the app in --workers processes that share those sockets, each a waitress server with --threads
+# threads. With one worker that is this process; with more, this process is their supervisor: it
+# forks them, starts another when one dies, and on SIGTERM/SIGINT stops them all and exits 0.
+# Workers keep nothing another needs (CONTRACT §8): rate limits, one-time codes, sessions and
+# revocations are database rows, and background jobs run under leases (store.LeasedJob).
 
 class _Stop(SystemExit):
     """Raised by the SIGTERM/SIGINT handler: waitress's loop lets SystemExit through its channel
     error handling and stops its worker threads when run() sees it."""
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+DRAIN_SECONDS = 30        # a stopping worker finishes its requests; after this it is killed
+QUICK_DEATH_SECONDS = 5   # a worker that dies sooner than this is restarted after a growing pause
+MAX_RESTART_PAUSE = 30
+
+
 def serve(cfg: store.Config) -> int:
-    import waitress.server
+    import waitress.server  # noqa: F401  (imported before forking: the workers share its pages)
     store.prepare_data_folder(cfg)
+    sockets = listen(cfg)
+    if cfg.insecure_dev_network:
+        log.warning("ROBOTWTF_INSECURE_DEV_NETWORK is on: http://localhost and loopback peers are allowed. "
+                    "Never use this in production.")
+    port = sockets[0].getsockname()[1]
+    store.record_served_url(cfg)
+    log.info("robotwtf serving %s on %s:%s with %d worker%s of %d threads (data: %s)", cfg.public_url, cfg.host,
+             port, cfg.workers, "s" if cfg.workers > 1 else "", cfg.threads, cfg.data)
+    if cfg.semantic_search:
+        log.info("semantic search on: model %s at %s", cfg.embeddings_model,
+                 urllib.parse.urlsplit(cfg.embeddings_url).netloc)
+    with contextlib.closing(store.db_connect(cfg.db_path)) as db:  # closed before the workers fork
+        if not store.has_users(db):
+            log.info("%s", welcome_message(cfg))
+    if cfg.workers == 1:
+        return run_worker(cfg, sockets)
+    return Supervisor(cfg, sockets).run()
+
+
+def listen(cfg: store.Config) -> list[socket.socket]:
+    """The listening sockets for --host and --port (several when the host name has several
+    addresses), bound here so that every worker accepts from the same ones."""
+    import waitress.adjustments
+    sockets = []
+    try:
+        for family, kind, proto, address in waitress.adjustments.Adjustments(host=cfg.host, port=cfg.port).listen:
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(1024)
+    except OSError as e:
+        for sock in sockets:
+            sock.close()
+        raise store.ConfigError(f"Cannot listen on {cfg.host}:{cfg.port}: {e.strerror}"
+                                + (" (another program uses this port; choose another with --port)."
+                                   if e.errno == 98 else ".")) from None
+    return sockets
+
+
+def run_worker(cfg: store.Config, sockets: list[socket.socket]) -> int:
+    """Serve on `sockets` until SIGTERM or SIGINT: the app in one waitress server, and the
+    instance's background jobs (each runs in whichever worker holds its lease)."""
+    import waitress.server
     inst = store.Instance(cfg)
     app = web.edge(build_app(inst), cfg)
     proxy = {}
     if cfg.trusted_proxy:
         proxy = dict(trusted_proxy=cfg.trusted_proxy, trusted_proxy_count=1, clear_untrusted_proxy_headers=True,
                      trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"})
-    try:
-        server = waitress.server.create_server(
-            app, host=cfg.host, port=cfg.port, threads=cfg.threads, ident="robotwtf",
-            max_request_body_size=cfg.max_body_bytes, channel_timeout=60, connection_limit=cfg.connection_limit,
-            **proxy)
-    except OSError as e:
-        raise store.ConfigError(f"Cannot listen on {cfg.host}:{cfg.port}: {e.strerror}"
-                          + (" (another program uses this port; choose another with --port)."
-                             if e.errno == 98 else ".")) from None
+    server = waitress.server.create_server(
+        app, sockets=sockets, threads=cfg.threads, ident="robotwtf", max_request_body_size=cfg.max_body_bytes,
+        channel_timeout=60, connection_limit=cfg.connection_limit, **proxy)
     # waitress logs "Task queue depth is N" for every request that waits for a free thread: under
     # any burst that is a warning per request, costing a locked write each and burying the log.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    if cfg.insecure_dev_network:
-        log.warning("ROBOTWTF_INSECURE_DEV_NETWORK is on: http://localhost and loopback peers are allowed. "
-                    "Never use this in production.")
 
     def stop(signum, frame):
         raise _Stop
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    store.record_served_url(cfg)
-    log.info("robotwtf serving %s on %s:%s (data: %s)", cfg.public_url, cfg.host, server.effective_port, cfg.data)
-    if not store.has_users(inst.db()):
-        log.info("%s", welcome_message(cfg))
-    checkpointer = store.Checkpointer(cfg.db_path)
-    checkpointer.start()
-    # The one place indexing for semantic search starts: a thread calling Indexer.step (one batch).
-    indexer = semantic.BackgroundIndexer(cfg) if cfg.semantic_search else None
-    if indexer:
-        log.info("semantic search on: model %s at %s", cfg.embeddings_model, indexer.host)
-        indexer.start()
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
+    jobs = store.background_jobs(cfg) + semantic.background_jobs(cfg)
+    for job in jobs:
+        job.start()
     try:
         server.run()
     finally:
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)  # stopping already; a second signal must not cut it short
         log.info("stopping")
         server.close()
-        if indexer:
-            indexer.stop()
-        checkpointer.stop()
+        for job in jobs:
+            job.stop()
     return 0
 
 
@@ -252,6 +296,142 @@ def command_prefix(cfg: store.Config) -> str:
     program = argv0 if argv0.endswith(".pyz") else "python3 robotwtf.py"
     default_data = Path(next(s.default for s in store.SETTINGS if s.name == "data")).expanduser().absolute()
     return program if cfg.data == default_data else f"{program} --data {shlex.quote(str(cfg.data))}"
+
+
+class Supervisor:
+    """Forks the workers and keeps --workers of them running until SIGTERM or SIGINT. Signals
+    arrive through a wakeup pipe (signal.set_wakeup_fd), so the loop reacts at once and never
+    forks from inside a signal handler."""
+
+    def __init__(self, cfg: store.Config, sockets: list[socket.socket]):
+        self.cfg, self.sockets = cfg, sockets
+        self.workers: dict[int, float] = {}   # pid -> when it started (monotonic)
+        self.quick_deaths = 0
+        self.restart_at = 0.0
+
+    def run(self) -> int:
+        wakeup, self._wakeup_write = os.pipe()
+        os.set_blocking(wakeup, False)
+        os.set_blocking(self._wakeup_write, False)
+        signal.set_wakeup_fd(self._wakeup_write)
+        for signum in (*STOP_SIGNALS, signal.SIGCHLD):
+            signal.signal(signum, lambda signum, frame: None)  # the wakeup pipe carries them
+        self._wakeup_read = wakeup
+        while len(self.workers) < self.cfg.workers:
+            self.spawn()
+        while True:
+            timeout = max(0.0, self.restart_at - time.monotonic()) if len(self.workers) < self.cfg.workers else None
+            select.select([wakeup], [], [], timeout)
+            received = set(_drain(wakeup))
+            if received & set(STOP_SIGNALS):
+                break
+            self.reap()
+            while len(self.workers) < self.cfg.workers and time.monotonic() >= self.restart_at:
+                self.spawn()
+        self.stop_workers()
+        return 0
+
+    def spawn(self) -> None:
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(self._worker_main(parent))
+        self.workers[pid] = time.monotonic()
+
+    def _worker_main(self, parent: int) -> int:
+        try:
+            for signum in (*STOP_SIGNALS, signal.SIGCHLD):
+                signal.signal(signum, signal.SIG_DFL)  # until run_worker installs its own
+            signal.set_wakeup_fd(-1)
+            os.close(self._wakeup_read)
+            os.close(self._wakeup_write)
+            _die_with_parent(parent)
+            return run_worker(self.cfg, self.sockets)
+        except BaseException:  # nothing may return into the supervisor's loop from a fork
+            log.exception("worker %d failed", os.getpid())
+            return 1
+        finally:
+            logging.shutdown()
+
+    def reap(self) -> None:
+        while self.workers:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            started = self.workers.pop(pid, None)
+            if started is None:
+                continue
+            lived = time.monotonic() - started
+            self.quick_deaths = self.quick_deaths + 1 if lived < QUICK_DEATH_SECONDS else 0
+            pause = min(MAX_RESTART_PAUSE, 0.5 * 2 ** self.quick_deaths) if self.quick_deaths else 0.0
+            self.restart_at = time.monotonic() + pause
+            log.error("worker %d %s after %.1f s; starting another%s", pid, _exit_description(status), lived,
+                      f" in {pause:.1f} s" if pause else "")
+
+    def stop_workers(self) -> None:
+        """SIGTERM to every worker (each finishes the requests it is running), then wait; a worker
+        still running after DRAIN_SECONDS is killed."""
+        log.info("stopping %d workers", len(self.workers))
+        for pid in self.workers:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while self.workers:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid:
+                self.workers.pop(pid, None)
+                log.log(logging.WARNING if status else logging.INFO, "worker %d %s", pid, _exit_description(status))
+                continue
+            if time.monotonic() > deadline:
+                for pid in self.workers:
+                    log.error("worker %d did not stop within %d s; killing it", pid, DRAIN_SECONDS)
+                    _signal(pid, signal.SIGKILL)
+                deadline = float("inf")
+            time.sleep(0.02)
+
+
+def _drain(fd: int) -> bytes:
+    received = b""
+    while True:
+        try:
+            chunk = os.read(fd, 512)
+        except BlockingIOError:
+            return received
+        if not chunk:
+            return received
+        received += chunk
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _exit_description(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return "stopped" if status == 0 else f"exited with status {os.waitstatus_to_exitcode(status)}"
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker ends with its supervisor: if the supervisor is killed outright (kill -9, the OOM
+    killer), its workers must not serve on, unsupervised. Linux delivers SIGKILL to the worker
+    (PR_SET_PDEATHSIG); elsewhere a thread notices the new parent within a second."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(1)
+            os.kill(os.getpid(), signal.SIGTERM)
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # the supervisor died before the request above took effect
+        os._exit(1)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 # --- operator CLI -----------------------------------------------------------------------------------
@@ -491,8 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # the database, its WAL files and backups hold secrets' hashes and keys
-    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+    logging.basicConfig(handlers=[web.LineHandler(sys.stderr)], level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The format shows none of these, and each record (one per request) would look them up: the
+    # caller's source line walks the stack (logging HOWTO, "Optimization").
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     args = build_parser().parse_args(argv)
     func = getattr(args, "func", cmd_serve)
     try:

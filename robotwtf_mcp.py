@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import http
 import json
 import logging
 import math
@@ -937,13 +938,21 @@ class Wiki:
 
     db: Any
     wiki_id: int
-    author: Any
-    quotas: Any
+    call: ToolCall
+
+    @property
+    def author(self):
+        """Made (and validated) only by the tools that change something."""
+        return _author(self.call.context.caller.caller, self.call.client_info)
+
+    @property
+    def quotas(self):
+        return self.call.context.caller.cfg.quotas
 
 
 def _wiki(call: ToolCall) -> Wiki:
     access = call.context.caller
-    return Wiki(access.db, access.caller.wiki_id, _author(access.caller, call.client_info), access.cfg.quotas)
+    return Wiki(access.db, access.caller.wiki_id, call)
 
 
 def _author(caller, client_info: Mapping[str, Any] | None):
@@ -1688,7 +1697,9 @@ def build_server(public_url: str, semantic_search: bool = False) -> Server:
 # --- the HTTP route: /w/<slug>/mcp -------------------------------------------------------------
 # Everything below needs the robotwtf app; the protocol core above does not.
 
-ENDPOINT_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+ENDPOINT_PATH = r"/w/(?P<slug>[^/]+)/mcp"
+OTHER_METHODS = ("GET", "PUT", "PATCH", "DELETE", "OPTIONS")
+INTERNAL_FAILURE = "Something went wrong on our side. The operator can find the details in the server log."
 _QUOTED_UNSAFE = re.compile(r'["\\\x00-\x1f\x7f]')
 
 
@@ -1705,17 +1716,28 @@ class WikiAccess:
 def install(app) -> None:
     """Add every wiki's MCP endpoint to the robotwtf app (CONTRACT §3: POST /w/<slug>/mcp).
 
-    All methods are routed here so that GET, DELETE and OPTIONS get this endpoint's 405 + Allow
-    rather than a wiki page route. There is no CORS: the Origin check refuses every cross-origin
-    browser anyway (DNS-rebinding defence), and Claude.ai calls from its servers.
+    POST is a direct route (plain WSGI, ahead of bottle: this is the hot path). The other methods
+    are routed here too, so that GET, DELETE and OPTIONS get this endpoint's 405 + Allow (or, for
+    a browser, a page saying what the address is for) rather than a wiki page route. There is no
+    CORS: the Origin check refuses every cross-origin browser anyway (DNS-rebinding defence), and
+    Claude.ai calls from its servers.
     """
     inst = app.config["robotwtf.instance"]
     server = build_server(inst.cfg.public_url, inst.cfg.semantic_search)
 
-    def mcp_endpoint(slug: str):
-        return _http_response(serve_request(inst, server, slug))
+    def mcp_endpoint(environ, start_response, slug: str):
+        try:
+            reply = serve_request(inst, server, slug, environ)
+        except Exception:
+            log.exception("MCP request failed")
+            reply = Reply(500, dict(JSON_HEADERS), {"error": "server_error", "message": INTERNAL_FAILURE})
+        return _send(reply, start_response)
 
-    app.route("/w/<slug>/mcp", ENDPOINT_METHODS, mcp_endpoint, csrf=False)
+    def other_method(slug: str):
+        return _http_response(answer_other_method(server, slug))
+
+    app.direct(ENDPOINT_PATH, mcp_endpoint, methods=("POST",))
+    app.route("/w/<slug>/mcp", OTHER_METHODS, other_method, csrf=False)
 
 
 # --- who is calling: bearer tokens (this endpoint is the OAuth protected resource) -------------------------------------------
@@ -1829,19 +1851,15 @@ def _stale(last_used_at: int | None) -> bool:
     return last_used_at is None or store.now() - last_used_at >= TOUCH_SECONDS
 
 
-def serve_request(inst, server: Server, slug: str) -> Reply:
-    """Authenticate one HTTP request to a wiki's endpoint and answer it through handle_http."""
-    request = bottle.request
-    if request.method == "GET" and "text/html" in request.get_header("Accept", "") and store.SLUG_RE.fullmatch(slug):
-        return _browser_page(slug)
-    if request.method != "POST":
-        return handle_http(server, request.method, b"", {}, None)
+def serve_request(inst, server: Server, slug: str, environ) -> Reply:
+    """Authenticate one POST (a WSGI environ) to a wiki's endpoint and answer it through
+    handle_http."""
     if not store.SLUG_RE.fullmatch(slug):
         return Reply(404, dict(JSON_HEADERS), {"error": "not_found", "error_description": "There is no wiki here."})
     cfg = inst.cfg
     metadata_url = cfg.url(f"/.well-known/oauth-protected-resource/w/{slug}/mcp")
     try:
-        caller = authenticate_bearer(inst, request.get_header("Authorization"), cfg.url(f"/w/{slug}/mcp"))
+        caller = authenticate_bearer(inst, environ.get("HTTP_AUTHORIZATION"), cfg.url(f"/w/{slug}/mcp"))
     except BearerError as refusal:
         return _unauthorized_reply(refusal, metadata_url)
     try:
@@ -1855,7 +1873,28 @@ def serve_request(inst, server: Server, slug: str) -> Reply:
                              "Too many changes in a short time; wait a moment, then send them again.")
 
     context = RequestContext(caller.scopes, metadata_url, WikiAccess(caller, inst.db(), cfg), admit_writes)
-    return handle_http(server, "POST", request.body.read(), dict(request.headers.items()), context)
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    return handle_http(server, "POST", body, _request_headers(environ), context)
+
+
+def _request_headers(environ) -> dict[str, str]:
+    """The request's headers, names lowercased, values as the UTF-8 text they are (WSGI hands
+    them over as latin-1 stand-ins for the bytes; the edge has refused any that are not UTF-8)."""
+    headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
+    if "CONTENT_TYPE" in environ:
+        headers["content-type"] = environ["CONTENT_TYPE"]
+    for name, value in headers.items():
+        if not value.isascii():
+            headers[name] = value.encode("latin-1").decode("utf-8")
+    return headers
+
+
+def answer_other_method(server: Server, slug: str) -> Reply:
+    """Any method but POST (bottle's request)."""
+    request = bottle.request
+    if request.method == "GET" and "text/html" in request.get_header("Accept", "") and store.SLUG_RE.fullmatch(slug):
+        return _browser_page(slug)
+    return handle_http(server, request.method, b"", {}, None)
 
 
 def _browser_page(slug: str) -> Reply:
@@ -1888,3 +1927,11 @@ def _http_response(reply: Reply) -> bottle.HTTPResponse:
     body = reply.body if isinstance(reply.body, str) else "" if reply.body is None else json.dumps(
         reply.body, ensure_ascii=False)
     return bottle.HTTPResponse(body, reply.status, {**reply.headers, "Cache-Control": "no-store"})
+
+
+def _send(reply: Reply, start_response) -> list[bytes]:
+    """The POST path's answer, written straight to WSGI (no bottle response object)."""
+    body = b"" if reply.body is None else json.dumps(reply.body, ensure_ascii=False).encode()
+    headers = [*reply.headers.items(), ("Cache-Control", "no-store"), ("Content-Length", str(len(body)))]
+    start_response(f"{reply.status} {http.HTTPStatus(reply.status).phrase}", headers)
+    return [body]

@@ -16,7 +16,7 @@ computes no embeddings itself; without --embeddings-url nothing here runs (CONTR
   scans them with a Hamming distance weighted by the query's components, in two stages (the
   first 256 dimensions, then all of them); the best few hundred are rescored exactly (cosine
   over the float32 vectors read from the database). Pure Python: no numpy in the pyz.
-- BackgroundIndexer: the thread `serve` starts to call Indexer.step with backoff.
+- background_jobs: the leased job (one per instance) that calls Indexer.step with backoff.
 """
 
 from __future__ import annotations
@@ -605,7 +605,7 @@ class Progress:
 
 
 class Indexer:
-    """Indexing for whichever process does it: `serve`'s BackgroundIndexer or `robotwtf reindex`.
+    """Indexing for whichever process does it: `serve`'s leased job (IndexingTurns) or `robotwtf reindex`.
     step() does one batch of work and says whether more remains. Two Indexers on one database
     at once are safe: chunks are recut only for the page state they read, vectors are written
     by content hash to chunks that have none, and each write is its own short transaction; the
@@ -902,60 +902,63 @@ def engine(cfg: store.Config) -> Engine | None:
 
 IDLE_SECONDS = 0.5
 MAX_BACKOFF_SECONDS = 60
+# How long one turn of the leased job may embed before it returns, so its lease is renewed in time
+# (store.LeasedJob renews between turns; a lapsed lease would let a second indexer start).
+TURN_SECONDS = store.LeasedJob.LEASE_SECONDS / 4
 
 
-class BackgroundIndexer:
-    """The thread that keeps the index caught up while `serve` runs: Indexer.step in a loop,
-    at once while work remains, every IDLE_SECONDS when idle, and with a doubling pause (1 s up
-    to a minute) while the embeddings server is down, slow or refusing. Its failures are logged
-    once per new message and recorded for the admin page; a write never waits for it."""
+class IndexingTurns:
+    """The work of the instance's "semantic-index" job (store.LeasedJob: one process of the
+    instance runs it): each call embeds for up to TURN_SECONDS, then returns; when no work is
+    left it rests IDLE_SECONDS, and while the embeddings server is down, slow or refusing it
+    pauses 1 s, doubling up to a minute. Failures are logged once per new message and recorded
+    for the admin page; a write never waits for it."""
 
     def __init__(self, cfg: store.Config):
-        self.cfg = cfg
-        self.host = urllib.parse.urlsplit(cfg.embeddings_url).netloc
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="semantic-indexer", daemon=True)
+        self.client = EmbeddingsClient(cfg.embeddings_url, cfg.embeddings_model, cfg.embeddings_api_key,
+                                       cfg.embeddings_timeout)
+        self.indexer: Indexer | None = None
+        self.failures, self.last_message, self.resume_at = 0, None, 0.0
 
-    def start(self) -> None:
-        self._thread.start()
+    def __call__(self, db: sqlite3.Connection) -> None:
+        if time.monotonic() < self.resume_at:
+            return
+        if self.indexer is None or self.indexer.db is not db:
+            self.indexer = Indexer(db, self.client)
+        deadline = time.monotonic() + TURN_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                progress = self.indexer.step()
+            except store.UpstreamError as e:
+                self._failed(db, e.message)
+                return
+            except sqlite3.Error:
+                raise  # LeasedJob logs it and calls again on its next turn
+            except Exception:
+                log.exception("semantic index: unexpected failure (will retry in a minute)")
+                self.resume_at = time.monotonic() + MAX_BACKOFF_SECONDS
+                return
+            if self.failures:
+                log.info("semantic index: the embeddings server answers again")
+                self.failures, self.last_message = 0, None
+            if not progress.remaining:
+                self.resume_at = time.monotonic() + IDLE_SECONDS
+                return
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
+    def _failed(self, db: sqlite3.Connection, message: str) -> None:
+        self.failures += 1
+        self.resume_at = time.monotonic() + min(MAX_BACKOFF_SECONDS, 2 ** (self.failures - 1))
+        if message != self.last_message:
+            log.warning("semantic index: %s Retrying with backoff, up to every %d s.", message, MAX_BACKOFF_SECONDS)
+            self.last_message = message
+        record_error(db, message)
 
-    def _run(self) -> None:
-        db = store.db_connect(self.cfg.db_path)
-        cfg = self.cfg
-        indexer = Indexer(db, EmbeddingsClient(cfg.embeddings_url, cfg.embeddings_model, cfg.embeddings_api_key,
-                                               cfg.embeddings_timeout))
-        failures, last_message, delay = 0, None, 0.0
-        try:
-            while not self._stop.wait(delay):
-                try:
-                    progress = indexer.step()
-                except store.UpstreamError as e:
-                    failures += 1
-                    delay = min(MAX_BACKOFF_SECONDS, 2 ** (failures - 1))
-                    if e.message != last_message:
-                        log.warning("semantic index: %s Retrying with backoff, up to every %d s.", e.message,
-                                    MAX_BACKOFF_SECONDS)
-                        last_message = e.message
-                    record_error(db, e.message)
-                    continue
-                except sqlite3.Error as e:
-                    log.warning("semantic index: database error (will retry): %s", e)
-                    delay = 1.0
-                    continue
-                except Exception:
-                    log.exception("semantic index: unexpected failure (will retry in a minute)")
-                    delay = MAX_BACKOFF_SECONDS
-                    continue
-                if failures:
-                    log.info("semantic index: the embeddings server answers again")
-                    failures, last_message = 0, None
-                delay = 0.0 if progress.remaining else IDLE_SECONDS
-        finally:
-            db.close()
+
+def background_jobs(cfg: store.Config) -> list[store.LeasedJob]:
+    """The indexing job when semantic search is on (CONTRACT §6), else none."""
+    if not cfg.semantic_search:
+        return []
+    return [store.LeasedJob(cfg.db_path, "semantic-index", IDLE_SECONDS / 5, IndexingTurns(cfg))]
 
 
 def run_until_done(db: sqlite3.Connection, client: EmbeddingsClient, report, attempts: int = 5) -> Progress:

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import bisect
 import datetime
+import fcntl
 import functools
 import hashlib
 import hmac
@@ -22,6 +23,7 @@ import operator
 import os
 import re
 import secrets
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -30,6 +32,7 @@ import time
 import unicodedata
 import urllib.parse
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger("robotwtf")
@@ -191,6 +194,29 @@ def _parse_positive(text: str) -> int:
     return value
 
 
+AUTO_WORKERS_MAX = 8
+
+
+def _parse_workers(text: str) -> int:
+    if text == "auto":
+        return auto_workers()
+    value = int(text)
+    if not 1 <= value <= 64:
+        raise ValueError("must be between 1 and 64")
+    return value
+
+
+def auto_workers() -> int:
+    """One worker process per CPU core this process may run on: a worker's Python runs on one
+    core at a time (the GIL), so reads scale with workers up to the cores and no further, while
+    each worker costs ~30 MiB (README, "Running on several cores")."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(AUTO_WORKERS_MAX, cores))
+
+
 def _parse_port(text: str) -> int:
     value = int(text)
     if not 0 < value < 65536:
@@ -230,7 +256,10 @@ SETTINGS = (
             "DNS resolver for handles, `IP` or `IP:port`; default the system's"),
     Setting("insecure_dev_network", None, "ROBOTWTF_INSECURE_DEV_NETWORK", False, _parse_bool,
             "development network mode (tests only): allows http://localhost and loopback peers"),
-    Setting("threads", "--threads", "ROBOTWTF_THREADS", 8, _parse_positive, "request worker threads"),
+    Setting("workers", "--workers", "ROBOTWTF_WORKERS", "auto", _parse_workers,
+            "worker processes serving requests, each with --threads threads; `auto` is one per CPU core, "
+            f"at most {AUTO_WORKERS_MAX}"),
+    Setting("threads", "--threads", "ROBOTWTF_THREADS", 8, _parse_positive, "request threads per worker process"),
     Setting("max_body_bytes", "--max-body-bytes", "ROBOTWTF_MAX_BODY_BYTES", 16 * 1024 * 1024,
             _parse_positive, "largest request body accepted, in bytes (larger gets 413)"),
     Setting("session_days", "--session-days", "ROBOTWTF_SESSION_DAYS", 30, _parse_positive,
@@ -286,6 +315,7 @@ class Config:
     plc_url: str
     dns_resolver: str | None
     insecure_dev_network: bool
+    workers: int
     threads: int
     max_body_bytes: int
     session_days: int
@@ -323,7 +353,7 @@ class Config:
     def is_loopback_public_url(self) -> bool:
         return urllib.parse.urlsplit(self.public_url).hostname in ("127.0.0.1", "localhost", "::1")
 
-    @property
+    @functools.cached_property
     def public_host(self) -> str:
         """host[:port] of the public URL, as a browser sends it in Host."""
         return urllib.parse.urlsplit(self.public_url).netloc
@@ -345,8 +375,7 @@ def load_config(values: dict, environ=os.environ) -> Config:
         if raw is None and setting.env in environ:
             raw, source = environ[setting.env], setting.env
         if raw is None:
-            resolved[setting.name] = setting.default
-            continue
+            raw = setting.default
         try:
             resolved[setting.name] = setting.parse(raw) if isinstance(raw, str) else raw
         except ValueError as e:
@@ -751,13 +780,39 @@ INSERT INTO semantic_state (id) VALUES (1);
 INSERT INTO semantic_pages (page_id, wiki_id, state, stamp) SELECT id, wiki_id, 'stale', id FROM pages
 WHERE deleted_at IS NULL;
 """),
+    # 11: shared state for several worker processes: rate-limit counts and background-job leases
+    (11, """
+-- State the processes serving one instance share (worker processes, later several machines).
+-- Rate-limit permits handed out per key and minute (minutes since the epoch); workers reserve
+-- them in small batches (RateLimiter), rows older than the previous minute are pruned.
+CREATE TABLE rate_counts (
+    key    TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (key, minute)
+);
+-- Which process runs a background job of the instance (LeasedJob): held until expires_at (unix
+-- seconds), renewed by its holder long before that, taken over by another once it lapses.
+CREATE TABLE leases (
+    name       TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+"""),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1
 
 
+class Connection(sqlite3.Connection):
+    """An SQLite connection that knows the file its process's writers queue on (`transaction`)."""
+
+    writer_queue: int | None = None
+
+
 def db_connect(path: Path) -> sqlite3.Connection:
     """The one place connections are opened: WAL, foreign keys on, a generous busy timeout."""
-    db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
+    db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False, factory=Connection)
+    db.writer_queue = _writer_queue(Path(path))
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA busy_timeout = 10000")
     db.execute("PRAGMA foreign_keys = ON")
@@ -769,6 +824,21 @@ def db_connect(path: Path) -> sqlite3.Connection:
 # busy handler, which sleeps in growing steps (up to 100 ms) and polls: after every commit the
 # database sat idle until some sleeper woke (make bench: 4 writers got 215 writes/s).
 _WRITER = threading.RLock()
+# ...and the writers of all worker processes then queue on an flock of `<database>-writer`, which
+# the kernel hands over the moment it is released: a worker whose writers waited in SQLite's busy
+# handler lost every race to the worker holding the lock, whose next writer was already queued.
+_WRITER_QUEUES: dict[tuple[int, Path], int] = {}
+_WRITER_QUEUES_LOCK = threading.Lock()
+
+
+def _writer_queue(path: Path) -> int:
+    """This process's descriptor of the database's writer queue file (per process: a descriptor
+    inherited across fork would share its flock with the parent's)."""
+    key = (os.getpid(), path)
+    with _WRITER_QUEUES_LOCK:
+        if key not in _WRITER_QUEUES:
+            _WRITER_QUEUES[key] = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return _WRITER_QUEUES[key]
 
 
 @contextlib.contextmanager
@@ -787,13 +857,20 @@ def transaction(db: sqlite3.Connection):
                 raise
             db.execute("RELEASE nested_write")
             return
-        db.execute("BEGIN IMMEDIATE")
+        queue = getattr(db, "writer_queue", None)
+        if queue is not None:
+            fcntl.flock(queue, fcntl.LOCK_EX)
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            if queue is not None:
+                fcntl.flock(queue, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
@@ -1081,28 +1158,105 @@ def _check_writable(data: Path) -> None:
         raise ConfigError(f"The data folder {data} is not writable: {e.strerror}.") from None
 
 
+# --- shared state of the processes serving an instance ---------------------------------------------
+# Several worker processes (and, on a shared database, several machines) serve one instance, so
+# nothing they must agree on lives in one process's memory: rate-limit counts and background-job
+# leases are rows, read and written by the small functions below in plain SQL.
+
+RATE_WINDOW_SECONDS = 60
+
+
+def reserve_permits(db: sqlite3.Connection, key: str, per_minute: int, wanted: int, t: float) -> tuple[int, float]:
+    """Take up to `wanted` permits for `key` at time `t` (unix seconds): (permits granted, seconds
+    until one is free again when none was). The limit is a sliding window over two counted
+    minutes: the permits of this minute plus those of the previous one, weighted by the share of
+    it still within the last 60 seconds, never exceed `per_minute`."""
+    minute, into = divmod(t, RATE_WINDOW_SECONDS)
+    minute, elapsed = int(minute), into / RATE_WINDOW_SECONDS
+    with transaction(db):
+        counts = dict(db.execute("SELECT minute, count FROM rate_counts WHERE key = ? AND minute IN (?, ?)",
+                                 (key, minute - 1, minute)).fetchall())
+        previous, current = counts.get(minute - 1, 0), counts.get(minute, 0)
+        granted = max(0, min(wanted, int(per_minute - previous * (1 - elapsed) - current)))
+        if granted:
+            db.execute("INSERT INTO rate_counts (key, minute, count) VALUES (?, ?, ?) ON CONFLICT (key, minute) "
+                       "DO UPDATE SET count = rate_counts.count + excluded.count", (key, minute, granted))
+            return granted, 0.0
+    if current + 1 > per_minute:  # not before the next minute, and then this one must weigh less
+        later = 1 - (per_minute - 1) / current
+        return granted, (1 - elapsed + max(0.0, later)) * RATE_WINDOW_SECONDS
+    return granted, (1 - (per_minute - current - 1) / previous - elapsed) * RATE_WINDOW_SECONDS
+
+
+def prune_rate_counts(db: sqlite3.Connection, t: float) -> None:
+    """Forget the counts that no longer weigh in any limit."""
+    with transaction(db):
+        db.execute("DELETE FROM rate_counts WHERE minute < ?", (int(t // RATE_WINDOW_SECONDS) - 1,))
+
+
+def take_lease(db: sqlite3.Connection, name: str, holder: str, seconds: float) -> bool:
+    """Take the lease `name` for `holder` for `seconds` from now, or renew it if holder has it;
+    False while another holder's lease runs."""
+    t = time.time()
+    with transaction(db):
+        row = db.execute("INSERT INTO leases (name, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (name) "
+                         "DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
+                         "WHERE leases.holder = excluded.holder OR leases.expires_at < ? RETURNING holder",
+                         (name, holder, t + seconds, t)).fetchone()
+    return row is not None
+
+
+def release_lease(db: sqlite3.Connection, name: str, holder: str) -> None:
+    """Give the lease up (on a graceful stop), so another process takes the job over at once."""
+    with transaction(db):
+        db.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
+
 class RateLimiter:
-    """Token buckets per key, in this process's memory (robotwtf is one process): `hit` takes a
-    token or raises RateLimited with the seconds until one is back."""
+    """Rate limits counted in the database, so they hold across every process and machine that
+    serves the instance. `hit` takes a permit or raises RateLimited with the seconds until one is
+    back. Each process reserves permits in small batches (a twentieth of the limit, at most 50)
+    and spends them from memory until the minute ends, so a busy key costs one database write per
+    batch, not per request. Reserved permits count at once, so the limit is never exceeded; a key
+    spread over several processes may be refused early by up to the batches they still hold.
+    A refusal is remembered until a permit can be free, so a flood of refused requests costs no
+    database work."""
 
     MAX_KEYS = 50_000
+    BATCH_SHARE = 20
+    MAX_BATCH = 50
 
-    def __init__(self):
-        self._buckets: dict[str, tuple[float, float]] = {}
+    def __init__(self, db: Callable[[], sqlite3.Connection]):
+        self._db = db
+        self._local: dict[str, list] = {}  # key -> [minute, permits left, refused until]
         self._lock = threading.Lock()
 
     def hit(self, key: str, per_minute: int, message: str = "Too many requests; slow down.") -> None:
-        rate = per_minute / 60.0
-        t = time.monotonic()
+        t = time.time()
+        minute = int(t // RATE_WINDOW_SECONDS)
         with self._lock:
-            tokens, last = self._buckets.get(key, (float(per_minute), t))
-            tokens = min(float(per_minute), tokens + (t - last) * rate)
-            if tokens < 1.0:
-                self._buckets[key] = (tokens, t)
-                raise RateLimited(message, retry_after=max(1, int((1.0 - tokens) / rate + 0.999)))
-            if len(self._buckets) >= self.MAX_KEYS:
-                self._buckets.clear()
-            self._buckets[key] = (tokens - 1.0, t)
+            held = self._local.get(key)
+            if held is not None:
+                if held[0] == minute and held[1] > 0:
+                    held[1] -= 1
+                    return
+                if held[2] > t:
+                    raise RateLimited(message, retry_after=_whole_seconds(held[2] - t))
+        wanted = max(1, min(self.MAX_BATCH, per_minute // self.BATCH_SHARE))
+        granted, wait = reserve_permits(self._db(), key, per_minute, wanted, t)
+        with self._lock:
+            if len(self._local) >= self.MAX_KEYS:
+                self._local.clear()
+            held = self._local.get(key)
+            left = held[1] if held is not None and held[0] == minute else 0
+            self._local[key] = [minute, left + granted - 1 if granted else left, 0.0 if granted else t + wait]
+        if not granted:
+            raise RateLimited(message, retry_after=_whole_seconds(wait))
+
+
+def _whole_seconds(seconds: float) -> int:
+    """Retry-After: whole seconds, at least 1, at most the window."""
+    return min(RATE_WINDOW_SECONDS, max(1, int(seconds + 0.999)))
 
 
 class Instance:
@@ -1112,12 +1266,12 @@ class Instance:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.keys = Keys.load(cfg.data)
-        self.limiter = RateLimiter()
+        self.limiter = RateLimiter(self.db)
         self._local = threading.local()
 
     def db(self) -> sqlite3.Connection:
         """This thread's connection; waitress runs each request on one worker thread. Requests
-        never checkpoint: the server's Checkpointer does. Each worker keeps its own page cache
+        never checkpoint: the wal-checkpoint job does (`checkpoint`). Each thread keeps its own page cache
         of mostly the same pages (the OS caches the file for all of them): 512 KiB each instead
         of SQLite's 2 MiB took 11 MiB off the server's memory after make bench's load, with no
         measurable change to reads or searches."""
@@ -1129,18 +1283,23 @@ class Instance:
         return db
 
 
-class Checkpointer:
-    """Copies the WAL back into the database from a thread of its own, every few tenths of a
-    second. SQLite's automatic checkpoint runs inside the COMMIT of whichever write crosses 1,000
-    WAL pages: a copy and an fsync in one request's time while it holds the write lock, which
-    was ~40 % of make bench's write_note time. PASSIVE never waits for readers or writers."""
+class LeasedJob:
+    """`work(db)` every `interval` seconds, on a thread of its own, in whichever process holds
+    the lease `name` in the database: once per instance, however many worker processes (or
+    machines, on a shared database) serve it. Every process runs the same LeasedJob; one takes
+    the lease and renews it every LEASE_SECONDS / 3, the others try again at that pace, and take
+    over within LEASE_SECONDS when the holder dies (at once when it stops gracefully). A holder
+    frozen for longer than the lease may overlap its successor for one run, so a job must be safe
+    to run twice (WAL checkpoints and pruning are). Background work of any kind (the semantic
+    indexer too) belongs under one."""
 
-    INTERVAL_SECONDS = 0.1
+    LEASE_SECONDS = 10.0
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, name: str, interval: float, work: Callable[[sqlite3.Connection], None]):
+        self.path, self.name, self.interval, self.work = path, name, interval, work
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{new_secret(6)}"
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="checkpointer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"job-{name}", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -1151,19 +1310,59 @@ class Checkpointer:
 
     def _run(self) -> None:
         db = db_connect(self.path)
+        held, renew_at = False, 0.0
         try:
-            while not self._stop.wait(self.INTERVAL_SECONDS):
-                self._checkpoint(db)
-            self._checkpoint(db)
+            while True:
+                if time.monotonic() >= renew_at:
+                    held = self._take(db)
+                    renew_at = time.monotonic() + self.LEASE_SECONDS / 3
+                if held:
+                    self._work(db)
+                if self._stop.wait(self.interval if held else max(0.0, renew_at - time.monotonic())):
+                    break
+            if held:
+                self._work(db)
+                release_lease(db, self.name, self.holder)
         finally:
             db.close()
 
-    @staticmethod
-    def _checkpoint(db: sqlite3.Connection) -> None:
+    def _take(self, db: sqlite3.Connection) -> bool:
         try:
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            return take_lease(db, self.name, self.holder, self.LEASE_SECONDS)
         except sqlite3.Error as e:
-            log.warning("WAL checkpoint failed (will retry): %s", e)
+            log.warning("could not take or renew the lease for %s (will retry): %s", self.name, e)
+            return False
+
+    def _work(self, db: sqlite3.Connection) -> None:
+        try:
+            self.work(db)
+        except sqlite3.Error as e:
+            log.warning("%s failed (will retry): %s", self.name, e)
+
+
+CHECKPOINT_SECONDS = 0.1
+MAINTENANCE_SECONDS = 60.0
+
+
+def checkpoint(db: sqlite3.Connection) -> None:
+    """Copy the WAL back into the database file. SQLite's automatic checkpoint runs inside the
+    COMMIT of whichever write crosses 1,000 WAL pages: a copy and an fsync in one request's time
+    while it holds the write lock, which was ~40 % of make bench's write_note time; so requests
+    never checkpoint, and this runs every CHECKPOINT_SECONDS instead. PASSIVE never waits for
+    readers or writers."""
+    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def maintain(db: sqlite3.Connection) -> None:
+    """Forget what can no longer be used: spent OAuth rows and old rate-limit counts."""
+    prune_oauth(db)
+    prune_rate_counts(db, time.time())
+
+
+def background_jobs(cfg: Config) -> list[LeasedJob]:
+    """The instance's background jobs, each under its lease; `serve` starts them in every worker."""
+    return [LeasedJob(cfg.db_path, "wal-checkpoint", CHECKPOINT_SECONDS, checkpoint),
+            LeasedJob(cfg.db_path, "maintenance", MAINTENANCE_SECONDS, maintain)]
 
 
 # --- users --------------------------------------------------------------------------------------

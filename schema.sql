@@ -383,3 +383,20 @@ CREATE TABLE semantic_state (
     indexed_at    INTEGER
 );
 INSERT INTO semantic_state (id) VALUES (1);
+
+-- State the processes serving one instance share (worker processes, later several machines).
+-- Rate-limit permits handed out per key and minute (minutes since the epoch); workers reserve
+-- them in small batches (RateLimiter), rows older than the previous minute are pruned.
+CREATE TABLE rate_counts (
+    key    TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    count  INTEGER NOT NULL,
+    PRIMARY KEY (key, minute)
+);
+-- Which process runs a background job of the instance (LeasedJob): held until expires_at (unix
+-- seconds), renewed by its holder long before that, taken over by another once it lapses.
+CREATE TABLE leases (
+    name       TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);

@@ -1,12 +1,13 @@
 """The peer: the server a Python developer would write with the official MCP SDK (mcp 2.x,
 MCPServer, formerly FastMCP), served by uvicorn with the SDK's defaults.
 
-    python bench/peer_fastmcp.py DB_PATH WIKI_ID PORT [--json-response]
+    python bench/peer_fastmcp.py DB_PATH WIKI_ID PORT [--json-response] [--stateless]
 
 One tool, read_note(path), reading one row of robotwtf's own `pages` table (the same database
 file robotwtf serves) per call. Default mode is the SDK's default: stateful sessions
-(Mcp-Session-Id) and SSE-framed answers; --json-response passes json_response=True. No auth:
-the peer is given every advantage robotwtf does not take.
+(Mcp-Session-Id) and SSE-framed answers; --json-response passes json_response=True, --stateless
+stateless_http=True (both: the SDK's fastest configuration, what the reference platform ran).
+No auth: the peer is given every advantage robotwtf does not take.
 """
 
 import sqlite3
@@ -18,6 +19,7 @@ from mcp.server.mcpserver import MCPServer
 
 DB_PATH, WIKI_ID, PORT = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 JSON_RESPONSE = "--json-response" in sys.argv[4:]
+STATELESS = "--stateless" in sys.argv[4:]
 
 server = MCPServer("peer-wiki")
 local = threading.local()
@@ -43,4 +45,5 @@ def read_note(path: str) -> str:
 
 
 if __name__ == "__main__":
-    server.run("streamable-http", host="127.0.0.1", port=PORT, json_response=JSON_RESPONSE)
+    server.run("streamable-http", host="127.0.0.1", port=PORT, json_response=JSON_RESPONSE,
+               stateless_http=STATELESS)

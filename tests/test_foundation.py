@@ -112,7 +112,7 @@ def listen(*args, **kwargs):
     raise SystemExit(0)
 
 waitress.server.create_server = listen
-robotwtf.main(["serve"])
+robotwtf.main(["serve", "--workers", "1"])  # what a worker process imports; the supervisor imports less
 """
 
 
@@ -485,15 +485,20 @@ def test_restore_refuses_something_that_is_not_a_backup(tmp_path):
     assert not (tmp_path / "restored" / "robotwtf.db").exists()
 
 
-def test_rate_limiter_buckets_refill_and_say_when():
+def test_rate_limits_are_counted_in_the_database_across_processes(tmp_path):
+    """Two limiters on one database stand for two worker processes: together they admit the
+    limit, no more, and say how long to wait; another key has its own count."""
     import robotwtf_store
-    limiter = robotwtf_store.RateLimiter()
-    for _ in range(3):
+    db = robotwtf_store.open_database(tmp_path / "robotwtf.db", create=True)
+    first, second = robotwtf_store.RateLimiter(lambda: db), robotwtf_store.RateLimiter(lambda: db)
+    for limiter in (first, second, first):
         limiter.hit("ip:a", per_minute=3)
-    with pytest.raises(robotwtf_store.RateLimited) as refused:
-        limiter.hit("ip:a", per_minute=3)
-    assert 1 <= refused.value.retry_after <= 20
-    limiter.hit("ip:b", per_minute=3)
+    for limiter in (first, second):
+        with pytest.raises(robotwtf_store.RateLimited) as refused:
+            limiter.hit("ip:a", per_minute=3)
+        assert 1 <= refused.value.retry_after <= 60
+    second.hit("ip:b", per_minute=3)
+    assert db.execute("SELECT sum(count) FROM rate_counts WHERE key = 'ip:a'").fetchone()[0] == 3
 
 
 def test_the_checkout_script_is_the_same_cli(cli):

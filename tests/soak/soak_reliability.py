@@ -1,6 +1,8 @@
 """The reliability tests of tests/test_reliability.py, longer and harder: a minute of racing
 writers, ten kill -9 rounds, repeated backups under load with the restored instance serving,
-thousands of random fuzz examples, and hundreds of trickling connections.
+thousands of random fuzz examples, and hundreds of trickling connections; and those of
+tests/test_workers.py: a minute of racing over four worker processes, ten workers killed under
+load one after another.
 
 Run by `make soak` only (pytest tests/soak/soak_reliability.py): the file name does not match
 pytest's test_*.py, so `make test` does not collect it, and a file named on the command line is
@@ -8,7 +10,12 @@ always collected, so `make soak` cannot pass by collecting nothing."""
 
 from __future__ import annotations
 
+import os
+import signal
+
+import reliability_load as load_kit
 import test_reliability as quick
+import test_workers as workers_kit
 from conftest import start_server
 from mcp_client import Endpoint
 
@@ -54,3 +61,37 @@ def test_soak_fuzz(loaded):
 def test_soak_two_hundred_slow_clients(loaded):
     numbers = quick.slow_clients(loaded, connections=200, seconds=30)
     quick.report("soak slow clients", **numbers)
+
+
+def test_soak_racing_writers_over_four_workers(tmp_path):
+    server = workers_kit.start_workers(tmp_path / "data", env_extra=load_kit.UNLIMITED)
+    try:
+        numbers = quick.race(server, "soakworkers", seconds=60, seed=23)
+        quick.report("soak race over workers", workers=workers_kit.WORKERS, seconds=60, **numbers)
+        assert numbers["acked"] >= 300 and numbers["conflicts"] >= 100, numbers
+    finally:
+        server.stop(timeout=60)
+
+
+def test_soak_ten_workers_killed_under_write_load(tmp_path):
+    server = workers_kit.start_workers(tmp_path / "data", env_extra=load_kit.UNLIMITED)
+    site = load_kit.prepare_site(server.data, "soakkill", quick.RACE_PAGES, 16)
+    acked, unknown = [], []
+    try:
+        for round_ in range(10):
+            run = load_kit.start_load(server.url, site, seed=31 + round_, server_may_die=True,
+                                      creates=tuple(f"Kill/Round {round_} page {i}" for i in range(3)))
+            run.wait_for_acks(30)
+            victim = min(workers_kit.children(server.process.pid))  # the longest-lived: not a crash loop
+            os.kill(victim, signal.SIGKILL)
+            workers_kit.wait_for_workers(server, workers_kit.WORKERS, without={victim})
+            run.finish()
+            assert not run.errors, run.errors[:5]
+            acked += run.acked
+            unknown += run.unknown
+        history = load_kit.verify_history(site, acked, unknown)
+        assert load_kit.database_problems(server.data / "robotwtf.db") == []
+        quick.report("soak workers killed", rounds=10, acked=history.acknowledged, in_flight=len(unknown),
+                     in_flight_landed=history.landed_in_flight)
+    finally:
+        assert server.stop(timeout=60) == 0
