@@ -49,8 +49,10 @@ UNUSED_AT_RUN_TIME = ("*.dist-info/RECORD", "*.dist-info/INSTALLER", "*.dist-inf
                       "**/*.pyi", "**/py.typed")
 # Compiled extensions whose package falls back to its own pure-Python code when they are absent:
 # dulwich's Rust speed-ups (~2 MB for each Python version) are left out: its pure-Python code does
-# the same work, and robotwtf_git makes its packs' deltas itself.
-PURE_PYTHON_FALLBACKS = ("dulwich/*.so",)
+# the same work, and robotwtf_git makes its packs' deltas itself. charset_normalizer's mypyc builds
+# of cd.py and md.py (~0.56 MB for the three versions) only speed up requests' guess of an
+# undeclared text encoding, which robotwtf's JSON fetches never need.
+PURE_PYTHON_FALLBACKS = ("dulwich/*.so", "charset_normalizer/*.so")
 # dulwich's client side: its command line, porcelain and the like. No module robotwtf_git uses
 # imports them, however lazily (checked against the sources of the pinned version); ~250 KB.
 UNUSED_DULWICH = tuple(f"dulwich/{name}" for name in (
