@@ -25,7 +25,6 @@ import os
 import secrets
 import shlex
 import signal
-import sqlite3
 import sys
 import time
 import urllib.parse
@@ -210,11 +209,13 @@ def serve(cfg: store.Config) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     store.record_served_url(cfg)
-    log.info("robotwtf serving %s on %s:%s (data: %s)", cfg.public_url, cfg.host, server.effective_port, cfg.data)
+    log.info("robotwtf serving %s on %s:%s (data: %s%s)", cfg.public_url, cfg.host, server.effective_port, cfg.data,
+             f"; database: {store.redact_url(cfg.database)}" if cfg.is_postgres else "")
     if not store.has_users(inst.db()):
         log.info("%s", welcome_message(cfg))
-    checkpointer = store.Checkpointer(cfg.db_path)
-    checkpointer.start()
+    checkpointer = None if cfg.is_postgres else store.Checkpointer(cfg.db_path)  # PostgreSQL checkpoints itself
+    if checkpointer:
+        checkpointer.start()
     # The one place indexing for semantic search starts: a thread calling Indexer.step (one batch).
     indexer = semantic.BackgroundIndexer(cfg) if cfg.semantic_search else None
     if indexer:
@@ -227,7 +228,8 @@ def serve(cfg: store.Config) -> int:
         server.close()
         if indexer:
             indexer.stop()
-        checkpointer.stop()
+        if checkpointer:
+            checkpointer.stop()
     return 0
 
 
@@ -256,13 +258,14 @@ def command_prefix(cfg: store.Config) -> str:
 
 # --- operator CLI -----------------------------------------------------------------------------------
 
-def open_instance_db(cfg: store.Config) -> sqlite3.Connection:
+def open_instance_db(cfg: store.Config):
     """The database of an existing instance, for admin commands (never creates one)."""
-    if not cfg.db_path.exists():
-        raise store.ConfigError(f"There is no robotwtf instance in {cfg.data}; run `robotwtf init` first "
-                          "(or pass --data / ROBOTWTF_DATA).")
+    if not store.database_exists(cfg.database_location):
+        where = store.redact_url(cfg.database) if cfg.is_postgres else cfg.data
+        raise store.ConfigError(f"There is no robotwtf instance in {where}; run `robotwtf init` first "
+                          "(or pass --data / ROBOTWTF_DATA, --database / ROBOTWTF_DATABASE_URL).")
     store.Keys.load(cfg.data)
-    return store.open_database(cfg.db_path, create=False)
+    return store.open_database(cfg.database_location, create=False)
 
 
 def cmd_serve(cfg: store.Config, args) -> int:
@@ -279,15 +282,17 @@ def cmd_init(cfg: store.Config, args) -> int:
 def cmd_check(cfg: store.Config, args) -> int:
     store.prepare_data_folder(cfg, create=False)
     store.Keys.load(cfg.data).check()
-    db = store.open_database(cfg.db_path, create=False)
+    db = store.open_database(cfg.database_location, create=False)
     try:
-        if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+        if db.engine == "sqlite" and db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
             raise store.ConfigError(f"{cfg.db_path} fails SQLite's integrity check; restore a backup.")
+        version = db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
         users = db.execute("SELECT count(*) FROM users").fetchone()[0]
         wikis = db.execute("SELECT count(*) FROM wikis").fetchone()[0]
+        engine = f"PostgreSQL {db.server_version} at {store.redact_url(cfg.database)}, " if cfg.is_postgres else ""
     finally:
         db.close()
-    print(f"ok: {cfg.data} (schema version {store.SCHEMA_VERSION}, {users} users, {wikis} wikis); "
+    print(f"ok: {cfg.data} ({engine}schema version {version} (current), {users} users, {wikis} wikis); "
           f"public URL {cfg.public_url}; signup {cfg.signup}")
     return 0
 
@@ -378,7 +383,7 @@ def cmd_token_create(cfg: store.Config, args) -> int:
 
 def cmd_backup(cfg: store.Config, args) -> int:
     dest = Path(args.file).expanduser().absolute()
-    if not cfg.db_path.exists():
+    if not store.database_exists(cfg.database_location):
         raise store.ConfigError(f"There is no robotwtf instance in {cfg.data} to back up.")
     store.backup(cfg, dest)
     print(f"backed up {cfg.data} to {dest}")
@@ -388,6 +393,16 @@ def cmd_backup(cfg: store.Config, args) -> int:
 def cmd_restore(cfg: store.Config, args) -> int:
     store.restore(cfg, Path(args.file).expanduser().absolute())
     print(f"restored {args.file} into {cfg.data}")
+    return 0
+
+
+def cmd_migrate_to(cfg: store.Config, args) -> int:
+    counts = store.migrate_to(cfg, args.url)
+    rows = ", ".join(f"{counts.get(t, 0)} {t}" for t in ("users", "wikis", "pages", "revisions", "attachments"))
+    target = store.redact_url(args.url)
+    print(f"copied {sum(counts.values())} rows ({rows}) into {target}.\n"
+          f"Now serve with --database (ROBOTWTF_DATABASE_URL) set to that database, and copy "
+          f"{' and '.join(store.KEY_FILES)} from {cfg.data} into the data folder of every machine that serves it.")
     return 0
 
 
@@ -484,8 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
         .add_argument("slug", metavar="SLUG", nargs="?", help="the wiki (default: every wiki)")
     command(commands, "backup", cmd_backup, "write a consistent .tar.gz of the database and keys") \
         .add_argument("file", metavar="FILE")
-    command(commands, "restore", cmd_restore, "restore a backup into an empty data folder") \
-        .add_argument("file", metavar="FILE")
+    command(commands, "restore", cmd_restore, "restore a backup into an empty data folder (and, with "
+            "--database, an empty PostgreSQL database)").add_argument("file", metavar="FILE")
+    command(commands, "migrate-to", cmd_migrate_to, "copy this instance's database into an empty PostgreSQL "
+            "database (stop the server first)").add_argument("url", metavar="URL",
+                                                             help="postgresql://user@host:port/dbname")
     return parser
 
 
