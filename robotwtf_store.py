@@ -946,8 +946,8 @@ def _postgres_row_factory(cursor):
 
 
 class PostgresCursor:
-    """psycopg's cursor, with sqlite3's `lastrowid` (the session's last sequence value) and
-    errors as sqlite3's classes."""
+    """psycopg's cursor, with sqlite3's `lastrowid` (the session's last sequence value), and no
+    rows (rather than an error) from a statement that returns none, as sqlite3 has it."""
 
     __slots__ = ("_cursor", "_db")
 
@@ -955,16 +955,16 @@ class PostgresCursor:
         self._cursor, self._db = cursor, db
 
     def fetchone(self):
-        return self._cursor.fetchone()
+        return self._cursor.fetchone() if self._cursor.description is not None else None
 
     def fetchall(self) -> list:
-        return self._cursor.fetchall()
+        return self._cursor.fetchall() if self._cursor.description is not None else []
 
     def fetchmany(self, size: int = 1) -> list:
-        return self._cursor.fetchmany(size)
+        return self._cursor.fetchmany(size) if self._cursor.description is not None else []
 
     def __iter__(self):
-        return iter(self._cursor.fetchall())
+        return iter(self.fetchall())
 
     @property
     def rowcount(self) -> int:
@@ -3026,16 +3026,30 @@ def _best_pages(db: sqlite3.Connection, wiki_id: int, match: str, limit: int) ->
 # punctuation separates words, no stemming ('simple'). ts_rank's weights {D, C, B, A} give a path
 # or title match the weight that bm25's 10:5:1 gives it on SQLite. ts_headline drops anything
 # that looks like an HTML tag from its snippet, so it sees each < as TAG_STAND_IN (a control
-# character no page may hold) and the snippet gets it back.
+# character no page may hold) and the snippet gets it back. Its words are then framed as FTS5's
+# snippet() frames them: with the text before (after) them when no word is there, else with '…'.
 POSTGRES_SEARCH = """
-WITH query AS (SELECT to_tsquery('simple', ?) AS q),
+WITH query AS (SELECT to_tsquery('simple', :query) AS q),
 ranked AS (
-  SELECT p.id, p.path, p.title, p.revision_id, ts_rank('{0.1, 0.2, 0.5, 1.0}', f.document, query.q, 1) AS rank
+  SELECT p.id, p.path, p.title, p.revision_id, ts_rank('{0.1, 0.2, 0.5, 1.0}', f.document, query.q) AS rank
   FROM query, pages_fts f JOIN pages p ON p.id = f.page_id
-  WHERE f.document @@ query.q AND p.wiki_id = ? AND p.deleted_at IS NULL
-  ORDER BY rank DESC, p.id LIMIT ?)
-SELECT ranked.*, ts_headline('simple', replace(p.content, '<', ?), query.q, ?) AS snippet
-FROM query, ranked JOIN pages p ON p.id = ranked.id ORDER BY ranked.rank DESC, ranked.id"""
+  WHERE f.document @@ query.q AND p.wiki_id = :wiki_id AND p.deleted_at IS NULL
+  ORDER BY rank DESC, p.id LIMIT :limit),
+shown AS (
+  SELECT ranked.*, replace(p.content, '<', :tag) AS body,
+    ts_headline('simple', replace(p.content, '<', :tag), query.q, :options) AS headline
+  FROM query, ranked JOIN pages p ON p.id = ranked.id),
+placed AS (
+  SELECT shown.*, strpos(body, replace(replace(headline, :start, ''), :end, '')) AS at,
+    length(replace(replace(headline, :start, ''), :end, '')) AS span
+  FROM shown)
+SELECT id, path, title, revision_id, rank,
+  CASE WHEN at = 0 THEN '' WHEN substr(body, 1, at - 1) ~ '[^[:space:][:punct:]]' THEN '…'
+       ELSE substr(body, 1, at - 1) END
+  || headline ||
+  CASE WHEN at = 0 THEN '' WHEN substr(body, at + span) ~ '[^[:space:][:punct:]]' THEN '…'
+       ELSE substr(body, at + span) END AS snippet
+FROM placed ORDER BY rank DESC, id"""
 POSTGRES_HEADLINE = (f'StartSel="{MARK_START}", StopSel="{MARK_END}", MaxWords=24, MinWords=12, ShortWord=0, '
                      'MaxFragments=1, FragmentDelimiter="…"')
 SEARCH_WORD_RE = re.compile(r"[^\W_]+")
@@ -3058,7 +3072,8 @@ def _search_postgres(db, wiki_id: int, text: str, limit: int) -> list[SearchHit]
     query = _tsquery(text)
     if not query:
         return []
-    rows = db.execute(POSTGRES_SEARCH, (query, wiki_id, limit, TAG_STAND_IN, POSTGRES_HEADLINE)).fetchall()
+    rows = db.execute(POSTGRES_SEARCH, {"query": query, "wiki_id": wiki_id, "limit": limit, "tag": TAG_STAND_IN,
+                                        "options": POSTGRES_HEADLINE, "start": MARK_START, "end": MARK_END}).fetchall()
     return [SearchHit(row["path"], row["title"], row["revision_id"], round(row["rank"], 4),
                       row["snippet"].replace(TAG_STAND_IN, "<")) for row in rows]
 

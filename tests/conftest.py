@@ -36,12 +36,13 @@ ENGINE = "postgresql" if TEST_DATABASE_URL else "sqlite"
 
 class Databases:
     """New PostgreSQL databases on the test cluster: one per data folder, dropped at the end of the
-    test that made it (or of the session, for module-scoped ones)."""
+    test whose tmp_path holds that folder, or at the end of the session (module-scoped servers)."""
 
     def __init__(self, server_url: str):
         self.server_url = server_url
         self.names = (f"t{os.getpid()}_{n}" for n in itertools.count())
         self.by_folder: dict[Path, str] = {}
+        self.test_dir: Path | None = None
         self.made_in_test: list[str] = []
         self.made_for_session: list[str] = []
 
@@ -64,7 +65,8 @@ class Databases:
         """The database of the instance whose data folder is `data` (the same one on every start)."""
         data = Path(data).absolute()
         if data not in self.by_folder:
-            self.by_folder[data] = self.create()
+            in_test = self.test_dir is not None and data.is_relative_to(self.test_dir)
+            self.by_folder[data] = self.create(for_session=not in_test)
         return self.by_folder[data]
 
     def drop(self, names: list[str]) -> None:
@@ -73,7 +75,9 @@ class Databases:
                 admin.execute(f'DROP DATABASE IF EXISTS "{names.pop()}" WITH (FORCE)')
 
     def end_test(self) -> None:
-        self.by_folder.clear()
+        for data in [d for d in self.by_folder if d.is_relative_to(self.test_dir)]:
+            del self.by_folder[data]
+        self.test_dir = None
         self.drop(self.made_in_test)
 
 
@@ -93,10 +97,13 @@ def open_db(data: Path):
 
 
 @pytest.fixture(autouse=True)
-def _drop_test_databases():
+def _drop_test_databases(request):
+    if not DATABASES:
+        yield
+        return
+    DATABASES.test_dir = request.getfixturevalue("tmp_path").absolute()
     yield
-    if DATABASES:
-        DATABASES.end_test()
+    DATABASES.end_test()
 
 
 @pytest.fixture(scope="session", autouse=True)
