@@ -10,7 +10,7 @@
 --   no AUTOINCREMENT-only tricks, no SQLite type affinity games, booleans as INTEGER 0/1.
 -- - What cannot be written once (triggers, full-text search) goes in engine blocks: a line
 --   `-- @sqlite` or `-- @postgresql` starts one, `-- @both` goes back to the shared part.
---   Give each engine's block the same effect; tests/test_postgres.py::test_schema_is_the_same_on_both_engines
+--   Give each engine's block the same effect; tests/postgres/test_postgres.py::test_schema_is_the_same_on_both_engines
 --   compares the two engines' tables and columns.
 
 CREATE TABLE schema_version (

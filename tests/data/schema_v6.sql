@@ -1,3 +1,5 @@
+-- schema.sql as it was at schema version 6, the first version a PostgreSQL database can have:
+-- tests/postgres upgrades a database made from it with every later migration. Never edit it.
 -- robotwtf's whole data model. A new database gets this file; an older one gets the numbered
 -- migrations in robotwtf_store.py (MIGRATIONS), which must leave it identical to this file.
 -- Times are integer Unix seconds (UTC). Secrets (tokens, codes) are stored only as SHA-256 hex.
@@ -10,7 +12,7 @@
 --   no AUTOINCREMENT-only tricks, no SQLite type affinity games, booleans as INTEGER 0/1.
 -- - What cannot be written once (triggers, full-text search) goes in engine blocks: a line
 --   `-- @sqlite` or `-- @postgresql` starts one, `-- @both` goes back to the shared part.
---   Give each engine's block the same effect; tests/test_postgres.py::test_schema_is_the_same_on_both_engines
+--   Give each engine's block the same effect; tests/postgres/test_postgres.py::test_schema_is_the_same_on_both_engines
 --   compares the two engines' tables and columns.
 
 CREATE TABLE schema_version (
