@@ -22,6 +22,7 @@ import operator
 import os
 import re
 import secrets
+import select
 import sqlite3
 import sys
 import tempfile
@@ -1064,7 +1065,14 @@ class PostgresDatabase:
 
     @property
     def broken(self) -> bool:
-        return self._conn.closed or self._conn.broken
+        """Lost, or about to be found lost: an idle connection has nothing to read unless the
+        server ended it (a restart, pg_terminate_backend, a failover), so the next request
+        opens a new one instead of failing on this one."""
+        if self._conn.closed or self._conn.broken:
+            return True
+        if self._conn.info.transaction_status != _psycopg().pq.TransactionStatus.IDLE:
+            return False
+        return bool(select.select([self._conn.fileno()], [], [], 0)[0])
 
     @property
     def server_version(self) -> str:
@@ -1140,9 +1148,10 @@ POSTGRES_DDL = (
     (re.compile(r"\)\s*WITHOUT ROWID"), ")"),
 )
 ENGINE_BLOCK_RE = re.compile(r"^-- @(sqlite|postgresql|both)[ \t]*$", re.MULTILINE)
-# The first version a PostgreSQL database can have: it starts from schema.sql at the version of
-# the robotwtf that made it, so the migrations up to this one are SQLite's alone.
-FIRST_POSTGRES_VERSION = 6
+# The first version a PostgreSQL database can have (the schema version of the first robotwtf
+# that ran on PostgreSQL): it starts from schema.sql at the version of the robotwtf that made it,
+# so the migrations up to this one are SQLite's alone, and every later one must run on both.
+FIRST_POSTGRES_VERSION = 11
 
 
 def schema_script(sql: str, engine: str) -> str:
@@ -1512,6 +1521,8 @@ class Instance:
         measurable change to reads or searches."""
         db = getattr(self._local, "db", None)
         if db is None or db.broken:  # a PostgreSQL connection lost with its server is opened anew
+            if db is not None:
+                db.close()
             db = self._local.db = db_connect(self.cfg.database_location)
             if db.engine == "sqlite":
                 db.execute("PRAGMA wal_autocheckpoint = 0")
@@ -1931,10 +1942,12 @@ def _refresh_retry_allowed(db: sqlite3.Connection, old: sqlite3.Row, t: int, ret
 
 def revoke_grant(db: sqlite3.Connection, grant_id: int, user_did: str | None = None) -> bool:
     """Delete a grant (its refresh tokens go with it; its access tokens fail their next check).
-    With `user_did`, only that person's grant."""
-    if user_did is None:
-        return db.execute("DELETE FROM oauth_grants WHERE id = ?", (grant_id,)).rowcount > 0
-    return db.execute("DELETE FROM oauth_grants WHERE id = ? AND user_did = ?", (grant_id, user_did)).rowcount > 0
+    With `user_did`, only that person's grant. Under the write lock: on PostgreSQL a delete that
+    cascades to the refresh tokens could otherwise deadlock with a refresh of the same grant."""
+    with transaction(db):
+        if user_did is None:
+            return db.execute("DELETE FROM oauth_grants WHERE id = ?", (grant_id,)).rowcount > 0
+        return db.execute("DELETE FROM oauth_grants WHERE id = ? AND user_did = ?", (grant_id, user_did)).rowcount > 0
 
 
 def grant_for_bearer(db: sqlite3.Connection, grant_id: int) -> sqlite3.Row | None:
@@ -2931,7 +2944,7 @@ def search_pages(db: sqlite3.Connection, wiki_id: int, query: str, limit: int = 
     """Full-text search of the wiki's live pages, best first (bm25, a path or title match weighing
     more than one in the text). Words are ANDed; "a phrase" matches exactly; word* is a prefix."""
     if db.engine == "postgresql":
-        return _search_postgres(db, wiki_id, query or "", _clamp(limit, 1, 100))
+        return _search_postgres(db, wiki_id, _tsquery(query or ""), _clamp(limit, 1, 100))
     match = _fts_query(query or "")
     if not match:
         return []
@@ -2951,6 +2964,8 @@ def search_wiki(db: sqlite3.Connection, wiki_id: int, query: str, limit: int = 5
     stop typing early), pages whose path or title match come before those that match only in
     their text, the total number of matching pages is counted, and when nothing matches the
     closest page names are offered ("did you mean")."""
+    if db.engine == "postgresql":
+        return _search_wiki_postgres(db, wiki_id, query or "", _clamp(limit, 1, 100))
     match = _fts_query(query or "", prefix_words=True)
     if not match:
         return SearchResults([], 0, [])
@@ -2979,6 +2994,9 @@ def _hits(db: sqlite3.Connection, match: str, ranked: list[tuple[sqlite3.Row, fl
 def page_paths(db: sqlite3.Connection, wiki_id: int) -> list[tuple[str, str]]:
     """(path, path_key) of every live page, in path order, read from an index alone (the
     browser's page tree is built from these on every page view)."""
+    if db.engine == "postgresql":  # its planner finds the covering index by itself
+        return [tuple(row) for row in db.execute("SELECT path, path_key FROM pages WHERE wiki_id = ? AND deleted_at "
+                                                 "IS NULL ORDER BY path_key", (wiki_id,))]
     cursor = db.cursor()
     cursor.row_factory = None   # plain tuples: sqlite3.Row objects cost more than the query for 5,000 rows
     return cursor.execute("SELECT path, path_key FROM pages INDEXED BY pages_live_paths WHERE wiki_id = ? "
@@ -3026,23 +3044,30 @@ def _best_pages(db: sqlite3.Connection, wiki_id: int, match: str, limit: int) ->
 # punctuation separates words, no stemming ('simple'). ts_rank's weights {D, C, B, A} give a path
 # or title match the weight that bm25's 10:5:1 gives it on SQLite. ts_headline drops anything
 # that looks like an HTML tag from its snippet, so it sees each < as TAG_STAND_IN (a control
-# character no page may hold) and the snippet gets it back. Its words are then framed as FTS5's
-# snippet() frames them: with the text before (after) them when no word is there, else with '…'.
+# character no page may hold) and the snippet gets it back. It parses only the text around the
+# first place the query's first word appears (parsing whole pages cost ~1 ms each), once per
+# page (MATERIALIZED: inlined, each use of a CTE's column computed it again); its words are then
+# framed as FTS5's snippet() frames them: with the text before (after) them when no word is
+# there, else with '…'.
 POSTGRES_SEARCH = """
 WITH query AS (SELECT to_tsquery('simple', :query) AS q),
 ranked AS (
-  SELECT p.id, p.path, p.title, p.revision_id, ts_rank('{0.1, 0.2, 0.5, 1.0}', f.document, query.q) AS rank
-  FROM query, pages_fts f JOIN pages p ON p.id = f.page_id
-  WHERE f.document @@ query.q AND p.wiki_id = :wiki_id AND p.deleted_at IS NULL
-  ORDER BY rank DESC, p.id LIMIT :limit),
-shown AS (
-  SELECT ranked.*, replace(p.content, '<', :tag) AS body,
-    ts_headline('simple', replace(p.content, '<', :tag), query.q, :options) AS headline
-  FROM query, ranked JOIN pages p ON p.id = ranked.id),
+  SELECT f.page_id AS id, ts_rank('{0.1, 0.2, 0.5, 1.0}', f.document, query.q) AS rank
+  FROM query, pages_fts f WHERE f.document @@ query.q AND f.wiki_id = :wiki_id
+  ORDER BY rank DESC, f.page_id LIMIT :limit),
+shown AS MATERIALIZED (
+  SELECT ranked.*, p.path, p.title, p.revision_id, replace(p.content, '<', :tag) AS body,
+    greatest(strpos(lower(p.content COLLATE "default"), :anchor) - :reach, 1) AS low
+  FROM ranked JOIN pages p ON p.id = ranked.id),
+excerpt AS (
+  SELECT shown.*, regexp_replace(regexp_replace(substr(body, low, 2 * :reach),
+    CASE WHEN low > 1 THEN '^\\S*' ELSE '^' END, ''), CASE WHEN low + 2 * :reach <= length(body) THEN '\\S*$' ELSE '$' END,
+    '') AS near FROM shown),
+lit AS MATERIALIZED (SELECT excerpt.*, ts_headline('simple', near, query.q, :options) AS headline FROM query, excerpt),
 placed AS (
-  SELECT shown.*, strpos(body, replace(replace(headline, :start, ''), :end, '')) AS at,
+  SELECT lit.*, strpos(body, replace(replace(headline, :start, ''), :end, '')) AS at,
     length(replace(replace(headline, :start, ''), :end, '')) AS span
-  FROM shown)
+  FROM lit)
 SELECT id, path, title, revision_id, rank,
   CASE WHEN at = 0 THEN '' WHEN substr(body, 1, at - 1) ~ '[^[:space:][:punct:]]' THEN '…'
        ELSE substr(body, 1, at - 1) END
@@ -3056,26 +3081,43 @@ SEARCH_WORD_RE = re.compile(r"[^\W_]+")
 TAG_STAND_IN = "\x01"
 
 
-def _tsquery(text: str) -> str:
-    """User text as a to_tsquery() argument that cannot be a syntax error: only runs of letters
-    and digits, each quoted; a phrase's words follow each other (<->), a prefix ends in :*, and
-    the terms are ANDed."""
+def _tsquery(text: str, prefix_words: bool = False, weights: str = "") -> str:
+    """User text (as _search_terms reads it) as a to_tsquery() argument that cannot be a syntax
+    error: only runs of letters and digits, each quoted; a phrase's words follow each other (<->),
+    a prefix ends in :*, and the terms are ANDed. `weights` ("AB": path or title) restricts
+    every word to those parts of the page."""
     terms = []
-    for body, prefix in _search_terms(unicodedata.normalize("NFC", text)):
-        words = [f"'{word}'" for word in SEARCH_WORD_RE.findall(body)]
+    for body, prefix in _search_terms(unicodedata.normalize("NFC", text), prefix_words):
+        words = SEARCH_WORD_RE.findall(body)
         if words:
-            terms.append(" <-> ".join(words) + (":*" if prefix else ""))
+            marks = [":" + weights if weights else ""] * (len(words) - 1) + [":" + ("*" if prefix else "") + weights]
+            terms.append(" <-> ".join(f"'{word}'{mark.rstrip(':')}" for word, mark in zip(words, marks)))
     return " & ".join(terms)
 
 
-def _search_postgres(db, wiki_id: int, text: str, limit: int) -> list[SearchHit]:
-    query = _tsquery(text)
+def _search_postgres(db, wiki_id: int, query: str, limit: int) -> list[SearchHit]:
+    """The wiki's `limit` best live pages for a _tsquery() `query`, best first."""
     if not query:
         return []
+    anchor = re.search(r"'([^']*)'", query)[1].lower()
     rows = db.execute(POSTGRES_SEARCH, {"query": query, "wiki_id": wiki_id, "limit": limit, "tag": TAG_STAND_IN,
-                                        "options": POSTGRES_HEADLINE, "start": MARK_START, "end": MARK_END}).fetchall()
+                                        "options": POSTGRES_HEADLINE, "start": MARK_START, "end": MARK_END,
+                                        "anchor": anchor, "reach": 400}).fetchall()
     return [SearchHit(row["path"], row["title"], row["revision_id"], round(row["rank"], 4),
                       row["snippet"].replace(TAG_STAND_IN, "<")) for row in rows]
+
+
+def _search_wiki_postgres(db, wiki_id: int, text: str, limit: int) -> SearchResults:
+    query = _tsquery(text, prefix_words=True)
+    if not query:
+        return SearchResults([], 0, [])
+    with read_snapshot(db):
+        titled = _search_postgres(db, wiki_id, _tsquery(text, prefix_words=True, weights="AB"), limit)
+        seen = {hit.path for hit in titled}
+        rest = [hit for hit in _search_postgres(db, wiki_id, query, limit) if hit.path not in seen]
+        total = db.execute("SELECT count(*) FROM pages_fts WHERE document @@ to_tsquery('simple', ?) AND wiki_id = ?",
+                           (query, wiki_id)).fetchone()[0]
+    return SearchResults((titled + rest)[:limit], total, [] if total else similar_page_paths(db, wiki_id, text))
 
 
 def page_links(db: sqlite3.Connection, wiki_id: int, path: str) -> PageLinks:

@@ -77,7 +77,7 @@ def fts_integrity(db) -> None:
         return
     wrong = db.execute(
         "SELECT count(*) FROM pages p FULL JOIN pages_fts f ON f.page_id = p.id WHERE p.id IS NULL "
-        "OR (p.deleted_at IS NULL) != (f.page_id IS NOT NULL) OR f.document != setweight(pages_fts_words(p.path), "
+        "OR (p.deleted_at IS NULL) != (f.page_id IS NOT NULL) OR f.wiki_id != p.wiki_id OR f.document != setweight(pages_fts_words(p.path), "
         "'A') || setweight(pages_fts_words(p.title), 'B') || setweight(pages_fts_words(p.content), 'D')").fetchone()[0]
     assert wrong == 0, f"{wrong} pages disagree with the full-text index"
 

@@ -24,7 +24,8 @@ if DATABASES is None:
     pytest.fail("tests/postgres needs a PostgreSQL cluster: run `make test-postgres` (it starts one).",
                 pytrace=False)
 
-SCHEMA_V6 = ROOT / "tests/data/schema_v6.sql"
+# schema.sql as it was at the first version a PostgreSQL database can have
+FIRST_SCHEMA = ROOT / f"tests/data/schema_v{store.FIRST_POSTGRES_VERSION}.sql"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 QUOTAS = store.Quotas(pages_per_wiki=100, bytes_per_wiki=50 * 1024 * 1024, wikis_per_user=3)
 
@@ -93,12 +94,12 @@ def full_postgres_schema(db) -> dict:
     }
 
 
-def test_migrations_after_version_6_upgrade_a_postgresql_database_to_the_new_schema():
-    """A PostgreSQL database made at version 6 (the first version one can have; tests/data/schema_v6.sql
-    is schema.sql as it was then) and upgraded by every later migration equals a new one."""
+def test_later_migrations_upgrade_the_first_postgresql_schema_to_the_new_one():
+    """A PostgreSQL database made at FIRST_POSTGRES_VERSION (from schema.sql as it was then) and
+    upgraded by every later migration equals a new one."""
     old_url = DATABASES.create()
     old = store.db_connect(old_url)
-    store._run_script(old, SCHEMA_V6.read_text(), store.FIRST_POSTGRES_VERSION)
+    store._run_script(old, FIRST_SCHEMA.read_text(), store.FIRST_POSTGRES_VERSION)
     old.close()
     upgraded = store.open_database(old_url, create=False)
     fresh = store.open_database(DATABASES.create(), create=True)
@@ -273,6 +274,25 @@ def test_migrate_to_moves_an_sqlite_instance_to_postgresql(tmp_path):
             == ["Beds"]
     finally:
         server.stop()
+
+
+def test_a_server_reconnects_after_its_database_connections_are_ended(server):
+    """A PostgreSQL restart or failover ends every connection: the next requests open new ones."""
+    server.cli("user", "add", ALICE, "--username", "alice")
+    server.cli("wiki", "create", "notes", "--owner", "alice")
+    token = server.cli("token", "create", "notes", "--user", "alice").stdout.strip()
+    endpoint = Endpoint(f"{server.url}/w/notes/mcp", token)
+    for _ in range(3):
+        assert endpoint.ok("read_note", path="Home")
+    admin = store.db_connect(server.env["ROBOTWTF_DATABASE_URL"])
+    ended = admin.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = "
+                          "current_database() AND pid != pg_backend_pid()").fetchone()[0]
+    admin.close()
+    assert ended >= 1
+    time.sleep(0.2)  # the server's side of each connection sees its end
+    for _ in range(10):
+        assert requests.get(server.url + "/healthz").status_code == 200
+        assert "Home" in text(endpoint.ok("read_note", path="Home"))
 
 
 # --- several servers on one database --------------------------------------------------------------------
