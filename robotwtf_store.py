@@ -895,6 +895,7 @@ POSTGRES_WRITE_LOCK = 0x726F626F74777466
 # Held (session-wide) while one process creates or upgrades the schema, so that machines starting
 # together do it once.
 POSTGRES_SCHEMA_LOCK = POSTGRES_WRITE_LOCK + 1
+TUPLES_OK = 2  # libpq's PGRES_TUPLES_OK: the statement returned rows (psycopg.pq.ExecStatus.TUPLES_OK)
 # Placeholders in storage SQL: string literals, quoted names and comments are copied as they are;
 # `?` and `:name` become psycopg's %s and %(name)s; a literal % is doubled. `::` is a cast.
 _SQL_TOKEN_RE = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|%|\?|(?<![:\w]):([A-Za-z_]\w*)""")
@@ -946,6 +947,28 @@ def _postgres_row_factory(cursor):
     return _row_class(tuple(column.name for column in description))
 
 
+class _RowFactories(dict):
+    """A row factory per statement text that remembers its row class: psycopg builds the column
+    descriptions anew on every execute (~50 us for a page row), the class needs them only once.
+    A statement whose columns changed under it (SELECT * across a migration) is looked at again."""
+
+    def __missing__(self, sql: str):
+        if len(self) >= 2048:  # statements built with a varying number of placeholders
+            self.clear()
+        known: list[type] = []
+
+        def factory(cursor):
+            result = cursor.pgresult
+            if known and result is not None and result.nfields == len(known[0]._index):
+                return known[0]
+            row_class = _postgres_row_factory(cursor)
+            known[:] = [row_class] if row_class is not tuple else []
+            return row_class
+
+        self[sql] = factory
+        return factory
+
+
 class PostgresCursor:
     """psycopg's cursor, with sqlite3's `lastrowid` (the session's last sequence value), and no
     rows (rather than an error) from a statement that returns none, as sqlite3 has it."""
@@ -955,14 +978,18 @@ class PostgresCursor:
     def __init__(self, cursor, db: "PostgresDatabase"):
         self._cursor, self._db = cursor, db
 
+    def _has_rows(self) -> bool:
+        result = self._cursor.pgresult
+        return result is not None and result.status == TUPLES_OK
+
     def fetchone(self):
-        return self._cursor.fetchone() if self._cursor.description is not None else None
+        return self._cursor.fetchone() if self._has_rows() else None
 
     def fetchall(self) -> list:
-        return self._cursor.fetchall() if self._cursor.description is not None else []
+        return self._cursor.fetchall() if self._has_rows() else []
 
     def fetchmany(self, size: int = 1) -> list:
-        return self._cursor.fetchmany(size) if self._cursor.description is not None else []
+        return self._cursor.fetchmany(size) if self._has_rows() else []
 
     def __iter__(self):
         return iter(self.fetchall())
@@ -994,6 +1021,7 @@ class PostgresDatabase:
     def __init__(self, connection, url: str):
         self._conn = connection
         self.url = url
+        self._row_factories = _RowFactories()
 
     @classmethod
     def connect(cls, url: str) -> "PostgresDatabase":
@@ -1008,7 +1036,7 @@ class PostgresDatabase:
         return cls(connection, url)
 
     def execute(self, sql: str, params=()) -> PostgresCursor:
-        cursor = self._conn.cursor()
+        cursor = self._conn.cursor(row_factory=self._row_factories[sql])
         try:
             cursor.execute(postgres_sql(sql), params)
         except _psycopg().Error as e:
