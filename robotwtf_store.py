@@ -3306,8 +3306,9 @@ def rename_page(db: sqlite3.Connection, wiki_id: int, path: str, new_path: str, 
                 raise Conflict(f"Page '{taken['path']}' already exists; choose another new path, or rename or "
                                "delete that page first.", "page_exists", path=taken["path"])
         keys = {moved["path_key"]: target for moved, target in moves}
-        # Free the moving pages' paths first, so a page may take a path another one is leaving.
-        db.executemany("UPDATE pages SET path_key = ? WHERE id = ?", [(f"\x00{i}", i) for i in moving])
+        # Free the moving pages' paths first, so a page may take a path another one is leaving (a
+        # key that starts with / is no page's: paths have no empty segment; PostgreSQL text holds no NUL).
+        db.executemany("UPDATE pages SET path_key = ? WHERE id = ?", [(f"/{i}", i) for i in moving])
         text = f"Rename {old_path} to {new_path}"
         for moved, target in moves:
             note = _message(message, text) if moved is row else f"{text}: move {moved['path']} to {target}"
@@ -3324,13 +3325,15 @@ def _rewrite_links_to(db: sqlite3.Connection, wiki_id: int, keys: dict[str, str]
     links rewritten; returns their paths."""
     rewritten = []
     for other in db.execute("SELECT DISTINCT pages.* FROM links JOIN pages ON pages.id = links.page_id "
-                            "WHERE links.wiki_id = ? AND links.target_key IN (SELECT value FROM json_each(?)) "
+                            f"WHERE links.wiki_id = ? AND links.target_key IN ({JSON_TEXTS[db.engine]}) "
                             "ORDER BY pages.path_key", (wiki_id, json.dumps(list(keys)))).fetchall():
         if other["id"] not in moving:
             _record(db, wiki_id, other["id"], "update", other["path"], _rewritten(other, keys), author,
                     f"Update links after: {text}")
             rewritten.append(other["path"])
     return rewritten
+# The strings of a JSON array bound as one parameter, as rows (no limit on how many, unlike `?`s).
+JSON_TEXTS = {"sqlite": "SELECT value FROM json_each(?)", "postgresql": "SELECT json_array_elements_text(?::json)"}
 
 
 def _subpage_rows(db: sqlite3.Connection, wiki_id: int, path: str) -> list[sqlite3.Row]:
@@ -4286,6 +4289,8 @@ def copy_database(source, target) -> dict[str, int]:
             copied = target.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
             if copied != count:
                 raise ConfigError(f"Copying {table} left {copied} rows of {count}; nothing was copied.")
+    if target.engine == "postgresql":
+        target.execute("ANALYZE")  # the planner's statistics of the new rows, before autovacuum gets to them
     return counts
 
 
