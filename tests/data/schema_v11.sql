@@ -399,3 +399,13 @@ CREATE TABLE personal_tokens (
 );
 CREATE INDEX personal_tokens_user ON personal_tokens(user_did);
 CREATE INDEX personal_tokens_wiki ON personal_tokens(wiki_id);
+
+-- Revisions that came in with an imported robotwtf export (migration 7): they keep their authors,
+-- messages and times as recorded there; this row marks them, with the id they had in the export
+-- and the author's name as the exporting instance knew it (shown when they are not a user here).
+CREATE TABLE imported_revisions (
+    revision_id TEXT PRIMARY KEY REFERENCES revisions(id) ON DELETE CASCADE,
+    original_id TEXT NOT NULL,
+    author_name TEXT NOT NULL DEFAULT '',
+    imported_at INTEGER NOT NULL
+) WITHOUT ROWID;

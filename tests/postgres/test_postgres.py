@@ -186,7 +186,7 @@ def test_the_server_log_names_the_database_without_its_password(server):
 def fill(db) -> dict:
     """A small instance: a user, a wiki with history, a deleted page, an attachment and a token."""
     store.add_user(db, ALICE, "alice.test", "alice")
-    wiki = store.create_wiki(db, "notes", ALICE, "Notes", public_url="http://127.0.0.1", quotas=QUOTAS, via="cli")
+    wiki = store.create_wiki(db, "notes", ALICE, "Notes", quotas=QUOTAS, via="cli")
     author = store.Author(ALICE, "cli")
     first = store.write_page(db, wiki["id"], "Garden", "Tomatoes in [[Beds]]", author=author, quotas=QUOTAS)
     store.write_page(db, wiki["id"], "Garden", "Tomatoes and beans in [[Beds]]", first.revision, author=author,
