@@ -34,7 +34,8 @@ SEPARATE_SUITES := --ignore=tests/e2e_pds --ignore=tests/postgres
 POSTGRES_SUITES := tests/test_wiki_storage.py tests/test_wiki_http.py tests/test_browser.py tests/test_login_routes.py \
   tests/test_oauth_as.py tests/test_oauth_bearer.py tests/test_oauth_cimd.py \
   tests/test_mcp_tools.py tests/test_mcp_http.py tests/test_mcp_protocol.py \
-  tests/test_people.py tests/test_wiki_ux.py tests/test_browser_people.py tests/test_wiki_ux_browser.py tests/postgres
+  tests/test_people.py tests/test_wiki_ux.py tests/test_browser_people.py tests/test_wiki_ux_browser.py \
+  tests/test_git.py tests/test_semantic.py tests/postgres
 SCREENSHOTS := test-artifacts/screenshots
 APP_SOURCES := $(wildcard robotwtf*.py) schema.sql $(shell find views static -type f 2>/dev/null)
 

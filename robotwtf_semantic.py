@@ -924,7 +924,7 @@ class BackgroundIndexer:
         self._thread.join()
 
     def _run(self) -> None:
-        db = store.db_connect(self.cfg.db_path)
+        db = store.db_connect(self.cfg.database_location)
         cfg = self.cfg
         indexer = Indexer(db, EmbeddingsClient(cfg.embeddings_url, cfg.embeddings_model, cfg.embeddings_api_key,
                                                cfg.embeddings_timeout))

@@ -1012,6 +1012,36 @@ class PostgresCursor:
         self._cursor.close()
 
 
+class PostgresStatementCursor:
+    """sqlite3's cursor idiom (cursor(), then execute and read or iterate it). Its row_factory is
+    accepted and ignored: PostgreSQL rows are tuples already (set to None for plain tuples)."""
+
+    row_factory = None
+
+    def __init__(self, db: "PostgresDatabase"):
+        self._db, self._result = db, None
+
+    def execute(self, sql: str, params=()) -> "PostgresStatementCursor":
+        self._result = self._db.execute(sql, params)
+        return self
+
+    def fetchone(self):
+        return self._result.fetchone()
+
+    def fetchall(self) -> list:
+        return self._result.fetchall()
+
+    def fetchmany(self, size: int = 1) -> list:
+        return self._result.fetchmany(size)
+
+    def __iter__(self):
+        return iter(self._result)
+
+    def close(self) -> None:
+        if self._result is not None:
+            self._result.close()
+
+
 class PostgresDatabase:
     """A psycopg connection in autocommit mode (as robotwtf's SQLite connections are: a statement
     outside transaction() commits by itself) speaking sqlite3's dialect of the DB-API."""
@@ -1051,6 +1081,9 @@ class PostgresDatabase:
             self._conn.cursor().executemany(postgres_sql(sql), rows)
         except _psycopg().Error as e:
             raise _as_sqlite_error(e, self.url) from None
+
+    def cursor(self) -> "PostgresStatementCursor":
+        return PostgresStatementCursor(self)
 
     def executescript(self, sql: str) -> None:
         """Several statements without parameters, sent as they are (PL/pgSQL bodies and all)."""
@@ -1179,7 +1212,7 @@ ENGINE_BLOCK_RE = re.compile(r"^-- @(sqlite|postgresql|both)[ \t]*$", re.MULTILI
 # The first version a PostgreSQL database can have (the schema version of the first robotwtf
 # that ran on PostgreSQL): it starts from schema.sql at the version of the robotwtf that made it,
 # so the migrations up to this one are SQLite's alone, and every later one must run on both.
-FIRST_POSTGRES_VERSION = 11
+FIRST_POSTGRES_VERSION = 10
 
 
 def schema_script(sql: str, engine: str) -> str:
@@ -4257,7 +4290,7 @@ def _empty_target(url: str):
     """The PostgreSQL database at `url` with robotwtf's schema and no rows (made if it is new)."""
     target = open_database(url, create=True)
     try:
-        filled = [table for table in _copied_tables(target)
+        filled = [table for table in ("users", "wikis")  # the schema itself seeds rows elsewhere (semantic_state)
                   if target.execute(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone() is not None]
         if filled:
             raise ConfigError(f"The database {redact_url(url)} already holds a robotwtf instance (its "
@@ -4275,6 +4308,7 @@ def copy_database(source, target) -> dict[str, int]:
     counts = {}
     with read_snapshot(source), transaction(target):
         for table in _copied_tables(target):
+            target.execute(f'DELETE FROM "{table}"')  # what the new schema seeded, replaced by the source's rows
             columns = None
             for rows in _row_batches(source, f'SELECT * FROM "{table}"'):
                 if columns is None:

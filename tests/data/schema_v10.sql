@@ -1,4 +1,4 @@
--- schema.sql as it was at schema version 11, the first version a PostgreSQL database can have:
+-- schema.sql as it was at schema version 10, the first version a PostgreSQL database can have:
 -- tests/postgres upgrades a database made from it with every later migration. Never edit it.
 -- robotwtf's whole data model. A new database gets this file; an older one gets the numbered
 -- migrations in robotwtf_store.py (MIGRATIONS), which must leave it identical to this file.
@@ -409,3 +409,78 @@ CREATE TABLE imported_revisions (
     author_name TEXT NOT NULL DEFAULT '',
     imported_at INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Git access to a wiki (robotwtf_git, migration 9). A row means its owner turned it on.
+CREATE TABLE git_access (
+    wiki_id    INTEGER PRIMARY KEY REFERENCES wikis(id) ON DELETE CASCADE,
+    enabled_at INTEGER NOT NULL
+);
+-- The bytes each attachment revision wrote while git access was on (the attachments table keeps
+-- only the current ones), so the git history can show every version; NULL data is a deletion.
+-- An attachment revision without a row wrote bytes that were not kept.
+CREATE TABLE attachment_versions (
+    revision_seq INTEGER PRIMARY KEY REFERENCES revisions(seq) ON DELETE CASCADE,
+    data         BLOB
+);
+-- What git shows of each revision once a fetch or a push reached it: the git blob ids of the
+-- page's content after it and of the attachment it wrote, and the commit showing the wiki right
+-- after it, exactly as served (a pushed commit that made several revisions is the commit of the
+-- last one; the others have none). Kept, so commit ids never change.
+CREATE TABLE git_revisions (
+    revision_seq    INTEGER PRIMARY KEY REFERENCES revisions(seq) ON DELETE CASCADE,
+    wiki_id         INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    page_blob       TEXT NOT NULL,
+    attachment_blob TEXT,
+    commit_id       TEXT,
+    commit_raw      BLOB
+);
+CREATE INDEX git_revisions_wiki ON git_revisions(wiki_id, revision_seq);
+CREATE UNIQUE INDEX git_revisions_commit ON git_revisions(wiki_id, commit_id) WHERE commit_id IS NOT NULL;
+
+-- Semantic search (robotwtf_semantic). One row per page the index follows. Every change of the
+-- page (robotwtf_store._record, in the change's own transaction) makes it 'stale', or 'gone' for
+-- a deletion (its chunks are dropped then too); the indexer makes it 'ready' once it has cut the
+-- page into chunks again. `stamp` becomes one more than any stamp of the wiki whenever the row
+-- or the page's chunks change, so each process's in-memory index of a wiki fetches only what
+-- changed since it last looked. A new instance has no pages: nothing to seed.
+CREATE TABLE semantic_pages (
+    page_id INTEGER PRIMARY KEY REFERENCES pages(id) ON DELETE CASCADE,
+    wiki_id INTEGER NOT NULL REFERENCES wikis(id) ON DELETE CASCADE,
+    state   TEXT NOT NULL CHECK (state IN ('stale', 'ready', 'gone')),
+    stamp   INTEGER NOT NULL
+);
+CREATE INDEX semantic_pages_wiki_stamp ON semantic_pages(wiki_id, stamp);
+CREATE INDEX semantic_pages_stale ON semantic_pages(wiki_id) WHERE state = 'stale';
+-- A page's chunks: `hash` is the SHA-256 of the model name and the text sent for embedding (the
+-- page's path and title, the section's heading path, the chunk); `vector` is the embedding
+-- (float32, little-endian, unit length) and `code` its sign bits (bit i set when component i is
+-- negative), both NULL until embedded; `failed` marks a chunk the server refused to embed.
+CREATE TABLE semantic_chunks (
+    id       INTEGER PRIMARY KEY,
+    page_id  INTEGER NOT NULL REFERENCES semantic_pages(page_id) ON DELETE CASCADE,
+    wiki_id  INTEGER NOT NULL,
+    position INTEGER NOT NULL,
+    hash     TEXT NOT NULL,
+    failed   INTEGER NOT NULL DEFAULT 0,
+    code     BLOB,
+    vector   BLOB,
+    title    TEXT NOT NULL,
+    section  TEXT NOT NULL,
+    text     TEXT NOT NULL
+);
+CREATE INDEX semantic_chunks_page ON semantic_chunks(page_id);
+CREATE INDEX semantic_chunks_hash ON semantic_chunks(hash);
+CREATE INDEX semantic_chunks_pending ON semantic_chunks(wiki_id, failed) WHERE vector IS NULL;
+-- What a process loads into memory to search a wiki: the codes alone, without the rows.
+CREATE INDEX semantic_chunks_codes ON semantic_chunks(wiki_id, page_id, id, code) WHERE code IS NOT NULL;
+-- The model the vectors come from and their dimensions (a change of either empties the index),
+-- and the embeddings server's last failure, for the admin page.
+CREATE TABLE semantic_state (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    model         TEXT,
+    dimensions    INTEGER,
+    last_error    TEXT,
+    last_error_at INTEGER,
+    indexed_at    INTEGER
+);
+INSERT INTO semantic_state (id) VALUES (1);
