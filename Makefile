@@ -4,6 +4,8 @@
 #   make pyz     ./robotwtf.pyz (tools/build_pyz.py: one zipapp for CPython 3.11-3.13)
 #   make run     venv + pyz, then `robotwtf.pyz serve $(ARGS)`     e.g. make run ARGS="--port 9000"
 #   make test    venv + pyz + Chromium (apt-get, as root), then the whole pytest suite  e.g. make test PYTEST_ARGS="-k pyz"
+#   make test-postgres  the storage, browser, OAuth and MCP suites and tests/postgres/ against a
+#                throwaway PostgreSQL cluster (tools/pg_cluster.py; needs Debian's postgresql)
 #   make bench   venv + pyz + wrk, then bench/run.py: robotwtf vs the MCP SDK server and a bare
 #                ceiling, table in bench/results.md              e.g. make bench BENCH_ARGS="--repeats 1"
 #   make conformance  the official MCP conformance suite + MCP Inspector CLI against a real server
@@ -27,11 +29,17 @@ PIP_INSTALL := -m pip install --quiet --disable-pip-version-check --require-hash
 ARGS ?=
 PYTEST_ARGS ?= -ra
 # Suites with their own targets (and their own peers to start) are not part of `make test`.
-SEPARATE_SUITES := --ignore=tests/e2e_pds
+SEPARATE_SUITES := --ignore=tests/e2e_pds --ignore=tests/postgres
+# What `make test-postgres` runs on PostgreSQL (the same tests, with every instance's database there).
+POSTGRES_SUITES := tests/test_wiki_storage.py tests/test_wiki_http.py tests/test_browser.py tests/test_login_routes.py \
+  tests/test_oauth_as.py tests/test_oauth_bearer.py tests/test_oauth_cimd.py \
+  tests/test_mcp_tools.py tests/test_mcp_http.py tests/test_mcp_protocol.py \
+  tests/test_people.py tests/test_wiki_ux.py tests/test_browser_people.py tests/test_wiki_ux_browser.py \
+  tests/test_git.py tests/test_semantic.py tests/postgres
 SCREENSHOTS := test-artifacts/screenshots
 APP_SOURCES := $(wildcard robotwtf*.py) schema.sql $(shell find views static -type f 2>/dev/null)
 
-.PHONY: venv pyz run test bench e2e-pds conformance lock clean distclean check-python browser
+.PHONY: venv pyz run test test-postgres bench e2e-pds conformance lock clean distclean check-python browser
 
 check-python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] < (3, 11))' 2>/dev/null || { \
@@ -82,6 +90,15 @@ test: venv pyz browser
 	@status=0; $(VPY) -m pytest tests $(SEPARATE_SUITES) $(PYTEST_ARGS) || status=$$?; \
 	  echo "screenshots: $(CURDIR)/$(SCREENSHOTS)"; exit $$status
 
+# The suites again with every instance on PostgreSQL: tools/pg_cluster.py starts a throwaway cluster
+# (initdb in a temporary folder, loopback only, as the `postgres` user when run as root), sets
+# ROBOTWTF_TEST_DATABASE_URL for tests/conftest.py, and removes it afterwards. Without PostgreSQL
+# it fails saying how to install it.
+test-postgres: venv pyz browser
+	@$(VPY) tools/pg_cluster.py check
+	@mkdir -p $(SCREENSHOTS)
+	$(VPY) tools/pg_cluster.py run -- $(VPY) -m pytest $(POSTGRES_SUITES) $(PYTEST_ARGS)
+
 # Official MCP conformance suite + MCP Inspector CLI against a real server (npm needed once).
 conformance: venv
 	PYTHON=$(VPY) bash tools/conformance.sh
@@ -103,6 +120,7 @@ bench: venv pyz
 	@command -v wrk >/dev/null || { echo "installing wrk with apt-get"; \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get install -y wrk >/dev/null || { $$SUDO apt-get update -q && $$SUDO apt-get install -y wrk; }; }
+	@$(VPY) tools/pg_cluster.py check
 	$(VPY) bench/run.py --python $(PYTHON) --pyz robotwtf.pyz $(BENCH_ARGS)
 
 # CUSTOM_COMPILE_COMMAND makes the files' headers say how to regenerate them.

@@ -28,7 +28,6 @@ import select
 import shlex
 import signal
 import socket
-import sqlite3
 import sys
 import threading
 import time
@@ -204,12 +203,13 @@ def serve(cfg: store.Config) -> int:
                     "Never use this in production.")
     port = sockets[0].getsockname()[1]
     store.record_served_url(cfg)
-    log.info("robotwtf serving %s on %s:%s with %d worker%s of %d threads (data: %s)", cfg.public_url, cfg.host,
-             port, cfg.workers, "s" if cfg.workers > 1 else "", cfg.threads, cfg.data)
+    log.info("robotwtf serving %s on %s:%s with %d worker%s of %d threads (data: %s%s)", cfg.public_url, cfg.host,
+             port, cfg.workers, "s" if cfg.workers > 1 else "", cfg.threads, cfg.data,
+             f"; database: {store.redact_url(cfg.database)}" if cfg.is_postgres else "")
     if cfg.semantic_search:
         log.info("semantic search on: model %s at %s", cfg.embeddings_model,
                  urllib.parse.urlsplit(cfg.embeddings_url).netloc)
-    with contextlib.closing(store.db_connect(cfg.db_path)) as db:  # closed before the workers fork
+    with contextlib.closing(store.db_connect(cfg.database_location)) as db:  # closed before the workers fork
         if not store.has_users(db):
             log.info("%s", welcome_message(cfg))
     if cfg.workers == 1:
@@ -436,13 +436,14 @@ PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 # --- operator CLI -----------------------------------------------------------------------------------
 
-def open_instance_db(cfg: store.Config) -> sqlite3.Connection:
+def open_instance_db(cfg: store.Config):
     """The database of an existing instance, for admin commands (never creates one)."""
-    if not cfg.db_path.exists():
-        raise store.ConfigError(f"There is no robotwtf instance in {cfg.data}; run `robotwtf init` first "
-                          "(or pass --data / ROBOTWTF_DATA).")
+    if not store.database_exists(cfg.database_location):
+        where = store.redact_url(cfg.database) if cfg.is_postgres else cfg.data
+        raise store.ConfigError(f"There is no robotwtf instance in {where}; run `robotwtf init` first "
+                          "(or pass --data / ROBOTWTF_DATA, --database / ROBOTWTF_DATABASE_URL).")
     store.Keys.load(cfg.data)
-    return store.open_database(cfg.db_path, create=False)
+    return store.open_database(cfg.database_location, create=False)
 
 
 def cmd_serve(cfg: store.Config, args) -> int:
@@ -459,15 +460,17 @@ def cmd_init(cfg: store.Config, args) -> int:
 def cmd_check(cfg: store.Config, args) -> int:
     store.prepare_data_folder(cfg, create=False)
     store.Keys.load(cfg.data).check()
-    db = store.open_database(cfg.db_path, create=False)
+    db = store.open_database(cfg.database_location, create=False)
     try:
-        if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+        if db.engine == "sqlite" and db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
             raise store.ConfigError(f"{cfg.db_path} fails SQLite's integrity check; restore a backup.")
+        version = db.execute("SELECT max(version) FROM schema_version").fetchone()[0]
         users = db.execute("SELECT count(*) FROM users").fetchone()[0]
         wikis = db.execute("SELECT count(*) FROM wikis").fetchone()[0]
+        engine = f"PostgreSQL {db.server_version} at {store.redact_url(cfg.database)}, " if cfg.is_postgres else ""
     finally:
         db.close()
-    print(f"ok: {cfg.data} (schema version {store.SCHEMA_VERSION}, {users} users, {wikis} wikis); "
+    print(f"ok: {cfg.data} ({engine}schema version {version} (current), {users} users, {wikis} wikis); "
           f"public URL {cfg.public_url}; signup {cfg.signup}")
     return 0
 
@@ -558,7 +561,7 @@ def cmd_token_create(cfg: store.Config, args) -> int:
 
 def cmd_backup(cfg: store.Config, args) -> int:
     dest = Path(args.file).expanduser().absolute()
-    if not cfg.db_path.exists():
+    if not store.database_exists(cfg.database_location):
         raise store.ConfigError(f"There is no robotwtf instance in {cfg.data} to back up.")
     store.backup(cfg, dest)
     print(f"backed up {cfg.data} to {dest}")
@@ -568,6 +571,16 @@ def cmd_backup(cfg: store.Config, args) -> int:
 def cmd_restore(cfg: store.Config, args) -> int:
     store.restore(cfg, Path(args.file).expanduser().absolute())
     print(f"restored {args.file} into {cfg.data}")
+    return 0
+
+
+def cmd_migrate_to(cfg: store.Config, args) -> int:
+    counts = store.migrate_to(cfg, args.url)
+    rows = ", ".join(f"{counts.get(t, 0)} {t}" for t in ("users", "wikis", "pages", "revisions", "attachments"))
+    target = store.redact_url(args.url)
+    print(f"copied {sum(counts.values())} rows ({rows}) into {target}.\n"
+          f"Now serve with --database (ROBOTWTF_DATABASE_URL) set to that database, and copy "
+          f"{' and '.join(store.KEY_FILES)} from {cfg.data} into the data folder of every machine that serves it.")
     return 0
 
 
@@ -664,8 +677,11 @@ def build_parser() -> argparse.ArgumentParser:
         .add_argument("slug", metavar="SLUG", nargs="?", help="the wiki (default: every wiki)")
     command(commands, "backup", cmd_backup, "write a consistent .tar.gz of the database and keys") \
         .add_argument("file", metavar="FILE")
-    command(commands, "restore", cmd_restore, "restore a backup into an empty data folder") \
-        .add_argument("file", metavar="FILE")
+    command(commands, "restore", cmd_restore, "restore a backup into an empty data folder (and, with "
+            "--database, an empty PostgreSQL database)").add_argument("file", metavar="FILE")
+    command(commands, "migrate-to", cmd_migrate_to, "copy this instance's database into an empty PostgreSQL "
+            "database (stop the server first)").add_argument("url", metavar="URL",
+                                                             help="postgresql://user@host:port/dbname")
     return parser
 
 

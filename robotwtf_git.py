@@ -368,10 +368,13 @@ LEFT JOIN attachment_versions v ON v.revision_seq = r.seq
 WHERE r.wiki_id = ? AND r.seq > ? AND r.seq <= ? ORDER BY r.seq"""
 
 
+UTF8_BYTES = {"sqlite": "CAST(r.content AS BLOB)", "postgresql": "convert_to(r.content, 'UTF8')"}
+
+
 def _revisions(db: sqlite3.Connection, wiki_id: int, after: int, upto: int, with_bytes: bool):
     """RevisionViews of the wiki's revisions after `after` up to `upto`, oldest first; the pages'
     and attachments' bytes are read when `with_bytes` (to send them) or not yet hashed."""
-    content, data = "CAST(r.content AS BLOB)", "v.data"   # the page's UTF-8 bytes, as git stores them
+    content, data = UTF8_BYTES[db.engine], "v.data"   # the page's UTF-8 bytes, as git stores them
     if not with_bytes:
         content, data = (f"CASE WHEN g.revision_seq IS NULL THEN {column} END" for column in (content, data))
     sql = REVISIONS_SQL.format(content=content, data=data)
@@ -575,8 +578,8 @@ def bring_up_to_date(inst: store.Instance, wiki_id: int, packing: bool = False) 
         for rev in _revisions(db, wiki_id, seq, latest, with_bytes=packing):
             replay.step(rev)
     with store.transaction(db):
-        db.executemany("INSERT OR IGNORE INTO git_revisions (revision_seq, wiki_id, page_blob, attachment_blob, "
-                       "commit_id, commit_raw) VALUES (?, ?, ?, ?, ?, ?)", replay.rows)
+        db.executemany("INSERT INTO git_revisions (revision_seq, wiki_id, page_blob, attachment_blob, commit_id, "
+                       "commit_raw) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", replay.rows)
         seq, head = _mapped_head(db, wiki_id)
     if replay.snapshot.seq == seq and replay.snapshot.head == head:
         keep_snapshot(inst, replay.snapshot)

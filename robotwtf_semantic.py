@@ -958,7 +958,7 @@ def background_jobs(cfg: store.Config) -> list[store.LeasedJob]:
     """The indexing job when semantic search is on (CONTRACT §6), else none."""
     if not cfg.semantic_search:
         return []
-    return [store.LeasedJob(cfg.db_path, "semantic-index", IDLE_SECONDS / 5, IndexingTurns(cfg))]
+    return [store.LeasedJob(cfg.database_location, "semantic-index", IDLE_SECONDS / 5, IndexingTurns(cfg))]
 
 
 def run_until_done(db: sqlite3.Connection, client: EmbeddingsClient, report, attempts: int = 5) -> Progress:

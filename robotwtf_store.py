@@ -23,6 +23,7 @@ import operator
 import os
 import re
 import secrets
+import select
 import socket
 import sqlite3
 import sys
@@ -177,6 +178,7 @@ class Setting:
     default: object
     parse: object
     help: str
+    secret: bool = False  # its value may hold a password: never shown in messages
 
 
 def _parse_bool(text: str) -> bool:
@@ -233,6 +235,13 @@ def _parse_connection_limit(text: str) -> int:
     return value
 
 
+def _parse_database_url(text: str) -> str:
+    if not is_postgres_url(text) or not urllib.parse.urlsplit(text).path.strip("/"):
+        raise ValueError("must be a postgresql://user:password@host:port/dbname URL "
+                         "(unset it to use the SQLite file in the data folder)")
+    return text
+
+
 def _parse_choice(*choices: str):
     def parse(text: str) -> str:
         if text not in choices:
@@ -245,6 +254,10 @@ SETTINGS = (
     Setting("host", "--host", "ROBOTWTF_HOST", "127.0.0.1", str, "listen address"),
     Setting("port", "--port", "ROBOTWTF_PORT", 8080, _parse_port, "port"),
     Setting("data", "--data", "ROBOTWTF_DATA", "./robotwtf-data", str, "data folder (database, keys)"),
+    Setting("database", "--database", "ROBOTWTF_DATABASE_URL", None, _parse_database_url,
+            "database: unset = the SQLite file `robotwtf.db` in the data folder; "
+            "`postgresql://user:password@host:port/dbname` (libpq's URL, `?sslmode=` etc.) = PostgreSQL",
+            secret=True),
     Setting("public_url", "--public-url", "ROBOTWTF_PUBLIC_URL", None, str,
             "public base URL (issuer, links); default `http://127.0.0.1:<port>`"),
     Setting("signup", "--signup", "ROBOTWTF_SIGNUP", "invite", _parse_choice("open", "invite", "closed"),
@@ -309,6 +322,7 @@ class Config:
     host: str
     port: int
     data: Path
+    database: str | None
     public_url: str
     signup: str
     trusted_proxy: str | None
@@ -362,6 +376,15 @@ class Config:
     def db_path(self) -> Path:
         return self.data / DB_FILE
 
+    @property
+    def database_location(self) -> Path | str:
+        """What open_database and db_connect take: the PostgreSQL URL, else the SQLite file."""
+        return self.database or self.db_path
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database is not None
+
     def url(self, path: str) -> str:
         return self.public_url + path
 
@@ -379,7 +402,8 @@ def load_config(values: dict, environ=os.environ) -> Config:
         try:
             resolved[setting.name] = setting.parse(raw) if isinstance(raw, str) else raw
         except ValueError as e:
-            raise ConfigError(f"{source}={raw!r}: {e}") from None
+            shown = "(value not shown: it may hold a password)" if setting.secret else repr(raw)
+            raise ConfigError(f"{source}={shown}: {e}") from None
     resolved["data"] = Path(resolved["data"]).expanduser().absolute()
     resolved["public_url"] = _validate_public_url(
         resolved["public_url"] or f"http://127.0.0.1:{resolved['port']}")
@@ -803,16 +827,64 @@ CREATE TABLE leases (
 SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1
 
 
-class Connection(sqlite3.Connection):
-    """An SQLite connection that knows the file its process's writers queue on (`transaction`)."""
+# --- database: one interface over two engines ---------------------------------------------------
+# Storage code talks to a connection the way it talks to sqlite3's: db.execute(sql, params) with
+# `?` or `:name` placeholders, rows readable by column name and by index, `transaction(db)` for
+# writes and `read_snapshot(db)` for consistent reads, INSERT ... RETURNING id for a new row's id,
+# and IntegrityError / DatabaseError (the DB-API classes of the stdlib's sqlite3, which the
+# PostgreSQL connection raises too). SQLite is sqlite3 itself, so its hot path costs nothing
+# extra; PostgreSQL (a `postgresql://` URL, through psycopg and the system's libpq) is a thin
+# wrapper that translates placeholders. The few statements that differ between the engines pick
+# their text by `db.engine` (full-text search, the JSON of read_page's links, schema, backup).
 
-    writer_queue: int | None = None
+IntegrityError = sqlite3.IntegrityError
+DatabaseError = sqlite3.DatabaseError
+ENGINES = ("sqlite", "postgresql")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
-def db_connect(path: Path) -> sqlite3.Connection:
-    """The one place connections are opened: WAL, foreign keys on, a generous busy timeout."""
-    db = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False, factory=Connection)
-    db.writer_queue = _writer_queue(Path(path))
+class SqliteDatabase(sqlite3.Connection):
+    """sqlite3's connection (every call stays in C) plus what transaction() and read_snapshot()
+    ask of an engine."""
+
+    engine = "sqlite"
+    broken = False
+    writer_queue: int | None = None  # the descriptor its process's writers queue on (transaction)
+
+    def begin_write(self) -> None:
+        self.execute("BEGIN IMMEDIATE")  # takes the write lock up front
+
+    def begin_read(self) -> None:
+        self.execute("BEGIN")
+
+
+def is_postgres_url(location) -> bool:
+    return isinstance(location, str) and urllib.parse.urlsplit(location).scheme in POSTGRES_SCHEMES
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit for logs and messages: the password (in the netloc or a `password=`
+    query parameter) replaced by ***."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(":" + parts.password + "@", ":***@", 1)
+    query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def describe_database(location) -> str:
+    return redact_url(location) if is_postgres_url(location) else str(location)
+
+
+def db_connect(location) -> SqliteDatabase | PostgresDatabase:
+    """The one place connections are opened. SQLite: WAL, foreign keys on, a generous busy
+    timeout. PostgreSQL: see PostgresDatabase.connect."""
+    if is_postgres_url(location):
+        return PostgresDatabase.connect(location)
+    db = sqlite3.connect(location, timeout=10, isolation_level=None, check_same_thread=False,
+                         factory=SqliteDatabase)
+    db.writer_queue = _writer_queue(Path(location))
     db.row_factory = sqlite3.Row
     db.execute("PRAGMA busy_timeout = 10000")
     db.execute("PRAGMA foreign_keys = ON")
@@ -820,8 +892,8 @@ def db_connect(path: Path) -> sqlite3.Connection:
     return db
 
 
-# Writers of this process queue here before SQLite's write lock. Waiting inside SQLite means its
-# busy handler, which sleeps in growing steps (up to 100 ms) and polls: after every commit the
+# Writers of this process queue here before the database's write lock. Waiting inside SQLite means
+# its busy handler, which sleeps in growing steps (up to 100 ms) and polls: after every commit the
 # database sat idle until some sleeper woke (make bench: 4 writers got 215 writes/s).
 _WRITER = threading.RLock()
 # ...and the writers of all worker processes then queue on an flock of `<database>-writer`, which
@@ -842,10 +914,12 @@ def _writer_queue(path: Path) -> int:
 
 
 @contextlib.contextmanager
-def transaction(db: sqlite3.Connection):
-    """BEGIN IMMEDIATE takes the write lock up front, so a read-then-write cannot be overtaken.
-    Inside another transaction of this connection it is a savepoint, so several writes (a git
-    push's) can be applied all or nothing: each one still undoes its own part when it fails."""
+def transaction(db):
+    """The write lock is taken up front (SQLite: BEGIN IMMEDIATE; PostgreSQL: one advisory lock
+    for the whole database), so a read-then-write cannot be overtaken by another writer, in this
+    process or any other. Inside another transaction of this connection it is a savepoint, so
+    several writes (a git push's) can be applied all or nothing: each one still undoes its own
+    part when it fails."""
     with _WRITER:
         if db.in_transaction:
             db.execute("SAVEPOINT nested_write")
@@ -857,89 +931,466 @@ def transaction(db: sqlite3.Connection):
                 raise
             db.execute("RELEASE nested_write")
             return
-        queue = getattr(db, "writer_queue", None)
+        queue = getattr(db, "writer_queue", None)  # SQLite; PostgreSQL writers queue on the advisory lock
         if queue is not None:
             fcntl.flock(queue, fcntl.LOCK_EX)
         try:
-            db.execute("BEGIN IMMEDIATE")
+            db.begin_write()
             try:
                 yield db
             except BaseException:
-                db.execute("ROLLBACK")
+                db.rollback()
                 raise
-            db.execute("COMMIT")
+            db.commit()
         finally:
             if queue is not None:
                 fcntl.flock(queue, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
-def read_snapshot(db: sqlite3.Connection):
+def read_snapshot(db):
     """A read transaction: every query inside sees the same committed state, without blocking
-    writers (WAL)."""
-    db.execute("BEGIN")
+    writers (SQLite's WAL; PostgreSQL's REPEATABLE READ)."""
+    db.begin_read()
     try:
         yield db
     finally:
-        db.execute("COMMIT")
+        db.commit()
 
 
-def open_database(path: Path, create: bool) -> sqlite3.Connection:
-    """Open robotwtf's database, refusing anything that is not one; apply pending migrations."""
-    existed = path.exists()
-    if not existed and not create:
-        raise ConfigError(f"No database at {path}; run `robotwtf init` or start the server once.")
+# --- database: PostgreSQL ------------------------------------------------------------------------
+
+# The key of the advisory lock every writing transaction holds (pg_advisory_xact_lock): robotwtf's
+# one write lock, as SQLite has one, shared by every process on every machine. Any constant works;
+# this one is "robotwtf" in ASCII.
+POSTGRES_WRITE_LOCK = 0x726F626F74777466
+# Held (session-wide) while one process creates or upgrades the schema, so that machines starting
+# together do it once.
+POSTGRES_SCHEMA_LOCK = POSTGRES_WRITE_LOCK + 1
+TUPLES_OK = 2  # libpq's PGRES_TUPLES_OK: the statement returned rows (psycopg.pq.ExecStatus.TUPLES_OK)
+# Placeholders in storage SQL: string literals, quoted names and comments are copied as they are;
+# `?` and `:name` become psycopg's %s and %(name)s; a literal % is doubled. `::` is a cast.
+_SQL_TOKEN_RE = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|%|\?|(?<![:\w]):([A-Za-z_]\w*)""")
+
+
+@functools.lru_cache(maxsize=2048)
+def postgres_sql(sql: str) -> str:
+    """Storage SQL (sqlite3's placeholders) in psycopg's placeholders."""
+    def replace(match: re.Match) -> str:
+        token = match[0]
+        if token == "?":
+            return "%s"
+        if match[1]:
+            return f"%({match[1]})s"
+        return token.replace("%", "%%")
+    return _SQL_TOKEN_RE.sub(replace, sql)
+
+
+class PostgresRow(tuple):
+    """A row readable by index and by column name, like sqlite3.Row (dict(row) works too)."""
+
+    __slots__ = ()
+    _index: dict[str, int] = {}
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            try:
+                key = self._index[key]
+            except KeyError:
+                raise IndexError(f"No item with that key: {key!r}") from None
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+@functools.lru_cache(maxsize=1024)
+def _row_class(names: tuple[str, ...]) -> type:
+    index: dict[str, int] = {}
+    for i, name in enumerate(names):
+        index.setdefault(name, i)  # a repeated name reads the first column, as sqlite3.Row does
+    return type("PostgresRow", (PostgresRow,), {"__slots__": (), "_index": index})
+
+
+def _postgres_row_factory(cursor):
+    description = cursor.description
+    if description is None:
+        return tuple
+    return _row_class(tuple(column.name for column in description))
+
+
+class _RowFactories(dict):
+    """A row factory per statement text that remembers its row class: psycopg builds the column
+    descriptions anew on every execute (~50 us for a page row), the class needs them only once.
+    A statement whose columns changed under it (SELECT * across a migration) is looked at again."""
+
+    def __missing__(self, sql: str):
+        if len(self) >= 2048:  # statements built with a varying number of placeholders
+            self.clear()
+        known: list[type] = []
+
+        def factory(cursor):
+            result = cursor.pgresult
+            if known and result is not None and result.nfields == len(known[0]._index):
+                return known[0]
+            row_class = _postgres_row_factory(cursor)
+            known[:] = [row_class] if row_class is not tuple else []
+            return row_class
+
+        self[sql] = factory
+        return factory
+
+
+class PostgresCursor:
+    """psycopg's cursor, with sqlite3's `lastrowid` (the session's last sequence value), and no
+    rows (rather than an error) from a statement that returns none, as sqlite3 has it."""
+
+    __slots__ = ("_cursor", "_db")
+
+    def __init__(self, cursor, db: "PostgresDatabase"):
+        self._cursor, self._db = cursor, db
+
+    def _has_rows(self) -> bool:
+        result = self._cursor.pgresult
+        return result is not None and result.status == TUPLES_OK
+
+    def fetchone(self):
+        return self._cursor.fetchone() if self._has_rows() else None
+
+    def fetchall(self) -> list:
+        return self._cursor.fetchall() if self._has_rows() else []
+
+    def fetchmany(self, size: int = 1) -> list:
+        return self._cursor.fetchmany(size) if self._has_rows() else []
+
+    def __iter__(self):
+        return iter(self.fetchall())
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def description(self):
+        return self._cursor.description
+
+    @property
+    def lastrowid(self) -> int:
+        """The id of the row an INSERT just made in a table with a generated id (portable code
+        says INSERT ... RETURNING id instead)."""
+        return self._db.execute("SELECT lastval()").fetchone()[0]
+
+    def close(self) -> None:
+        self._cursor.close()
+
+
+class PostgresStatementCursor:
+    """sqlite3's cursor idiom (cursor(), then execute and read or iterate it). Its row_factory is
+    accepted and ignored: PostgreSQL rows are tuples already (set to None for plain tuples)."""
+
+    row_factory = None
+
+    def __init__(self, db: "PostgresDatabase"):
+        self._db, self._result = db, None
+
+    def execute(self, sql: str, params=()) -> "PostgresStatementCursor":
+        self._result = self._db.execute(sql, params)
+        return self
+
+    def fetchone(self):
+        return self._result.fetchone()
+
+    def fetchall(self) -> list:
+        return self._result.fetchall()
+
+    def fetchmany(self, size: int = 1) -> list:
+        return self._result.fetchmany(size)
+
+    def __iter__(self):
+        return iter(self._result)
+
+    def close(self) -> None:
+        if self._result is not None:
+            self._result.close()
+
+
+class PostgresDatabase:
+    """A psycopg connection in autocommit mode (as robotwtf's SQLite connections are: a statement
+    outside transaction() commits by itself) speaking sqlite3's dialect of the DB-API."""
+
+    engine = "postgresql"
+
+    def __init__(self, connection, url: str):
+        self._conn = connection
+        self.url = url
+        self._row_factories = _RowFactories()
+
+    @classmethod
+    def connect(cls, url: str) -> "PostgresDatabase":
+        psycopg = _psycopg()
+        try:
+            connection = psycopg.connect(url, autocommit=True, row_factory=_postgres_row_factory,
+                                         connect_timeout=10, application_name="robotwtf")
+        except psycopg.Error as e:
+            raise ConfigError(f"Cannot connect to the database {redact_url(url)}: "
+                              f"{_scrubbed(str(e).strip(), url)}") from None
+        _register_postgres_types(psycopg, connection)
+        return cls(connection, url)
+
+    def execute(self, sql: str, params=()) -> PostgresCursor:
+        cursor = self._conn.cursor(row_factory=self._row_factories[sql])
+        try:
+            cursor.execute(postgres_sql(sql), params)
+        except _psycopg().Error as e:
+            raise _as_sqlite_error(e, self.url) from None
+        return PostgresCursor(cursor, self)
+
+    def executemany(self, sql: str, rows) -> None:
+        rows = list(rows)
+        if not rows:
+            return
+        try:
+            self._conn.cursor().executemany(postgres_sql(sql), rows)
+        except _psycopg().Error as e:
+            raise _as_sqlite_error(e, self.url) from None
+
+    def cursor(self) -> "PostgresStatementCursor":
+        return PostgresStatementCursor(self)
+
+    def executescript(self, sql: str) -> None:
+        """Several statements without parameters, sent as they are (PL/pgSQL bodies and all)."""
+        try:
+            self._conn.execute(sql)
+        except _psycopg().Error as e:
+            raise _as_sqlite_error(e, self.url) from None
+
+    def batches(self, sql: str, size: int):
+        """The rows of `sql`, `size` at a time, through a server-side cursor (inside a transaction)."""
+        with self._conn.cursor(name="robotwtf_batches") as cursor:
+            try:
+                cursor.execute(postgres_sql(sql), ())
+                while rows := cursor.fetchmany(size):
+                    yield rows
+            except _psycopg().Error as e:
+                raise _as_sqlite_error(e, self.url) from None
+
+    def begin_write(self) -> None:
+        self.executescript(f"BEGIN; SELECT pg_advisory_xact_lock({POSTGRES_WRITE_LOCK})")
+
+    def begin_read(self) -> None:
+        self.executescript("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def commit(self) -> None:
+        if self.in_transaction:
+            self.executescript("COMMIT")
+
+    def rollback(self) -> None:
+        """Ends the transaction whatever happened; a connection lost mid-way has nothing to undo
+        (the server rolled it back) and is marked broken."""
+        if self.broken:
+            return
+        with contextlib.suppress(DatabaseError):
+            self.executescript("ROLLBACK")
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.info.transaction_status != _psycopg().pq.TransactionStatus.IDLE
+
+    @property
+    def broken(self) -> bool:
+        """Lost, or about to be found lost: an idle connection has nothing to read unless the
+        server ended it (a restart, pg_terminate_backend, a failover), so the next request
+        opens a new one instead of failing on this one."""
+        if self._conn.closed or self._conn.broken:
+            return True
+        if self._conn.info.transaction_status != _psycopg().pq.TransactionStatus.IDLE:
+            return False
+        return bool(select.select([self._conn.fileno()], [], [], 0)[0])
+
+    @property
+    def server_version(self) -> str:
+        number = self._conn.info.server_version
+        return f"{number // 10000}.{number % 10000}"
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _psycopg():
+    """psycopg, imported on the first PostgreSQL connection (SQLite instances never load it)."""
     try:
-        db = db_connect(path)
+        import psycopg
+    except ImportError as e:
+        raise ConfigError(f"PostgreSQL needs the system's libpq client library ({e}). Install it "
+                          "(Debian/Ubuntu: apt-get install libpq5), or unset --database to use SQLite.") from None
+    return psycopg
+
+
+def _register_postgres_types(psycopg, connection) -> None:
+    """Values as sqlite3 gives them: JSON as text (storage code parses it), whole numbers (sum()
+    and avg() give numeric) as int, and Python booleans stored as 1/0 in integer columns."""
+    from psycopg.adapt import Dumper, Loader
+    from psycopg.types.string import TextLoader
+
+    class NumberLoader(Loader):
+        def load(self, data):
+            text = bytes(data).decode()
+            return int(text) if text.lstrip("-").isdigit() else float(text)
+
+    class BoolAsIntDumper(Dumper):
+        oid = psycopg.adapters.types["int8"].oid
+
+        def dump(self, obj):
+            return b"1" if obj else b"0"
+
+    for name in ("json", "jsonb"):
+        connection.adapters.register_loader(name, TextLoader)
+    connection.adapters.register_loader("numeric", NumberLoader)
+    connection.adapters.register_dumper(bool, BoolAsIntDumper)
+
+
+def _scrubbed(text: str, url: str) -> str:
+    password = urllib.parse.urlsplit(url).password
+    return text.replace(password, "***") if password else text
+
+
+def _as_sqlite_error(error, url: str) -> sqlite3.Error:
+    """A psycopg error as the sqlite3 class storage code catches (the message keeps no password)."""
+    psycopg = _psycopg()
+    message = _scrubbed(str(error).strip(), url)
+    if isinstance(error, psycopg.IntegrityError):
+        return sqlite3.IntegrityError(message)
+    if isinstance(error, psycopg.OperationalError):
+        return sqlite3.OperationalError(message)
+    return sqlite3.DatabaseError(message)
+
+
+# --- database: schema and migrations --------------------------------------------------------------
+# schema.sql and every migration are written once for both engines: the portable part in SQLite's
+# spelling of standard SQL, which schema_script() turns into PostgreSQL's by the few rewrites in
+# POSTGRES_DDL (whole-number columns are 64-bit, ids are identity columns, BLOB is BYTEA, REAL
+# is double precision, TEXT compares bytewise as in SQLite); what cannot be portable (triggers, full-text search) sits in
+# blocks that a line `-- @sqlite` or `-- @postgresql` opens and `-- @both` closes.
+
+POSTGRES_DDL = (
+    (re.compile(r"\bINTEGER PRIMARY KEY(?: AUTOINCREMENT)?(?!\s+REFERENCES)"),
+     "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY"),
+    (re.compile(r"\bINTEGER\b"), "BIGINT"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),  # SQLite's REAL is 8 bytes; PostgreSQL's real only 4
+    (re.compile(r"\bTEXT\b"), 'TEXT COLLATE "C"'),
+    (re.compile(r"\)\s*WITHOUT ROWID"), ")"),
+)
+ENGINE_BLOCK_RE = re.compile(r"^-- @(sqlite|postgresql|both)[ \t]*$", re.MULTILINE)
+# The oldest schema version a PostgreSQL database is upgraded from. A new PostgreSQL database
+# starts from schema.sql at the current version; the migrations up to this one are SQLite's alone,
+# and every later one must run on both engines (tests/postgres upgrades a database made from
+# tests/data/schema_v<this>.sql with each of them).
+FIRST_POSTGRES_VERSION = 10
+
+
+def schema_script(sql: str, engine: str) -> str:
+    """`sql` (schema.sql or a migration) for `engine`: its portable part, translated for
+    PostgreSQL, and that engine's blocks."""
+    parts = ENGINE_BLOCK_RE.split(sql)
+    script = []
+    for block_engine, text in zip(["both", *parts[1::2]], parts[0::2]):
+        if block_engine == "both" and engine == "postgresql":
+            for pattern, replacement in POSTGRES_DDL:
+                text = pattern.sub(replacement, text)
+        if block_engine in ("both", engine):
+            script.append(text)
+    return "".join(script)
+
+
+def database_exists(location) -> bool:
+    """Whether an instance's database is there: the SQLite file, or robotwtf's tables in the
+    PostgreSQL database (which the operator creates; robotwtf fills it)."""
+    if not is_postgres_url(location):
+        return Path(location).exists()
+    db = db_connect(location)
+    try:
+        return bool(_postgres_tables(db))
+    finally:
+        db.close()
+
+
+def open_database(location, create: bool):
+    """Open robotwtf's database (an SQLite file's path or a PostgreSQL URL), refusing anything that
+    is not one; create its schema or apply pending migrations."""
+    postgres = is_postgres_url(location)
+    existed = postgres or Path(location).exists()
+    if not existed and not create:
+        raise ConfigError(f"No database at {location}; run `robotwtf init` or start the server once.")
+    try:
+        db = db_connect(location)
     except sqlite3.DatabaseError:
-        raise ConfigError(f"{path} is not an SQLite database (corrupt or another kind of file). "
+        raise ConfigError(f"{location} is not an SQLite database (corrupt or another kind of file). "
                           "robotwtf will not touch it: move it away or restore a backup.") from None
     try:
-        version = _schema_version(db, path) if existed else None
+        if postgres:
+            db.execute("SELECT pg_advisory_lock(?)", (POSTGRES_SCHEMA_LOCK,))
+        version = _schema_version(db, location) if existed else None
+        if version is None and postgres and not create:
+            raise ConfigError(f"The database {redact_url(location)} has no robotwtf schema yet; "
+                              "run `robotwtf init` (or start the server once) with this --database.")
         if version is None:
             _run_script(db, schema_sql(), SCHEMA_VERSION)
         elif version < SCHEMA_VERSION:
             _migrate(db, version)
         elif version > SCHEMA_VERSION:
-            raise ConfigError(f"{path} has schema version {version}, newer than this robotwtf "
-                              f"understands ({SCHEMA_VERSION}); run a newer robotwtf.")
-        db.execute("PRAGMA journal_mode = WAL")
+            raise ConfigError(f"{describe_database(location)} has schema version {version}, newer than this "
+                              f"robotwtf understands ({SCHEMA_VERSION}); run a newer robotwtf.")
+        if postgres:
+            db.execute("SELECT pg_advisory_unlock(?)", (POSTGRES_SCHEMA_LOCK,))
+        else:
+            db.execute("PRAGMA journal_mode = WAL")
     except BaseException:
         db.close()
         raise
     return db
 
 
-def _schema_version(db: sqlite3.Connection, path: Path) -> int | None:
-    """The recorded schema version; None for an empty new file; ConfigError for anything foreign."""
+def _postgres_tables(db) -> set[str]:
+    return {row[0] for row in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+
+
+def _schema_version(db, location) -> int | None:
+    """The recorded schema version; None for an empty new database; ConfigError for anything foreign."""
+    shown = describe_database(location)
     try:
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if db.engine == "postgresql":
+            tables = _postgres_tables(db)
+        else:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError:
-        raise ConfigError(f"{path} is not an SQLite database (corrupt or another kind of file). "
+        raise ConfigError(f"{shown} is not an SQLite database (corrupt or another kind of file). "
                           "robotwtf will not touch it: move it away or restore a backup.") from None
     if not tables:
         return None
     if "schema_version" not in tables:
-        raise ConfigError(f"{path} is an SQLite database that robotwtf did not create. "
-                          "robotwtf will not touch it: point --data at another folder.")
+        what = "PostgreSQL database has tables that robotwtf did not create" if db.engine == "postgresql" \
+            else "SQLite database that robotwtf did not create"
+        raise ConfigError(f"{shown} is an {what}. robotwtf will not touch it: point "
+                          f"{'--database' if db.engine == 'postgresql' else '--data'} at another one.")
     row = db.execute("SELECT max(version) FROM schema_version").fetchone()
     if row[0] is None:
-        raise ConfigError(f"{path} has an empty schema_version table; restore a backup.")
+        raise ConfigError(f"{shown} has an empty schema_version table; restore a backup.")
     return row[0]
 
 
-def _run_script(db: sqlite3.Connection, sql: str, version: int) -> None:
+def _run_script(db, sql: str, version: int) -> None:
     """Run a schema script and record its version in one transaction (executescript can't nest)."""
     try:
-        db.executescript(f"BEGIN IMMEDIATE;\n{sql}\n;INSERT INTO schema_version VALUES ({version}, {now()});"
-                         "\nCOMMIT;")
+        db.executescript(f"BEGIN{' IMMEDIATE' if db.engine == 'sqlite' else ''};\n{schema_script(sql, db.engine)}"
+                         f"\n;INSERT INTO schema_version VALUES ({version}, {now()});\nCOMMIT;")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
 
 
-def _migrate(db: sqlite3.Connection, version: int) -> None:
+def _migrate(db, version: int) -> None:
     for number, sql in MIGRATIONS:
         if number > version:
             log.info("applying schema migration %d", number)
@@ -973,8 +1424,9 @@ class Keys:
             if not path.exists():
                 raise ConfigError(
                     f"{path} is missing but the database exists. New keys would end every session and "
-                    "token: restore the key from a backup, or run `robotwtf init --rotate-keys` to make "
-                    "new ones on purpose.")
+                    "token: restore the key from a backup (or, on a machine joining an instance that "
+                    "shares a PostgreSQL database, copy the data folder's key files from a machine serving "
+                    "it), or run `robotwtf init --rotate-keys` to make new ones on purpose.")
             if path.stat().st_mode & 0o077:
                 raise ConfigError(f"{path} is readable by other users; run `chmod 600 {path}`.")
             pems[name] = path.read_bytes()
@@ -1138,16 +1590,20 @@ def prepare_data_folder(cfg: Config, create: bool = True, rotate_keys: bool = Fa
         if any(data.iterdir()):
             raise ConfigError(f"The data folder {data} is accessible to other users; run `chmod 700 {data}`.")
         data.chmod(0o700)
-    new_instance = not cfg.db_path.exists()
+    location = cfg.database_location
+    new_instance = not database_exists(location)
     if not new_instance:
-        open_database(cfg.db_path, create=False).close()
-    if new_instance or rotate_keys:
+        open_database(location, create=False).close()
+    # A new PostgreSQL database keeps key files already in the folder (they may be an instance's
+    # being moved there, see migrate_to); a new SQLite file always comes with new keys.
+    keep_keys = cfg.is_postgres and all((data / name).exists() for name in KEY_FILES)
+    if (new_instance and not keep_keys) or rotate_keys:
         if rotate_keys and not new_instance:
             log.warning("rotating keys: every session cookie and access token signed so far stops working")
         Keys.generate(data)
     Keys.load(data)
     if new_instance:
-        open_database(cfg.db_path, create=True).close()
+        open_database(location, create=True).close()
 
 
 def _check_writable(data: Path) -> None:
@@ -1276,10 +1732,13 @@ class Instance:
         of SQLite's 2 MiB took 11 MiB off the server's memory after make bench's load, with no
         measurable change to reads or searches."""
         db = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = db_connect(self.cfg.db_path)
-            db.execute("PRAGMA wal_autocheckpoint = 0")
-            db.execute("PRAGMA cache_size = -512")
+        if db is None or db.broken:  # a PostgreSQL connection lost with its server is opened anew
+            if db is not None:
+                db.close()
+            db = self._local.db = db_connect(self.cfg.database_location)
+            if db.engine == "sqlite":
+                db.execute("PRAGMA wal_autocheckpoint = 0")
+                db.execute("PRAGMA cache_size = -512")
         return db
 
 
@@ -1295,8 +1754,8 @@ class LeasedJob:
 
     LEASE_SECONDS = 10.0
 
-    def __init__(self, path: Path, name: str, interval: float, work: Callable[[sqlite3.Connection], None]):
-        self.path, self.name, self.interval, self.work = path, name, interval, work
+    def __init__(self, location: Path | str, name: str, interval: float, work: Callable[[sqlite3.Connection], None]):
+        self.location, self.name, self.interval, self.work = location, name, interval, work
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{new_secret(6)}"
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"job-{name}", daemon=True)
@@ -1309,10 +1768,13 @@ class LeasedJob:
         self._thread.join()
 
     def _run(self) -> None:
-        db = db_connect(self.path)
+        db = db_connect(self.location)
         held, renew_at = False, 0.0
         try:
             while True:
+                if db.broken:  # a PostgreSQL connection lost with its server: take a new one
+                    db.close()
+                    db = db_connect(self.location)
                 if time.monotonic() >= renew_at:
                     held = self._take(db)
                     renew_at = time.monotonic() + self.LEASE_SECONDS / 3
@@ -1360,9 +1822,12 @@ def maintain(db: sqlite3.Connection) -> None:
 
 
 def background_jobs(cfg: Config) -> list[LeasedJob]:
-    """The instance's background jobs, each under its lease; `serve` starts them in every worker."""
-    return [LeasedJob(cfg.db_path, "wal-checkpoint", CHECKPOINT_SECONDS, checkpoint),
-            LeasedJob(cfg.db_path, "maintenance", MAINTENANCE_SECONDS, maintain)]
+    """The instance's background jobs, each under its lease; `serve` starts them in every worker.
+    PostgreSQL checkpoints its own log, so only an SQLite file gets the checkpoint job."""
+    maintenance = LeasedJob(cfg.database_location, "maintenance", MAINTENANCE_SECONDS, maintain)
+    if cfg.is_postgres:
+        return [maintenance]
+    return [LeasedJob(cfg.database_location, "wal-checkpoint", CHECKPOINT_SECONDS, checkpoint), maintenance]
 
 
 # --- users --------------------------------------------------------------------------------------
@@ -1685,9 +2150,9 @@ def redeem_authorization_code(db: sqlite3.Connection, code_hash: str, refresh_ha
                        (code_hash,))
             return None
         grant_id = db.execute("INSERT INTO oauth_grants (client_id, user_did, wiki_id, scope, redirect_uri, "
-                              "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                              "created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
                               (code["client_id"], code["user_did"], code["wiki_id"], code["scope"],
-                               code["redirect_uri"], t)).lastrowid
+                               code["redirect_uri"], t)).fetchone()[0]
         db.execute("UPDATE oauth_codes SET grant_id = ? WHERE code_hash = ?", (grant_id, code_hash))
         if refresh_hash:
             db.execute("INSERT INTO oauth_refresh_tokens (token_hash, grant_id, scope, created_at, expires_at) "
@@ -1740,10 +2205,12 @@ def _refresh_retry_allowed(db: sqlite3.Connection, old: sqlite3.Row, t: int, ret
 
 def revoke_grant(db: sqlite3.Connection, grant_id: int, user_did: str | None = None) -> bool:
     """Delete a grant (its refresh tokens go with it; its access tokens fail their next check).
-    With `user_did`, only that person's grant."""
-    if user_did is None:
-        return db.execute("DELETE FROM oauth_grants WHERE id = ?", (grant_id,)).rowcount > 0
-    return db.execute("DELETE FROM oauth_grants WHERE id = ? AND user_did = ?", (grant_id, user_did)).rowcount > 0
+    With `user_did`, only that person's grant. Under the write lock: on PostgreSQL a delete that
+    cascades to the refresh tokens could otherwise deadlock with a refresh of the same grant."""
+    with transaction(db):
+        if user_did is None:
+            return db.execute("DELETE FROM oauth_grants WHERE id = ?", (grant_id,)).rowcount > 0
+        return db.execute("DELETE FROM oauth_grants WHERE id = ? AND user_did = ?", (grant_id, user_did)).rowcount > 0
 
 
 def grant_for_bearer(db: sqlite3.Connection, grant_id: int) -> sqlite3.Row | None:
@@ -2482,20 +2949,28 @@ def _page_not_found(db: sqlite3.Connection, wiki_id: int, path: str) -> NotFound
 # The live page and both link lists in one statement (so one consistent read without BEGIN/COMMIT)
 # and one step: sqlite3 releases the GIL around every step, and under concurrent requests a step
 # per link cost more in GIL hand-offs than the queries themselves. Order is restored in Python.
-LIVE_PAGE_WITH_LINKS = """
+# The engines spell JSON arrays differently (and PostgreSQL's json_agg of no rows is NULL).
+LIVE_PAGE_WITH_LINKS = {"sqlite": """
 SELECT p.*,
   (SELECT json_group_array(json_array(l.target_key, l.target, t.path)) FROM links l
      LEFT JOIN pages t ON t.wiki_id = l.wiki_id AND t.path_key = l.target_key AND t.deleted_at IS NULL
    WHERE l.page_id = p.id) AS links_to_json,
   (SELECT json_group_array(json_array(s.path_key, s.path)) FROM links l JOIN pages s ON s.id = l.page_id
    WHERE l.wiki_id = p.wiki_id AND l.target_key = p.path_key AND l.page_id != p.id) AS linked_from_json
-FROM pages p WHERE p.wiki_id = ? AND p.path_key = ? AND p.deleted_at IS NULL"""
+FROM pages p WHERE p.wiki_id = ? AND p.path_key = ? AND p.deleted_at IS NULL""", "postgresql": """
+SELECT p.*,
+  (SELECT coalesce(json_agg(json_build_array(l.target_key, l.target, t.path)), '[]') FROM links l
+     LEFT JOIN pages t ON t.wiki_id = l.wiki_id AND t.path_key = l.target_key AND t.deleted_at IS NULL
+   WHERE l.page_id = p.id) AS links_to_json,
+  (SELECT coalesce(json_agg(json_build_array(s.path_key, s.path)), '[]') FROM links l JOIN pages s ON s.id = l.page_id
+   WHERE l.wiki_id = p.wiki_id AND l.target_key = p.path_key AND l.page_id != p.id) AS linked_from_json
+FROM pages p WHERE p.wiki_id = ? AND p.path_key = ? AND p.deleted_at IS NULL"""}
 
 
 def _page_with_links(db: sqlite3.Connection, wiki_id: int, path: str) -> tuple[sqlite3.Row, PageLinks]:
     """The live page at `path` and its links, or NotFound as _page_row says it."""
     path = validate_page_path(path)
-    row = db.execute(LIVE_PAGE_WITH_LINKS, (wiki_id, path_key(path))).fetchone()
+    row = db.execute(LIVE_PAGE_WITH_LINKS[db.engine], (wiki_id, path_key(path))).fetchone()
     if row is None:
         raise _page_not_found(db, wiki_id, path)
     first = operator.itemgetter(0)
@@ -2604,8 +3079,8 @@ def _record(db: sqlite3.Connection, wiki_id: int, page_id: int | None, kind: str
                   content=content, updated_at=t, deleted_at=deleted_at)
     if page_id is None:
         fields.update(wiki_id=wiki_id, created_at=t)
-        page_id = db.execute(f"INSERT INTO pages ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
-                             tuple(fields.values())).lastrowid
+        page_id = db.execute(f"INSERT INTO pages ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))}) "
+                             "RETURNING id", tuple(fields.values())).fetchone()[0]
     else:
         db.execute(f"UPDATE pages SET {', '.join(name + ' = ?' for name in fields)} WHERE id = ?",
                    (*fields.values(), page_id))
@@ -2709,24 +3184,30 @@ def deleted_pages(db: sqlite3.Connection, wiki_id: int) -> list[PageInfo]:
         "ORDER BY deleted_at DESC, id DESC", (wiki_id,))]
 
 
-def _fts_query(text: str, prefix_words: bool = False) -> str:
-    """User text as an FTS5 query that cannot be a syntax error: every word and "quoted phrase"
-    becomes a quoted FTS string (so AND, NEAR(, -, ^ are just words), a trailing * keeps prefix
-    search, and the terms are ANDed. An unbalanced quote reads as one. With prefix_words every
-    word (not a phrase) is a prefix, as people type in a search box: `tomat` finds Tomato."""
+def _search_terms(text: str, prefix_words: bool = False) -> list[tuple[str, bool]]:
+    """The terms of a search: each word and "quoted phrase" (an unbalanced quote reads as one)
+    with whether it is a prefix (word*; with prefix_words every word, not a phrase, is one, as
+    people type in a search box: `tomat` finds Tomato). Either engine's operators are just words."""
     terms = []
     for phrase, word in re.findall(r'"([^"]*)"?|([^\s"]+)', text):
         body = phrase if phrase else word.rstrip("*")
-        if not re.search(r"\w", body):
-            continue
-        quoted = '"' + body.replace('"', '""') + '"'
-        terms.append(quoted + "*" if (word.endswith("*") or prefix_words) and not phrase else quoted)
-    return " AND ".join(terms)
+        if re.search(r"\w", body):
+            terms.append((body, (word.endswith("*") or prefix_words) and not phrase))
+    return terms
+
+
+def _fts_query(text: str, prefix_words: bool = False) -> str:
+    """User text as an FTS5 query that cannot be a syntax error: every term becomes a quoted FTS
+    string (so AND, NEAR(, -, ^ are just words), a prefix keeps its *, and the terms are ANDed."""
+    return " AND ".join('"' + body.replace('"', '""') + '"' + ("*" if prefix else "")
+                        for body, prefix in _search_terms(text, prefix_words))
 
 
 def search_pages(db: sqlite3.Connection, wiki_id: int, query: str, limit: int = 20) -> list[SearchHit]:
     """Full-text search of the wiki's live pages, best first (bm25, a path or title match weighing
     more than one in the text). Words are ANDed; "a phrase" matches exactly; word* is a prefix."""
+    if db.engine == "postgresql":
+        return _search_postgres(db, wiki_id, _tsquery(query or ""), _clamp(limit, 1, 100))
     match = _fts_query(query or "")
     if not match:
         return []
@@ -2746,6 +3227,8 @@ def search_wiki(db: sqlite3.Connection, wiki_id: int, query: str, limit: int = 5
     stop typing early), pages whose path or title match come before those that match only in
     their text, the total number of matching pages is counted, and when nothing matches the
     closest page names are offered ("did you mean")."""
+    if db.engine == "postgresql":
+        return _search_wiki_postgres(db, wiki_id, query or "", _clamp(limit, 1, 100))
     match = _fts_query(query or "", prefix_words=True)
     if not match:
         return SearchResults([], 0, [])
@@ -2774,6 +3257,9 @@ def _hits(db: sqlite3.Connection, match: str, ranked: list[tuple[sqlite3.Row, fl
 def page_paths(db: sqlite3.Connection, wiki_id: int) -> list[tuple[str, str]]:
     """(path, path_key) of every live page, in path order, read from an index alone (the
     browser's page tree is built from these on every page view)."""
+    if db.engine == "postgresql":  # its planner finds the covering index by itself
+        return [tuple(row) for row in db.execute("SELECT path, path_key FROM pages WHERE wiki_id = ? AND deleted_at "
+                                                 "IS NULL ORDER BY path_key", (wiki_id,))]
     cursor = db.cursor()
     cursor.row_factory = None   # plain tuples: sqlite3.Row objects cost more than the query for 5,000 rows
     return cursor.execute("SELECT path, path_key FROM pages INDEXED BY pages_live_paths WHERE wiki_id = ? "
@@ -2814,6 +3300,87 @@ def _best_pages(db: sqlite3.Connection, wiki_id: int, match: str, limit: int) ->
             found += sorted(((row, ranks[row["id"]]) for row in rows), key=lambda hit: hit[1])
             batch = min(batch * 2, 500)  # SQLite before 3.32 allows at most 999 bound values
     return found[:limit]
+
+
+# PostgreSQL's full-text search: pages_fts holds each live page's tsvector (path, title and text
+# weighted A, B and D, kept by a trigger; see schema.sql), tokenized as FTS5's unicode61 does:
+# punctuation separates words, no stemming ('simple'). ts_rank's weights {D, C, B, A} give a path
+# or title match the weight that bm25's 10:5:1 gives it on SQLite. ts_headline drops anything
+# that looks like an HTML tag from its snippet, so it sees each < as TAG_STAND_IN (a control
+# character no page may hold) and the snippet gets it back. It parses only the text around the
+# first place the query's first word appears (parsing whole pages cost ~1 ms each), once per
+# page (MATERIALIZED: inlined, each use of a CTE's column computed it again); its words are then
+# framed as FTS5's snippet() frames them: with the text before (after) them when no word is
+# there, else with '…'.
+POSTGRES_SEARCH = """
+WITH query AS (SELECT to_tsquery('simple', :query) AS q),
+ranked AS (
+  SELECT f.page_id AS id, ts_rank('{0.1, 0.2, 0.5, 1.0}', f.document, query.q) AS rank
+  FROM query, pages_fts f WHERE f.document @@ query.q AND f.wiki_id = :wiki_id
+  ORDER BY rank DESC, f.page_id LIMIT :limit),
+shown AS MATERIALIZED (
+  SELECT ranked.*, p.path, p.title, p.revision_id, replace(p.content, '<', :tag) AS body,
+    greatest(strpos(lower(p.content COLLATE "default"), :anchor) - :reach, 1) AS low
+  FROM ranked JOIN pages p ON p.id = ranked.id),
+excerpt AS (
+  SELECT shown.*, regexp_replace(regexp_replace(substr(body, low, 2 * :reach),
+    CASE WHEN low > 1 THEN '^\\S*' ELSE '^' END, ''), CASE WHEN low + 2 * :reach <= length(body) THEN '\\S*$' ELSE '$' END,
+    '') AS near FROM shown),
+lit AS MATERIALIZED (SELECT excerpt.*, ts_headline('simple', near, query.q, :options) AS headline FROM query, excerpt),
+placed AS (
+  SELECT lit.*, strpos(body, replace(replace(headline, :start, ''), :end, '')) AS at,
+    length(replace(replace(headline, :start, ''), :end, '')) AS span
+  FROM lit)
+SELECT id, path, title, revision_id, rank,
+  CASE WHEN at = 0 THEN '' WHEN substr(body, 1, at - 1) ~ '[^[:space:][:punct:]]' THEN '…'
+       ELSE substr(body, 1, at - 1) END
+  || headline ||
+  CASE WHEN at = 0 THEN '' WHEN substr(body, at + span) ~ '[^[:space:][:punct:]]' THEN '…'
+       ELSE substr(body, at + span) END AS snippet
+FROM placed ORDER BY rank DESC, id"""
+POSTGRES_HEADLINE = (f'StartSel="{MARK_START}", StopSel="{MARK_END}", MaxWords=24, MinWords=12, ShortWord=0, '
+                     'MaxFragments=1, FragmentDelimiter="…"')
+SEARCH_WORD_RE = re.compile(r"[^\W_]+")
+TAG_STAND_IN = "\x01"
+
+
+def _tsquery(text: str, prefix_words: bool = False, weights: str = "") -> str:
+    """User text (as _search_terms reads it) as a to_tsquery() argument that cannot be a syntax
+    error: only runs of letters and digits, each quoted; a phrase's words follow each other (<->),
+    a prefix ends in :*, and the terms are ANDed. `weights` ("AB": path or title) restricts
+    every word to those parts of the page."""
+    terms = []
+    for body, prefix in _search_terms(unicodedata.normalize("NFC", text), prefix_words):
+        words = SEARCH_WORD_RE.findall(body)
+        if words:
+            marks = [":" + weights if weights else ""] * (len(words) - 1) + [":" + ("*" if prefix else "") + weights]
+            terms.append(" <-> ".join(f"'{word}'{mark.rstrip(':')}" for word, mark in zip(words, marks)))
+    return " & ".join(terms)
+
+
+def _search_postgres(db, wiki_id: int, query: str, limit: int) -> list[SearchHit]:
+    """The wiki's `limit` best live pages for a _tsquery() `query`, best first."""
+    if not query:
+        return []
+    anchor = re.search(r"'([^']*)'", query)[1].lower()
+    rows = db.execute(POSTGRES_SEARCH, {"query": query, "wiki_id": wiki_id, "limit": limit, "tag": TAG_STAND_IN,
+                                        "options": POSTGRES_HEADLINE, "start": MARK_START, "end": MARK_END,
+                                        "anchor": anchor, "reach": 400}).fetchall()
+    return [SearchHit(row["path"], row["title"], row["revision_id"], round(row["rank"], 4),
+                      row["snippet"].replace(TAG_STAND_IN, "<")) for row in rows]
+
+
+def _search_wiki_postgres(db, wiki_id: int, text: str, limit: int) -> SearchResults:
+    query = _tsquery(text, prefix_words=True)
+    if not query:
+        return SearchResults([], 0, [])
+    with read_snapshot(db):
+        titled = _search_postgres(db, wiki_id, _tsquery(text, prefix_words=True, weights="AB"), limit)
+        seen = {hit.path for hit in titled}
+        rest = [hit for hit in _search_postgres(db, wiki_id, query, limit) if hit.path not in seen]
+        total = db.execute("SELECT count(*) FROM pages_fts WHERE document @@ to_tsquery('simple', ?) AND wiki_id = ?",
+                           (query, wiki_id)).fetchone()[0]
+    return SearchResults((titled + rest)[:limit], total, [] if total else similar_page_paths(db, wiki_id, text))
 
 
 def page_links(db: sqlite3.Connection, wiki_id: int, path: str) -> PageLinks:
@@ -2974,8 +3541,9 @@ def rename_page(db: sqlite3.Connection, wiki_id: int, path: str, new_path: str, 
                 raise Conflict(f"Page '{taken['path']}' already exists; choose another new path, or rename or "
                                "delete that page first.", "page_exists", path=taken["path"])
         keys = {moved["path_key"]: target for moved, target in moves}
-        # Free the moving pages' paths first, so a page may take a path another one is leaving.
-        db.executemany("UPDATE pages SET path_key = ? WHERE id = ?", [(f"\x00{i}", i) for i in moving])
+        # Free the moving pages' paths first, so a page may take a path another one is leaving (a
+        # key that starts with / is no page's: paths have no empty segment; PostgreSQL text holds no NUL).
+        db.executemany("UPDATE pages SET path_key = ? WHERE id = ?", [(f"/{i}", i) for i in moving])
         text = f"Rename {old_path} to {new_path}"
         for moved, target in moves:
             note = _message(message, text) if moved is row else f"{text}: move {moved['path']} to {target}"
@@ -2992,13 +3560,15 @@ def _rewrite_links_to(db: sqlite3.Connection, wiki_id: int, keys: dict[str, str]
     links rewritten; returns their paths."""
     rewritten = []
     for other in db.execute("SELECT DISTINCT pages.* FROM links JOIN pages ON pages.id = links.page_id "
-                            "WHERE links.wiki_id = ? AND links.target_key IN (SELECT value FROM json_each(?)) "
+                            f"WHERE links.wiki_id = ? AND links.target_key IN ({JSON_TEXTS[db.engine]}) "
                             "ORDER BY pages.path_key", (wiki_id, json.dumps(list(keys)))).fetchall():
         if other["id"] not in moving:
             _record(db, wiki_id, other["id"], "update", other["path"], _rewritten(other, keys), author,
                     f"Update links after: {text}")
             rewritten.append(other["path"])
     return rewritten
+# The strings of a JSON array bound as one parameter, as rows (no limit on how many, unlike `?`s).
+JSON_TEXTS = {"sqlite": "SELECT value FROM json_each(?)", "postgresql": "SELECT json_array_elements_text(?::json)"}
 
 
 def _subpage_rows(db: sqlite3.Connection, wiki_id: int, path: str) -> list[sqlite3.Row]:
@@ -3255,7 +3825,7 @@ def create_wiki(db: sqlite3.Connection, slug: str, owner_did: str, title: str = 
                                 "quota_wikis", owned=owned)
         t = now()
         wiki_id = db.execute("INSERT INTO wikis (slug, title, description, owner_did, created_at) "
-                             "VALUES (?, ?, ?, ?, ?)", (slug, title, description, owner_did, t)).lastrowid
+                             "VALUES (?, ?, ?, ?, ?) RETURNING id", (slug, title, description, owner_did, t)).fetchone()[0]
         db.execute("INSERT INTO members (wiki_id, user_did, role, added_at) VALUES (?, ?, 'owner', ?)",
                    (wiki_id, owner_did, t))
         for path, content in default_pages(slug, title, description):
@@ -3798,19 +4368,38 @@ def _import_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, ours: bool) 
     return path, validate_content(decode_utf8(raw, "The file"))
 
 
-# --- backup and restore ----------------------------------------------------------------------------
+# --- backup, restore and moving between databases ----------------------------------------------------
+# A backup is one .tar.gz of an SQLite database file and the two keys, whichever engine the
+# instance runs on: on PostgreSQL the file is a logical export (every row, copied in one snapshot),
+# so a backup restores into either engine, and copy_database also moves a running instance's data
+# from SQLite to PostgreSQL (migrate_to).
+
+# Not copied: the schema's own history (a new database records its own), and what the target's
+# triggers make from the copied rows (the quota counters, the full-text index).
+NOT_COPIED = frozenset({"schema_version", "wiki_totals", "pages_fts"})
+
 
 def backup(cfg: Config, dest: Path) -> None:
-    """A consistent copy of the database (SQLite's online backup API: safe while the server
-    writes) and the keys, in one 0600 .tar.gz — it holds private keys."""
+    """A consistent copy of the database (SQLite's online backup API, or every row of PostgreSQL's
+    in one snapshot: safe while servers write) and the keys, in one 0600 .tar.gz — it holds
+    private keys."""
     with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
         copy = Path(tmp) / DB_FILE
-        source = open_database(cfg.db_path, create=False)
-        target = sqlite3.connect(copy)
+        source = open_database(cfg.database_location, create=False)
         try:
-            source.backup(target)
+            if source.engine == "sqlite":
+                target = sqlite3.connect(copy)
+                try:
+                    source.backup(target)
+                finally:
+                    target.close()
+            else:
+                target = open_database(copy, create=True)
+                try:
+                    copy_database(source, target)
+                finally:
+                    target.close()
         finally:
-            target.close()
             source.close()
         buffer = io.BytesIO()
         import tarfile
@@ -3827,7 +4416,9 @@ def backup(cfg: Config, dest: Path) -> None:
 
 
 def restore(cfg: Config, source: Path) -> None:
-    """Unpack a backup into an empty data folder, checking every member before writing any."""
+    """Unpack a backup into an empty data folder, checking every member before writing any. With
+    a PostgreSQL database, its rows go into that database (new, or with an empty robotwtf schema)
+    and only the keys into the folder."""
     data = cfg.data
     if data.exists() and any(data.iterdir()):
         raise ConfigError(f"The data folder {data} is not empty; restore only into a new or empty folder.")
@@ -3840,6 +4431,9 @@ def restore(cfg: Config, source: Path) -> None:
             contents = {name: tar.extractfile(m).read() for name, m in members.items()}
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ConfigError(f"Cannot read the backup {source}: {e}.") from None
+    if cfg.is_postgres:
+        _restore_into_postgres(cfg, source, contents)
+        return
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     data.chmod(0o700)
     for name, content in contents.items():
@@ -3853,3 +4447,122 @@ def restore(cfg: Config, source: Path) -> None:
     Keys.load(data).check()
 
 
+def _restore_into_postgres(cfg: Config, source: Path, contents: dict[str, bytes]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        write_private_file(Path(tmp) / DB_FILE, contents[DB_FILE])
+        backup_db = open_database(Path(tmp) / DB_FILE, create=False)
+        try:
+            if backup_db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+                raise ConfigError(f"The database in {source} fails SQLite's integrity check.")
+            target = _empty_target(cfg.database)
+            try:
+                cfg.data.mkdir(mode=0o700, parents=True, exist_ok=True)
+                cfg.data.chmod(0o700)
+                for name in KEY_FILES:
+                    write_private_file(cfg.data / name, contents[name])
+                Keys.load(cfg.data).check()
+                copy_database(backup_db, target)
+            finally:
+                target.close()
+        finally:
+            backup_db.close()
+
+
+def migrate_to(cfg: Config, url: str) -> dict[str, int]:
+    """Copy this instance's database (the SQLite file, or another PostgreSQL database) into the
+    PostgreSQL database at `url`, which must be new or hold an empty robotwtf schema; {table:
+    rows copied}. The keys stay in the data folder: every machine that serves the instance needs
+    a copy of them. Stop the servers first: what they write after the copy stays behind."""
+    url = _parse_database_url(url)
+    if url == cfg.database:
+        raise ConfigError("That is the database this instance already uses; name another one.")
+    Keys.load(cfg.data)
+    source = open_database(cfg.database_location, create=False)
+    try:
+        target = _empty_target(url)
+        try:
+            return copy_database(source, target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+
+
+def _empty_target(url: str):
+    """The PostgreSQL database at `url` with robotwtf's schema and no rows (made if it is new)."""
+    target = open_database(url, create=True)
+    try:
+        filled = [table for table in ("users", "wikis")  # the schema itself seeds rows elsewhere (semantic_state)
+                  if target.execute(f'SELECT 1 FROM "{table}" LIMIT 1').fetchone() is not None]
+        if filled:
+            raise ConfigError(f"The database {redact_url(url)} already holds a robotwtf instance (its "
+                              f"{', '.join(filled)} tables have rows); name a new, empty database.")
+    except BaseException:
+        target.close()
+        raise
+    return target
+
+
+def copy_database(source, target) -> dict[str, int]:
+    """Copy every row of robotwtf's tables from `source` into `target` (both open, at the same
+    schema version, target empty): read in one snapshot, written in one transaction, in an order
+    that satisfies the foreign keys; {table: rows}. Raises ConfigError if a count differs."""
+    counts = {}
+    with read_snapshot(source), transaction(target):
+        for table in _copied_tables(target):
+            target.execute(f'DELETE FROM "{table}"')  # what the new schema seeded, replaced by the source's rows
+            columns = None
+            for rows in _row_batches(source, f'SELECT * FROM "{table}"'):
+                if columns is None:
+                    columns = ", ".join(f'"{name}"' for name in rows[0].keys())
+                    insert = f'INSERT INTO "{table}" ({columns}) VALUES ({", ".join("?" * len(rows[0]))})'
+                target.executemany(insert, [tuple(row) for row in rows])
+                counts[table] = counts.get(table, 0) + len(rows)
+            counts.setdefault(table, 0)
+        if target.engine == "postgresql":
+            _advance_identities(target)
+        for table, count in counts.items():
+            copied = target.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0]
+            if copied != count:
+                raise ConfigError(f"Copying {table} left {copied} rows of {count}; nothing was copied.")
+    if target.engine == "postgresql":
+        target.execute("ANALYZE")  # the planner's statistics of the new rows, before autovacuum gets to them
+    return counts
+
+
+def _row_batches(db, sql: str, size: int = 500):
+    """The rows of `sql` a batch at a time (attachments are up to 10 MB each)."""
+    if db.engine == "postgresql":
+        yield from db.batches(sql, size)
+        return
+    cursor = db.execute(sql)
+    while rows := cursor.fetchmany(size):
+        yield rows
+
+
+def _copied_tables(db) -> list[str]:
+    """robotwtf's tables but NOT_COPIED, each after the tables its foreign keys name."""
+    import graphlib
+    if db.engine == "postgresql":
+        tables = _postgres_tables(db)
+        edges = db.execute("SELECT c.conrelid::regclass::text, c.confrelid::regclass::text FROM pg_constraint c "
+                           "WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace").fetchall()
+    else:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                               "AND name NOT LIKE 'sqlite_%'")}
+        edges = [(table, row["table"]) for table in tables
+                 for row in db.execute(f'PRAGMA foreign_key_list("{table}")')]
+    tables = {t for t in tables if t not in NOT_COPIED and not any(t.startswith(n + "_") for n in NOT_COPIED)}
+    order = graphlib.TopologicalSorter({table: set() for table in tables})
+    for table, referenced in edges:
+        if table in tables and referenced in tables and referenced != table:
+            order.add(table, referenced)
+    return list(order.static_order())
+
+
+def _advance_identities(db) -> None:
+    """After rows came with their ids, each identity column continues after the largest."""
+    for table, column in db.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                    "WHERE table_schema = current_schema() AND is_identity = 'YES'").fetchall():
+        db.execute(f'SELECT setval(pg_get_serial_sequence(?, ?), (SELECT coalesce(max("{column}"), 0) + 1 '
+                   f'FROM "{table}"), false)', (f'"{table}"', column))

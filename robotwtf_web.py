@@ -638,7 +638,7 @@ class App(bottle.Bottle):
 def healthz():
     try:
         instance().db().execute("SELECT 1").fetchone()
-    except sqlite3.Error:
+    except (store.DatabaseError, store.ConfigError):  # ConfigError: a PostgreSQL server that can't be reached
         return error_response(503, "unavailable", "The database does not answer.")
     bottle.response.content_type = "application/json"
     bottle.response.set_header("Cache-Control", "no-store")

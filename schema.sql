@@ -1,6 +1,17 @@
 -- robotwtf's whole data model. A new database gets this file; an older one gets the numbered
--- migrations in robotwtf.py (MIGRATIONS), which must leave it identical to this file.
+-- migrations in robotwtf_store.py (MIGRATIONS), which must leave it identical to this file.
 -- Times are integer Unix seconds (UTC). Secrets (tokens, codes) are stored only as SHA-256 hex.
+--
+-- One file for both engines (SQLite and PostgreSQL), and so is each migration:
+-- - Tables and indexes are written once, in SQLite's spelling of standard SQL: INTEGER, TEXT,
+--   BLOB, `INTEGER PRIMARY KEY` for a generated id. For PostgreSQL, schema_script() in
+--   robotwtf_store.py makes INTEGER a BIGINT, an id an identity column, BLOB a BYTEA and TEXT
+--   bytewise-ordered (COLLATE "C"), as SQLite orders it. Use only what both engines accept:
+--   no AUTOINCREMENT-only tricks, no SQLite type affinity games, booleans as INTEGER 0/1.
+-- - What cannot be written once (triggers, full-text search) goes in engine blocks: a line
+--   `-- @sqlite` or `-- @postgresql` starts one, `-- @both` goes back to the shared part.
+--   Give each engine's block the same effect; tests/postgres/test_postgres.py::test_schema_is_the_same_on_both_engines
+--   compares the two engines' tables and columns.
 
 CREATE TABLE schema_version (
     version    INTEGER NOT NULL,
@@ -148,6 +159,7 @@ CREATE TABLE wiki_totals (
     pages   INTEGER NOT NULL DEFAULT 0,
     bytes   INTEGER NOT NULL DEFAULT 0
 );
+-- @sqlite
 CREATE TRIGGER wiki_totals_new_wiki AFTER INSERT ON wikis BEGIN
     INSERT INTO wiki_totals (wiki_id) VALUES (new.id);
 END;
@@ -181,10 +193,64 @@ CREATE TRIGGER wiki_totals_attachment_update AFTER UPDATE OF size, page_id ON at
     UPDATE wiki_totals SET bytes = bytes + new.size
     WHERE wiki_id = (SELECT wiki_id FROM pages WHERE id = new.page_id AND deleted_at IS NULL);
 END;
+-- @postgresql
+CREATE FUNCTION wiki_totals_new_wiki() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO wiki_totals (wiki_id) VALUES (NEW.id);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER wiki_totals_new_wiki AFTER INSERT ON wikis FOR EACH ROW EXECUTE FUNCTION wiki_totals_new_wiki();
+CREATE FUNCTION wiki_totals_page_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE wiki_totals SET pages = pages + 1, bytes = bytes + NEW.size WHERE wiki_id = NEW.wiki_id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER wiki_totals_page_insert AFTER INSERT ON pages FOR EACH ROW WHEN (NEW.deleted_at IS NULL)
+    EXECUTE FUNCTION wiki_totals_page_insert();
+-- A wiki's own deletion cascades to its pages after the wiki row is gone: then its counters are
+-- left alone (PostgreSQL checks the foreign key of a row updated twice in one transaction).
+CREATE FUNCTION wiki_totals_page_delete() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE wiki_totals SET pages = pages - 1,
+        bytes = bytes - OLD.size - (SELECT coalesce(sum(size), 0) FROM attachments WHERE page_id = OLD.id)
+    WHERE wiki_id = OLD.wiki_id AND EXISTS (SELECT 1 FROM wikis WHERE id = OLD.wiki_id);
+    RETURN OLD;
+END $$;
+CREATE TRIGGER wiki_totals_page_delete BEFORE DELETE ON pages FOR EACH ROW WHEN (OLD.deleted_at IS NULL)
+    EXECUTE FUNCTION wiki_totals_page_delete();
+CREATE FUNCTION wiki_totals_page_update() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    became_live INTEGER := (NEW.deleted_at IS NULL)::int - (OLD.deleted_at IS NULL)::int;
+BEGIN
+    UPDATE wiki_totals SET pages = pages + became_live,
+        bytes = bytes + CASE WHEN NEW.deleted_at IS NULL THEN NEW.size ELSE 0 END
+            - CASE WHEN OLD.deleted_at IS NULL THEN OLD.size ELSE 0 END
+            + became_live * (SELECT coalesce(sum(size), 0) FROM attachments WHERE page_id = NEW.id)
+    WHERE wiki_id = NEW.wiki_id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER wiki_totals_page_update AFTER UPDATE OF size, deleted_at ON pages FOR EACH ROW
+    EXECUTE FUNCTION wiki_totals_page_update();
+CREATE FUNCTION wiki_totals_attachment_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        UPDATE wiki_totals SET bytes = bytes - OLD.size
+        WHERE wiki_id = (SELECT wiki_id FROM pages WHERE id = OLD.page_id AND deleted_at IS NULL);
+    END IF;
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        UPDATE wiki_totals SET bytes = bytes + NEW.size
+        WHERE wiki_id = (SELECT wiki_id FROM pages WHERE id = NEW.page_id AND deleted_at IS NULL);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER wiki_totals_attachment_change AFTER INSERT OR DELETE OR UPDATE OF size, page_id ON attachments
+    FOR EACH ROW EXECUTE FUNCTION wiki_totals_attachment_change();
+-- @both
 
--- Full-text index of live pages, with the live_pages view as its external content (so snippets
--- read the text from pages, and FTS5's integrity check holds); the triggers keep it in step
--- inside the writing transaction.
+-- Full-text index of live pages, kept in step by triggers inside the writing transaction.
+-- SQLite: FTS5 with the live_pages view as its external content (so snippets read the text from
+-- pages, and FTS5's integrity check holds).
+-- @sqlite
 CREATE VIEW live_pages AS SELECT id, path, title, content FROM pages WHERE deleted_at IS NULL;
 CREATE VIRTUAL TABLE pages_fts USING fts5(
     path, title, content, content='live_pages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
@@ -202,6 +268,39 @@ CREATE TRIGGER pages_fts_update AFTER UPDATE OF path, title, content, deleted_at
     INSERT INTO pages_fts (rowid, path, title, content)
     SELECT new.id, new.path, new.title, new.content WHERE new.deleted_at IS NULL;
 END;
+-- @postgresql
+-- PostgreSQL: each live page's tsvector, words split at punctuation as FTS5's unicode61 splits
+-- them (the default parser would keep `a/b` or `x.org` whole), not stemmed ('simple'); path,
+-- title and text weighted A, B and D (search_pages ranks them as bm25 does on SQLite).
+-- Ranking reads the tsvector of every match: kept in the row (compressed) rather than TOASTed
+-- out of line, which made ranking thousands of matches ~3x slower.
+-- wiki_id is the page's (it never changes), so ranking filters without reading pages.
+CREATE TABLE pages_fts (
+    page_id  BIGINT PRIMARY KEY REFERENCES pages(id) ON DELETE CASCADE,
+    wiki_id  BIGINT NOT NULL,
+    document TSVECTOR NOT NULL
+) WITH (toast_tuple_target = 8160);
+ALTER TABLE pages_fts ALTER COLUMN document SET STORAGE MAIN;
+CREATE INDEX pages_fts_document ON pages_fts USING gin (document);
+CREATE FUNCTION pages_fts_words(body TEXT) RETURNS tsvector LANGUAGE sql IMMUTABLE AS $$
+    SELECT to_tsvector('simple', regexp_replace(body, '[[:punct:]]+', ' ', 'g'))
+$$;
+CREATE FUNCTION pages_fts_sync() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.deleted_at IS NOT NULL THEN
+        DELETE FROM pages_fts WHERE page_id = NEW.id;
+    ELSIF TG_OP = 'INSERT' OR OLD.deleted_at IS NOT NULL OR NEW.path IS DISTINCT FROM OLD.path
+            OR NEW.title IS DISTINCT FROM OLD.title OR NEW.content IS DISTINCT FROM OLD.content THEN
+        INSERT INTO pages_fts (page_id, wiki_id, document)
+        VALUES (NEW.id, NEW.wiki_id, setweight(pages_fts_words(NEW.path), 'A') || setweight(pages_fts_words(NEW.title), 'B')
+                        || setweight(pages_fts_words(NEW.content), 'D'))
+        ON CONFLICT (page_id) DO UPDATE SET document = excluded.document;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER pages_fts_sync AFTER INSERT OR UPDATE OF path, title, content, deleted_at ON pages FOR EACH ROW
+    EXECUTE FUNCTION pages_fts_sync();
+-- @both
 
 -- ATProto logins under way, keyed by OAuth `state`; `pending` is robotwtf_atproto's JSON (it holds
 -- the login's private DPoP key and PKCE verifier). A row is deleted when its callback arrives.

@@ -54,6 +54,7 @@ sys.path.insert(0, str(BENCH))
 import corpus  # noqa: E402
 import wiki_ux  # noqa: E402
 import git_access  # noqa: E402
+import postgres  # noqa: E402  (the PostgreSQL rows)
 
 TARGETS = """\
 one worker: tools/call read_note c=16 >= 1.5x the peer's fastest configuration (stateless, JSON)
@@ -355,6 +356,8 @@ class Bench:
             "content": corpus.page_text(THROUGHPUT_PAGES + 1, THROUGHPUT_PAGES), "commit_message": "bench write"},
             "path")
         self.page7 = corpus.page_text(7, THROUGHPUT_PAGES)[200:600]
+        self.postgres = postgres.PostgresRows(self, sys.modules[__name__])
+        self.postgres.prepare()
 
     def fresh_copy(self, template: str, name: str) -> Path:
         dest = OUT / name
@@ -400,6 +403,7 @@ class Bench:
         self.record("rss.after_search", rss_mib(server.pid))
         server.stop()
         shutil.rmtree(data)
+        self.postgres.repeat(r)
 
     def robotwtf_run(self, r: int, workers: int) -> None:
         """Reads at c=16 and c=1, then new pages written at c=4, on a fresh copy of the 1k wiki;
@@ -600,8 +604,11 @@ def report(b: Bench, machine: dict) -> str:
              f"{med.get('rss.idle', 0):.1f} MiB",
              f"{max(med.get('rss.after', 0), med.get('rss.after_search', 0)):.1f} MiB",
              f"{med.get('pyz.mb', 0):.2f} MB"]
+    postgres_lines, postgres_targets = postgres.report_lines(b, summary)
+    lines[lines.index("## targets") - 1:lines.index("## targets") - 1] = postgres_lines
     for target, ok, value in [*zip(TARGETS, checks, shown), *wiki_ux.targets(s), *git_access.targets(s)]:
         lines.append(f"- {'PASS' if ok else 'MISS'} {target}: {value}")
+    lines += postgres_targets
     if b.notes:
         lines += ["", "## failed answers", ""] + [f"- {n}" for n in b.notes]
     return "\n".join(lines) + "\n"
@@ -647,6 +654,8 @@ def main() -> int:
         semantic_results = semantic.measure(bench.rw, OUT / "data-10k", args.duration)
     finally:
         stop_all()
+        if getattr(bench, "postgres", None):
+            bench.postgres.stop()
     machine["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     text = report(bench, machine) + semantic.report(semantic_results)
     (BENCH / "results.md").write_text(text)

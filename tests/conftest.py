@@ -1,9 +1,14 @@
 """Fixtures that run robotwtf the way people do: the real CLI entry point as a subprocess,
-serving over real HTTP on a free loopback port with a temporary data folder."""
+serving over real HTTP on a free loopback port with a temporary data folder.
+
+On either engine: `make test` runs everything on SQLite; `make test-postgres` starts a throwaway
+PostgreSQL cluster and sets ROBOTWTF_TEST_DATABASE_URL to it, and then every data folder a test
+makes gets its own new PostgreSQL database (ROBOTWTF_DATABASE_URL), dropped after the test."""
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import re
 import signal
@@ -24,6 +29,90 @@ sys.path.insert(0, str(ROOT))  # in-process tests import this tree's robotwtf, n
 ENTRY = [sys.executable, "-c", "import sys, robotwtf; sys.exit(robotwtf.main())"]
 
 
+# The superuser URL of the cluster `make test-postgres` started; None on SQLite runs.
+TEST_DATABASE_URL = os.environ.get("ROBOTWTF_TEST_DATABASE_URL") or None
+ENGINE = "postgresql" if TEST_DATABASE_URL else "sqlite"
+
+
+class Databases:
+    """New PostgreSQL databases on the test cluster: one per data folder, dropped at the end of the
+    test whose tmp_path holds that folder, or at the end of the session (module-scoped servers)."""
+
+    def __init__(self, server_url: str):
+        self.server_url = server_url
+        self.names = (f"t{os.getpid()}_{n}" for n in itertools.count())
+        self.by_folder: dict[Path, str] = {}
+        self.test_dir: Path | None = None
+        self.made_in_test: list[str] = []
+        self.made_for_session: list[str] = []
+
+    def _admin(self):
+        import psycopg
+        return psycopg.connect(self.server_url, autocommit=True)
+
+    def url(self, name: str) -> str:
+        import urllib.parse
+        return urllib.parse.urlunsplit(urllib.parse.urlsplit(self.server_url)._replace(path="/" + name))
+
+    def create(self, template: str | None = None, for_session: bool = False) -> str:
+        name = next(self.names)
+        with self._admin() as admin:
+            admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        (self.made_for_session if for_session else self.made_in_test).append(name)
+        return self.url(name)
+
+    def for_folder(self, data: Path) -> str:
+        """The database of the instance whose data folder is `data` (the same one on every start)."""
+        data = Path(data).absolute()
+        if data not in self.by_folder:
+            in_test = self.test_dir is not None and data.is_relative_to(self.test_dir)
+            self.by_folder[data] = self.create(for_session=not in_test)
+        return self.by_folder[data]
+
+    def drop(self, names: list[str]) -> None:
+        with self._admin() as admin:
+            while names:
+                admin.execute(f'DROP DATABASE IF EXISTS "{names.pop()}" WITH (FORCE)')
+
+    def end_test(self) -> None:
+        for data in [d for d in self.by_folder if d.is_relative_to(self.test_dir)]:
+            del self.by_folder[data]
+        self.test_dir = None
+        self.drop(self.made_in_test)
+
+
+DATABASES = Databases(TEST_DATABASE_URL) if TEST_DATABASE_URL else None
+
+
+def database_for(data: Path) -> Path | str:
+    """Where the instance with data folder `data` keeps its database on this run's engine."""
+    return DATABASES.for_folder(data) if DATABASES else Path(data) / "robotwtf.db"
+
+
+def open_db(data: Path):
+    """A connection to the database of the instance in `data` (through robotwtf's storage layer,
+    so the same SQL runs on both engines)."""
+    import robotwtf_store
+    return robotwtf_store.open_database(database_for(data), create=False)
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_databases(request):
+    if not DATABASES:
+        yield
+        return
+    DATABASES.test_dir = request.getfixturevalue("tmp_path").absolute()
+    yield
+    DATABASES.end_test()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_session_databases():
+    yield
+    if DATABASES:
+        DATABASES.drop(DATABASES.made_for_session)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -32,7 +121,10 @@ def free_port() -> int:
 
 def base_env(data: Path, **extra: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROBOTWTF_")}
-    env.update(ROBOTWTF_DATA=str(data), PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT), **extra)
+    env.update(ROBOTWTF_DATA=str(data), PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
+    if DATABASES:
+        env["ROBOTWTF_DATABASE_URL"] = DATABASES.for_folder(data)
+    env.update(extra)
     return env
 
 
@@ -60,6 +152,12 @@ class Server:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def db(self):
+        """A connection to this instance's database, on whichever engine it runs."""
+        import robotwtf_store
+        return robotwtf_store.open_database(self.env.get("ROBOTWTF_DATABASE_URL") or self.data / "robotwtf.db",
+                                            create=False)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> int:
         if self.process.poll() is None:

@@ -7,7 +7,6 @@ import base64
 import dataclasses
 import itertools
 import json
-import sqlite3
 
 import requests
 
@@ -87,12 +86,13 @@ def b64(data: bytes) -> str:
 
 def stored(data_dir) -> dict:
     """What the wiki storage holds, to prove a refused request changed nothing."""
-    db = sqlite3.connect(f"file:{data_dir / 'robotwtf.db'}?mode=ro", uri=True)
+    from conftest import open_db
+    db = open_db(data_dir)
     try:
         counts = {table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                   for table in ("pages", "revisions", "attachments", "links")}
-        counts["content"] = db.execute("SELECT group_concat(path || ':' || revision_id || ':' || content, '|') "
-                                       "FROM (SELECT * FROM pages ORDER BY id)").fetchone()[0]
+        counts["content"] = "|".join(f"{path}:{revision}:{content}" for path, revision, content in db.execute(
+            "SELECT path, revision_id, content FROM pages ORDER BY id"))
         return counts
     finally:
         db.close()
@@ -136,7 +136,7 @@ def add_member(wiki: Wiki, did: str, username: str, role: str) -> None:
     import robotwtf_store as store
 
     wiki.server.cli("user", "add", did, "--username", username, check=False)  # may exist from another wiki
-    db = store.db_connect(wiki.server.data / "robotwtf.db")
+    db = wiki.server.db()
     try:
         store.add_member(db, store.get_wiki(db, wiki.slug)["id"], did, role)
     finally:
@@ -147,7 +147,7 @@ def change_member(wiki: Wiki, did: str, role: str | None) -> None:
     """Give a member another role, or remove them (role None)."""
     import robotwtf_store as store
 
-    db = store.db_connect(wiki.server.data / "robotwtf.db")
+    db = wiki.server.db()
     try:
         wiki_id = store.get_wiki(db, wiki.slug)["id"]
         if role is None:

@@ -59,8 +59,9 @@ class World:
 
     def __init__(self, server):
         self.server = server
-        self.db = store.open_database(server.data / store.DB_FILE, create=False)
-        self.inst = store.Instance(store.load_config({"data": str(server.data), "public_url": server.url}, environ={}))
+        self.db = server.db()
+        self.inst = store.Instance(store.load_config({"data": str(server.data), "public_url": server.url,
+                                                      "database": server.env.get("ROBOTWTF_DATABASE_URL")}, environ={}))
 
     def person(self) -> str:
         number = next(_numbers)

@@ -19,6 +19,7 @@ from pathlib import Path
 import requests
 
 import robotwtf_store as store
+from conftest import DATABASES, database_for, open_db
 from mcp_client import ALICE, LEGACY, MODERN, modern_meta
 
 QUOTAS = store.Quotas(pages_per_wiki=5000, bytes_per_wiki=256 * 1024 * 1024, wikis_per_user=10)
@@ -50,7 +51,7 @@ class Site:
 
 def prepare_site(data: Path, slug: str, pages: tuple[str, ...], clients: int) -> Site:
     """Owner, wiki, pages and tokens, made through the storage API (fast; the CLI does the same)."""
-    db = store.db_connect(data / "robotwtf.db")
+    db = store.db_connect(database_for(data))
     try:
         if db.execute("SELECT 1 FROM users WHERE did = ?", (ALICE,)).fetchone() is None:
             store.add_user(db, ALICE, "alice.test", "alice")
@@ -269,7 +270,7 @@ def verify_history(site: Site, acked: list[Write], unknown: list[Write] = (), db
     storage API); each page's revisions form one chain in which every write was based on the
     revision just before it (no lost update); every revision after the setup was acknowledged,
     or is one of the writes whose answer was lost; and each page holds its last revision."""
-    db = read_only(db_path or site.data / "robotwtf.db")
+    db = open_db(site.data) if DATABASES and not db_path else read_only(db_path or site.data / "robotwtf.db")
     try:
         for write in acked:
             stored = store.get_revision(db, site.wiki_id, write.revision)

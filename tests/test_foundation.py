@@ -102,7 +102,7 @@ def test_check_parses_the_keys(cli):
 # Imported by the first request that needs them, never by starting the server: together they took
 # most of a start's ~0.6 s (issue 7 asks for 150 ms). The probe stops where waitress would listen.
 DEFERRED_MODULES = ("authlib", "cryptography", "dns", "joserfc", "markdown_it", "regex", "requests", "urllib3",
-                    "robotwtf_atproto", "robotwtf_as")
+                    "robotwtf_atproto", "robotwtf_as", "psycopg")  # psycopg: only with a PostgreSQL --database
 STARTUP_PROBE = """\
 import sys, robotwtf, waitress.server
 

@@ -16,7 +16,7 @@ import requests
 
 import robotwtf_git
 import robotwtf_store as store
-from conftest import CLI, base_env, start_server
+from conftest import CLI, base_env, database_for, start_server
 from mcp_client import Endpoint
 from oauth_flow import World
 
@@ -248,7 +248,7 @@ def test_a_stale_push_is_refused_then_pull_rebase_and_push_keep_both(world, tmp_
 RACER = """import sys
 sys.path.insert(0, sys.argv[1])
 import robotwtf_store as store
-db = store.open_database(store.Path(sys.argv[2]), create=False)
+db = store.open_database(sys.argv[2] if store.is_postgres_url(sys.argv[2]) else store.Path(sys.argv[2]), create=False)
 wiki = store.get_wiki(db, sys.argv[3])
 store.write_page(db, wiki["id"], "Racer", "# Racer\\n", author=store.Author(sys.argv[4], "web"),
                  quotas=store.Quotas(100, 10**9, 10))
@@ -264,7 +264,7 @@ def test_a_change_between_fetch_and_push_is_never_merged_silently(world, tmp_pat
     racer.write_text(RACER)
     hook = repo / ".git" / "hooks" / "pre-push"
     hook.write_text(f"#!/bin/sh\nexec '{sys.executable}' '{racer}' '{Path(store.__file__).parent}' "
-                    f"'{world.server.data / store.DB_FILE}' '{wiki.slug}' '{wiki.owner}'\n")
+                    f"'{database_for(world.server.data)}' '{wiki.slug}' '{wiki.owner}'\n")
     hook.chmod(0o755)
     (repo / "Mine.md").write_text("# Mine\n")
     commit_all(repo, "Mine")

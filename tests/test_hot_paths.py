@@ -183,7 +183,7 @@ def test_search_finds_this_wikis_best_pages_when_another_wiki_ranks_higher(db):
 
 def test_migration_6_counts_what_a_version_5_wiki_already_holds(tmp_path):
     from conftest import ROOT
-    db = sqlite3.connect(tmp_path / "robotwtf.db", isolation_level=None)
+    db = sqlite3.connect(tmp_path / "robotwtf.db", isolation_level=None, factory=store.SqliteDatabase)
     db.row_factory = sqlite3.Row
     db.executescript((ROOT / "tests/data/schema_v1.sql").read_text())
     db.execute("INSERT INTO schema_version VALUES (1, 0)")

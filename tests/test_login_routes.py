@@ -5,13 +5,12 @@ server on loopback (robotwtf runs in development network mode to reach them)."""
 from __future__ import annotations
 
 import re
-import sqlite3
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
-from conftest import start_server
+from conftest import open_db, start_server
 from fakedns import FakeDNS
 from fakepds import FakePDS
 
@@ -133,7 +132,7 @@ def test_user_denies_at_the_pds(site, net):
     started = start_login(site, browser, "alice.test")
     state = parse_qs(urlsplit(started.headers["Location"]).query)
     assert "request_uri" in state
-    db = sqlite3.connect(site.data / "robotwtf.db")
+    db = open_db(site.data)
     real_state = db.execute("SELECT state FROM login_requests").fetchone()[0]
     denied = browser.get(site.url + "/auth/callback", params={
         "error": "access_denied", "error_description": "User said no", "state": real_state,

@@ -315,7 +315,7 @@ def test_expired_personal_token_is_401(own_wiki):
 
     import robotwtf_store as store
 
-    db = store.db_connect(own_wiki.server.data / "robotwtf.db")
+    db = own_wiki.server.db()
     try:
         token = store.create_personal_token(db, ALICE, own_wiki.slug, frozenset(store.SCOPES), "brief",
                                          expires_at=store.now() + 1)

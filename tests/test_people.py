@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import shlex
-import sqlite3
 import subprocess
 
 import requests
@@ -120,7 +119,7 @@ def signed_in_site(tmp_path, *args):
     srv.cli("user", "add", ALICE, "--username", "alice", "--handle", "alice.test")
     srv.cli("user", "add", BOB, "--username", "bob", "--handle", "bob.test")
     srv.cli("wiki", "create", "garden", "--owner", "alice", "--title", "Garden notes")
-    db = sqlite3.connect(srv.data / "robotwtf.db")
+    db = srv.db()
     db.execute("INSERT INTO members (wiki_id, user_did, role, added_at) SELECT id, ?, 'viewer', 0 FROM wikis", (BOB,))
     db.commit()
     db.close()
@@ -175,7 +174,7 @@ def test_error_pages_inside_a_wiki_keep_its_header_and_offer_the_next_step(tmp_p
 def test_a_server_error_inside_a_wiki_keeps_its_header(tmp_path):
     srv, alice, _ = signed_in_site(tmp_path)
     try:
-        db = sqlite3.connect(srv.data / "robotwtf.db")
+        db = srv.db()
         db.execute("DROP TABLE links")   # every page view reads it: a genuine failure inside the wiki
         db.commit()
         broken = alice.get(srv.url + "/w/garden/Home")
@@ -217,7 +216,7 @@ def test_sign_in_says_when_a_server_could_not_be_reached(tmp_path):
             assert no_plc.status_code == 502 and "Couldn&#039;t reach 127.0.0.1" in no_plc.text
             nobody = sign_in(srv, "nobody.test")
             assert "That handle does not resolve: nobody.test." in nobody.text and "reach" not in nobody.text
-            assert sqlite3.connect(srv.data / "robotwtf.db").execute("SELECT count(*) FROM users").fetchone()[0] == 0
+            assert srv.db().execute("SELECT count(*) FROM users").fetchone()[0] == 0
             browser = requests.Session()      # the same server, reachable: on to the PDS and back, new account
             page = browser.get(srv.url + "/auth/login")
             started = browser.post(srv.url + "/auth/login", data={"csrf_token": csrf(page), "identifier": "bob.test"},
@@ -273,9 +272,9 @@ def test_connect_panel_on_a_loopback_address_warns_and_its_token_command_works(t
         viewer_token = bob.post(srv.url + "/w/garden/-/connect", data={"csrf_token": csrf(viewer)})
         bob_token = shlex.split(re.search(r'<code id="claude-command">([^<]+)</code>',
                                           viewer_token.text)[1].replace("&quot;", '"'))[8].split()[-1]
-        row = sqlite3.connect(srv.data / "robotwtf.db").execute(
+        row = srv.db().execute(
             "SELECT scope FROM personal_tokens WHERE user_did = ?", (BOB,)).fetchone()
-        assert row == ("wiki:read",) and bob_token.startswith("rwpat_")
+        assert tuple(row) == ("wiki:read",) and bob_token.startswith("rwpat_")
         settings = alice.get(srv.url + "/w/garden/-/settings")
         assert 'id="connect"' in settings.text and f"{srv.url}/w/garden/mcp" in settings.text
         getting_started = alice.get(srv.url + "/w/garden/Getting%20Started")
@@ -294,7 +293,7 @@ def test_connect_panel_on_an_https_address_gives_claude_ai_steps(tmp_path):
     try:
         srv.cli("user", "add", ALICE, "--username", "alice")
         srv.cli("wiki", "create", "garden", "--owner", "alice")
-        db = sqlite3.connect(srv.data / "robotwtf.db")
+        db = srv.db()
         db.execute("UPDATE wikis SET visibility = 'public'")
         db.commit()
         # A stranger reads the public wiki's panel (https cookies need https, so no sign-in here).
@@ -311,7 +310,7 @@ def test_changing_the_public_url_changes_what_people_are_told(tmp_path):
     srv = start_server(tmp_path / "data")
     srv.cli("user", "add", ALICE, "--username", "alice")
     srv.cli("wiki", "create", "garden", "--owner", "alice")
-    db = sqlite3.connect(srv.data / "robotwtf.db")
+    db = srv.db()
     db.execute("UPDATE wikis SET visibility = 'public'")
     db.commit()
     srv.stop()
@@ -375,7 +374,7 @@ def test_export_then_import_into_a_new_wiki_brings_everything_back(tmp_path):
     from mcp_client import Endpoint
     srv, alice, bob = signed_in_site(tmp_path)
     try:
-        db = sqlite3.connect(srv.data / "robotwtf.db", isolation_level=None)
+        db = srv.db()
         db.execute("UPDATE members SET role = 'editor' WHERE user_did = ?", (BOB,))
         page = alice.get(srv.url + "/w/garden/-/new")
         form = {"csrf_token": csrf(page)}

@@ -8,14 +8,13 @@ from __future__ import annotations
 import itertools
 import random
 import re
-import sqlite3
 import time
 
 import pytest
 import requests
 
 import robotwtf_semantic as semantic
-from conftest import free_port, start_server
+from conftest import free_port, open_db, start_server
 from embeddings_server import EmbeddingsProcess
 from mcp_client import BOB, Endpoint, add_member, make_wiki, text
 from semantic_corpus import DISTRACTORS, TARGETS, docstring_paragraphs, fillers
@@ -46,9 +45,9 @@ def semantic_env(embeddings, model: str = "wordllama", **extra: str) -> dict:
 
 
 def db_values(server, sql: str, args=()) -> list:
-    db = sqlite3.connect(f"file:{server.data / 'robotwtf.db'}?mode=ro", uri=True)
+    db = open_db(server.data)
     try:
-        return db.execute(sql, args).fetchall()
+        return [tuple(row) for row in db.execute(sql, args)]
     finally:
         db.close()
 

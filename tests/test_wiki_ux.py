@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import html
 import re
-import sqlite3
 
 import pytest
 import requests
 
-from conftest import start_server
+from conftest import open_db, start_server
 from test_browser import tiny_png
 
 ALICE, BOB, CAROL = (f"did:plc:{name * 24}"[:32] for name in ("a", "b", "c"))
@@ -76,8 +75,12 @@ def textarea(response: requests.Response) -> str:
 
 
 def stored_page(site, path: str):
-    with sqlite3.connect(site.data / "robotwtf.db") as db:
-        return db.execute("SELECT content, revision_id FROM pages WHERE path = ?", (path,)).fetchone()
+    db = open_db(site.data)
+    try:
+        row = db.execute("SELECT content, revision_id FROM pages WHERE path = ?", (path,)).fetchone()
+        return tuple(row) if row else None
+    finally:
+        db.close()
 
 
 # --- the preview endpoint -------------------------------------------------------------------------
@@ -260,7 +263,7 @@ def test_a_big_wiki_shows_the_current_branch_and_links_other_folders(site, alice
     # 1,200 pages go in through the storage API (as many form posts would take minutes)
     db_pages = [(f"Area{a}/Topic{t}", f"# T{t}\n") for a in range(12) for t in range(100)]
     import robotwtf_store as store
-    db = store.open_database(site.data / "robotwtf.db", create=False)
+    db = open_db(site.data)
     wiki = store.get_wiki(db, "big")["id"]
     author = store.Author(ALICE, "cli")
     quotas = store.Quotas(pages_per_wiki=5000, bytes_per_wiki=1 << 30, wikis_per_user=10)
@@ -295,7 +298,7 @@ def test_search_finds_word_prefixes_titles_first_and_counts(alice, garden):
 def test_agents_search_is_unchanged_words_stay_whole(site, garden):
     """search_notes (store.search_pages) keeps whole-word matching: agents search for words."""
     import robotwtf_store as store
-    db = store.open_database(site.data / "robotwtf.db", create=False)
+    db = open_db(site.data)
     try:
         wiki = store.get_wiki(db, "garden")["id"]
         assert store.search_pages(db, wiki, "tomat") == []
