@@ -256,6 +256,9 @@ def run_worker(cfg: store.Config, sockets: list[socket.socket]) -> int:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
     def stop(signum, frame):
+        # A worker hears a stop twice when Ctrl-C or systemd signal the whole process group and
+        # its supervisor passes the signal on: the second must not cut the first one's drain short.
+        _ignore_stop_signals()
         raise _Stop
 
     for signum in STOP_SIGNALS:
@@ -266,13 +269,19 @@ def run_worker(cfg: store.Config, sockets: list[socket.socket]) -> int:
     try:
         server.run()
     finally:
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)  # stopping already; a second signal must not cut it short
+        _ignore_stop_signals()  # stopping already, whatever ended the server
         log.info("stopping")
         server.close()
         for job in jobs:
             job.stop()
     return 0
+
+
+def _ignore_stop_signals() -> None:
+    # A handler that does nothing rather than SIG_IGN: a signal that arrived a moment before is
+    # still handed to the Python handler in place, and with SIG_IGN there CPython prints an error.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda signum, frame: None)
 
 
 def welcome_message(cfg: store.Config) -> str:

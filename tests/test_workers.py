@@ -179,6 +179,24 @@ def test_sigterm_stops_every_worker_and_exits_0_losing_nothing(tmp_path):
     assert load_kit.database_problems(server.data / "robotwtf.db") == []
 
 
+def test_a_stop_signal_to_the_whole_process_group_drains_without_errors(tmp_path):
+    """Ctrl-C in a terminal and `systemctl stop` signal every process of the server, so each
+    worker gets the signal itself and again from its supervisor: the second must not cut the
+    first one's drain short."""
+    server = start_workers(tmp_path / "data", env_extra=load_kit.UNLIMITED)
+    pids = children(server.process.pid)
+    site = load_kit.prepare_site(server.data, "group", reliability.RACE_PAGES, 16)
+    run = load_kit.start_load(server.url, site, seed=6, server_may_die=True)
+    run.wait_for_acks(40)
+    for pid in (*pids, server.process.pid):
+        os.kill(pid, signal.SIGINT)
+    assert server.process.wait(timeout=60) == 0
+    run.finish()
+    assert not run.errors, run.errors[:5]
+    assert "Traceback" not in server.log() and "exited with status" not in server.log(), server.log()[-3000:]
+    load_kit.verify_history(site, run.acked, run.unknown)
+
+
 def test_killing_the_supervisor_takes_its_workers_with_it(tmp_path):
     server = start_workers(tmp_path / "data", workers=2)
     pids = children(server.process.pid)
