@@ -571,16 +571,23 @@ def cmd_token_create(cfg: store.Config, args) -> int:
 def cmd_backup(cfg: store.Config, args) -> int:
     dest = Path(args.file).expanduser().absolute()
     if not store.database_exists(cfg.database_location):
-        raise store.ConfigError(f"There is no robotwtf instance in {cfg.data} to back up.")
+        raise store.ConfigError(f"There is no robotwtf instance in {instance_location(cfg)} to back up.")
     store.backup(cfg, dest)
-    print(f"backed up {cfg.data} to {dest}")
+    print(f"backed up {instance_location(cfg)} to {dest}")
     return 0
 
 
 def cmd_restore(cfg: store.Config, args) -> int:
     store.restore(cfg, Path(args.file).expanduser().absolute())
-    print(f"restored {args.file} into {cfg.data}")
+    print(f"restored {args.file} into {instance_location(cfg)}")
     return 0
+
+
+def instance_location(cfg: store.Config) -> str:
+    """The instance as a backup holds it: the database (wherever it is) and the data folder's keys."""
+    if store.is_postgres_url(cfg.database_location):
+        return f"{store.describe_database(cfg.database_location)} and the keys in {cfg.data}"
+    return str(cfg.data)
 
 
 def cmd_migrate_to(cfg: store.Config, args) -> int:

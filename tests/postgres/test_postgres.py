@@ -220,8 +220,10 @@ def test_backup_on_postgresql_restores_into_either_engine(cli, tmp_path):
     before = contents(db)
     db.close()
     archive = tmp_path / "backup.tar.gz"
-    cli("backup", str(archive))
+    said = cli("backup", str(archive)).stdout
     assert archive.stat().st_mode & 0o077 == 0
+    url = urllib.parse.urlsplit(cli.env["ROBOTWTF_DATABASE_URL"])
+    assert f"{url.hostname}:{url.port}" in said and "***" in said and url.password not in said, said
 
     on_sqlite = sqlite_cli(tmp_path / "restored-sqlite")
     on_sqlite("restore", str(archive))
@@ -232,7 +234,8 @@ def test_backup_on_postgresql_restores_into_either_engine(cli, tmp_path):
     assert "schema version" in on_sqlite("check").stdout
 
     on_postgres = CLI(tmp_path / "restored-pg", base_env(tmp_path / "restored-pg"))
-    on_postgres("restore", str(archive))
+    said = on_postgres("restore", str(archive)).stdout
+    assert "postgresql://" in said and str(on_postgres.data) in said, said
     restored = store.open_database(on_postgres.env["ROBOTWTF_DATABASE_URL"], create=False)
     assert contents(restored) == before
     restored.close()
