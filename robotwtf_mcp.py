@@ -1130,7 +1130,7 @@ def search_notes(call: ToolCall) -> ToolResult:
     if not results:
         text = f'No pages match "{query}". Try other or fewer words, a prefix like robo*, or list_notes.'
     else:
-        lines = [f'{len(results)} results for "{query}" (best first; matches in **bold**):']
+        lines = [f'{store.counted(len(results), "result")} for "{query}" (best first; matches in **bold**):']
         for number, result in enumerate(results, 1):
             snippet = " ".join(result["snippet"].split())
             lines += [f"{number}. {result['path']} (score: {result['score']:.2f})", f"   {snippet}"]
@@ -1150,7 +1150,7 @@ def semantic_search(call: ToolCall) -> ToolResult:
         for hit in found.hits
     ]
     if results:
-        lines = [f'{len(results)} passages for "{query}" by meaning (best first; score 1 = same meaning):']
+        lines = [f'{store.counted(len(results), "passage")} for "{query}" by meaning (best first; score 1 = same meaning):']
         for number, hit in enumerate(found.hits, 1):
             lines += [f"{number}. {hit.path} > {hit.section or '(top)'} (score: {hit.score:.2f})",
                       f"   Revision: {hit.revision}",
@@ -1213,7 +1213,7 @@ def get_history(call: ToolCall) -> ToolResult:
     latest = history[0]
     state = " (deleted)" if latest.page_deleted else ""
     lines = [
-        f"History of {latest.current_path}{state} ({len(history)} revisions, newest first):",
+        f"History of {latest.current_path}{state} ({store.counted(len(history), 'revision')}, newest first):",
         f"Revision: {latest.id}",
     ]
     for revision in history:

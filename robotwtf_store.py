@@ -115,6 +115,11 @@ def now() -> int:
     return int(time.time())
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 revision', '3 revisions': a count with its noun, for text people and models read."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def new_secret(nbytes: int = 32) -> str:
     """A URL-safe random token; 32 bytes is well above RFC 6749 §10.10's 2^-128 guessing bound."""
     return secrets.token_urlsafe(nbytes)

@@ -1289,7 +1289,7 @@ def time_ago(t: int) -> str:
             count = seconds // size
             if unit == "day" and count > 30:
                 return time.strftime("%Y-%m-%d", time.gmtime(t))
-            return f"{count} {unit}{'s' if count > 1 else ''} ago"
+            return f"{store.counted(count, unit)} ago"
     return "just now"
 
 

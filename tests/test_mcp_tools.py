@@ -249,7 +249,7 @@ def test_recent_changes_and_history_say_who_and_through_what(wiki, arm):
     assert f"- {revision} | " in text(recent) and f"| {path} | create | @alice.test via token:laptop" in text(recent)
     history = wiki.mcp.ok("get_history", path=path, limit=1)
     assert history["structuredContent"]["revision"] == revision
-    assert text(history).startswith(f"History of {path} (1 revisions, newest first):\nRevision: {revision}")
+    assert text(history).startswith(f"History of {path} (1 revision, newest first):\nRevision: {revision}")
     assert "Page not found" in wiki.mcp.fails("get_history", path="Never/Existed")
 
 
