@@ -1047,13 +1047,13 @@ class _RowFactories(dict):
 
 
 class PostgresCursor:
-    """psycopg's cursor, with sqlite3's `lastrowid` (the session's last sequence value), and no
-    rows (rather than an error) from a statement that returns none, as sqlite3 has it."""
+    """psycopg's cursor, with no rows (rather than an error) from a statement that returns none,
+    as sqlite3 has it. New ids come from INSERT ... RETURNING id on both engines."""
 
-    __slots__ = ("_cursor", "_db")
+    __slots__ = ("_cursor",)
 
-    def __init__(self, cursor, db: "PostgresDatabase"):
-        self._cursor, self._db = cursor, db
+    def __init__(self, cursor):
+        self._cursor = cursor
 
     def _has_rows(self) -> bool:
         result = self._cursor.pgresult
@@ -1078,12 +1078,6 @@ class PostgresCursor:
     @property
     def description(self):
         return self._cursor.description
-
-    @property
-    def lastrowid(self) -> int:
-        """The id of the row an INSERT just made in a table with a generated id (portable code
-        says INSERT ... RETURNING id instead)."""
-        return self._db.execute("SELECT lastval()").fetchone()[0]
 
     def close(self) -> None:
         self._cursor.close()
@@ -1148,7 +1142,7 @@ class PostgresDatabase:
             cursor.execute(postgres_sql(sql), params)
         except _psycopg().Error as e:
             raise _as_sqlite_error(e, self.url) from None
-        return PostgresCursor(cursor, self)
+        return PostgresCursor(cursor)
 
     def executemany(self, sql: str, rows) -> None:
         rows = list(rows)
@@ -3089,13 +3083,19 @@ def _record(db: sqlite3.Connection, wiki_id: int, page_id: int | None, kind: str
     else:
         db.execute(f"UPDATE pages SET {', '.join(name + ' = ?' for name in fields)} WHERE id = ?",
                    (*fields.values(), page_id))
-    db.execute("INSERT INTO revisions (id, wiki_id, page_id, kind, path, old_path, attachment, content, author_did, "
-               "via, message, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               (revision_id, wiki_id, page_id, kind, path, old_path, attachment, content, author.did, author.via,
-                message, t))
+    _insert_revision(db, revision_id, wiki_id, page_id, kind, path, old_path, attachment, content, author, message, t)
     _store_links(db, wiki_id, page_id, text.links if deleted_at is None else {})
     _mark_semantic_index(db, wiki_id, page_id, deleted=deleted_at is not None)
     return page_id
+
+
+def _insert_revision(db: sqlite3.Connection, revision_id: str, wiki_id: int, page_id: int, kind: str, path: str,
+                     old_path: str | None, attachment: str | None, content: str, author: Author, message: str,
+                     created_at: int) -> None:
+    db.execute("INSERT INTO revisions (id, wiki_id, page_id, kind, path, old_path, attachment, content, author_did, "
+               "via, message, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               (revision_id, wiki_id, page_id, kind, path, old_path, attachment, content, author.did, author.via,
+                message, created_at))
 
 
 # Every page change passes through _record, so this is where the semantic index (robotwtf_semantic)
@@ -3923,14 +3923,19 @@ def set_git_access(db: sqlite3.Connection, wiki_id: int, enabled: bool) -> None:
         if git_access_enabled(db, wiki_id):
             return
         db.execute("INSERT INTO git_access (wiki_id, enabled_at) VALUES (?, ?)", (wiki_id, now()))
-        for file in db.execute("SELECT a.page_id, a.filename_key, a.data FROM attachments a "
-                               "JOIN pages p ON p.id = a.page_id WHERE p.wiki_id = ?", (wiki_id,)).fetchall():
-            writes = db.execute("SELECT seq, attachment FROM revisions WHERE page_id = ? AND kind = 'attachment' "
-                                "ORDER BY seq DESC", (file["page_id"],)).fetchall()
-            last = next((w["seq"] for w in writes if (w["attachment"] or "").casefold() == file["filename_key"]), None)
+        files = db.execute("SELECT a.page_id, a.filename_key, a.data FROM attachments a "
+                           "JOIN pages p ON p.id = a.page_id WHERE p.wiki_id = ?", (wiki_id,)).fetchall()
+        # Each file's newest attachment revision, read in one pass; casefold() in Python because
+        # SQLite's lower() lowers ASCII only (file names are keyed by casefold).
+        last_write: dict[tuple[int, str], int] = {}
+        for write in db.execute("SELECT page_id, seq, attachment FROM revisions WHERE wiki_id = ? AND kind = "
+                                "'attachment' ORDER BY seq DESC", (wiki_id,)) if files else ():
+            last_write.setdefault((write["page_id"], (write["attachment"] or "").casefold()), write["seq"])
+        for file in files:
+            last = last_write.get((file["page_id"], file["filename_key"]))
             if last is not None:
-                db.execute("INSERT OR IGNORE INTO attachment_versions (revision_seq, data) VALUES (?, ?)",
-                           (last, file["data"]))
+                db.execute("INSERT INTO attachment_versions (revision_seq, data) VALUES (?, ?) "
+                           "ON CONFLICT (revision_seq) DO NOTHING", (last, file["data"]))
 
 
 def list_members(db: sqlite3.Connection, wiki_id: int) -> list[sqlite3.Row]:
@@ -4345,19 +4350,18 @@ def _insert_history(db: sqlite3.Connection, wiki_id: int, revisions: list[_Impor
     fields = dict(text.fields, wiki_id=wiki_id, path=last.path, path_key=path_key(last.path), revision_id=ids[-1],
                   content=last.content, created_at=revisions[0].created_at, updated_at=last.created_at,
                   deleted_at=deleted_at)
-    page_id = db.execute(f"INSERT INTO pages ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))})",
-                         tuple(fields.values())).lastrowid
+    page_id = db.execute(f"INSERT INTO pages ({', '.join(fields)}) VALUES ({', '.join('?' * len(fields))}) "
+                         "RETURNING id", tuple(fields.values())).fetchone()[0]
     for revision_id, r in zip(ids, revisions):
-        db.execute("INSERT INTO revisions (id, wiki_id, page_id, kind, path, old_path, attachment, content, "
-                   "author_did, via, message, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   (revision_id, wiki_id, page_id, r.kind, r.path, r.old_path, r.attachment, r.content, r.author.did,
-                    r.author.via, r.message, r.created_at))
+        _insert_revision(db, revision_id, wiki_id, page_id, r.kind, r.path, r.old_path, r.attachment, r.content,
+                         r.author, r.message, r.created_at)
         db.execute("INSERT INTO imported_revisions (revision_id, original_id, author_name, imported_at) "
                    "VALUES (?, ?, ?, ?)", (revision_id, r.original_id, r.author_name, imported_at))
     for name, data, author_did, updated_at in files:
         _insert_attachment(db, page_id, name, data, author_did, updated_at)
     if deleted_at is None:
         _store_links(db, wiki_id, page_id, text.links)
+    _mark_semantic_index(db, wiki_id, page_id, deleted=deleted_at is not None)
 
 
 def _import_entry(archive: zipfile.ZipFile, entry: zipfile.ZipInfo, ours: bool) -> tuple[str, str]:

@@ -417,6 +417,9 @@ def test_export_then_import_into_a_new_wiki_brings_everything_back(tmp_path):
         assert "Veg/Tomato" in alice.get(srv.url + "/w/garden-copy/Compost").text   # backlinks
         found = alice.get(srv.url + "/w/garden-copy/-/search", params={"q": "greens"}).text
         assert "Compost" in found.split("<main>")[1]
+        index = dict(db.execute("SELECT p.path, s.state FROM pages p LEFT JOIN semantic_pages s ON s.page_id = p.id "
+                                "JOIN wikis w ON w.id = p.wiki_id WHERE w.slug = 'garden-copy'").fetchall())
+        assert index["Veg/Tomato"] == index["Compost"] == "stale" and index["Old"] == "gone"  # semantic index told
         old = re.search(r'action="(/w/garden-copy/-/revision/[0-9a-f]+/restore)"',
                         alice.get(srv.url + "/w/garden-copy/-/history/Old").text)[1]
         assert alice.post(srv.url + old, data=form, allow_redirects=False).status_code == 303
