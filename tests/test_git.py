@@ -18,7 +18,7 @@ import robotwtf_git
 import robotwtf_store as store
 from conftest import CLI, base_env, database_for, start_server
 from mcp_client import Endpoint
-from oauth_flow import World
+from oauth_flow import World, csrf_of
 
 TESTER = {"GIT_AUTHOR_NAME": "Tess Tester", "GIT_AUTHOR_EMAIL": "tess@example.invalid",
           "GIT_COMMITTER_NAME": "Tess Tester", "GIT_COMMITTER_EMAIL": "tess@example.invalid"}
@@ -169,6 +169,18 @@ def test_clone_of_a_thousand_pages_with_history_and_attachments(world, tmp_path)
     assert int(git("rev-list", "--count", "HEAD", cwd=repo).stdout) == len(wiki.revisions())
     assert git("show", "HEAD~2:Area 3/Page 0003/diagram.svg", cwd=repo).stdout == "diagram, first version\n"
     git("fsck", "--strict", cwd=repo)
+
+
+def test_attachments_written_before_git_was_turned_on_are_in_the_clone(world, tmp_path):
+    wiki = Wiki(world)
+    store.set_git_access(wiki.db, wiki.id, False)
+    quotas = world.inst.cfg.quotas
+    wiki.write("Plants", "# Plants\n")
+    for name, data in [("Ärger.txt", b"first"), ("Ärger.txt", b"second"), ("photo.png", b"\x89PNG photo")]:
+        store.put_attachment(wiki.db, wiki.id, "Plants", name, data, author=wiki.author, quotas=quotas)
+    store.set_git_access(wiki.db, wiki.id, True)
+    files = tracked(wiki.clone(tmp_path / "clone"))
+    assert files["Plants/Ärger.txt"] == b"second" and files["Plants/photo.png"] == b"\x89PNG photo"
 
 
 def test_an_attachment_named_like_a_sub_pages_folder_is_left_out(world, tmp_path):
@@ -586,12 +598,11 @@ def test_the_owner_turns_git_on_and_off_in_settings_and_on_the_cli(world):
     editor = world.person()
     world.set_role(slug, editor, "editor")
     other = world.browser(editor)
-    page = other.get(f"{world.server.url}/w/{slug}/-/settings")
-    csrf_token = re.search(r'name="csrf_token" value="([0-9a-f]+)"', other.get(f"{world.server.url}/").text)
     refused = other.post(f"{world.server.url}/w/{slug}/-/settings/git",
-                         data={"csrf_token": csrf_token.group(1) if csrf_token else "", "git": "on"},
+                         data={"csrf_token": csrf_of(other.get(f"{world.server.url}/")), "git": "on"},
                          allow_redirects=False)
     assert refused.status_code == 403 and not store.git_access_enabled(world.db, wiki_id)
+    assert "Only the wiki&#039;s owners can do that." in refused.text
 
 
 # --- commit ids that never change ------------------------------------------------------------------------
@@ -630,11 +641,13 @@ def test_commit_ids_survive_a_restart_and_a_backup_restore(tmp_path):
 
 # --- the pieces -------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("base, target", [
-    (b"", b"new"), (b"same", b"same"), (b"abc" * 30000, b"abc" * 30000 + b"tail"),
-    (b"head middle tail" * 5000, b"head MIDDLE tail" + b"head middle tail" * 4999),
-    (os.urandom(70000), os.urandom(10)), (b"x" * 200000, b"x" * 100000 + b"y" + b"x" * 100000)])
-def test_deltas_rebuild_their_target(base, target):
+@pytest.mark.parametrize("base, target, has_delta", [
+    (b"", b"new", False), (b"same", b"same", False), (b"abc" * 30000, b"abc" * 30000 + b"tail", True),
+    (b"head middle tail" * 5000, b"head MIDDLE tail" + b"head middle tail" * 4999, True),
+    (os.urandom(70000), os.urandom(10), False), (b"x" * 200000, b"x" * 100000 + b"y" + b"x" * 100000, True)])
+def test_deltas_rebuild_their_target(base, target, has_delta):
+    """A delta where one saves room, none where it cannot; a delta rebuilds its target."""
     from dulwich.pack import apply_delta
     delta = robotwtf_git.make_delta(base, target)
+    assert (delta is not None) == has_delta
     assert delta is None or (b"".join(apply_delta(base, delta)) == target and len(delta) < len(target))
