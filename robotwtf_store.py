@@ -2856,7 +2856,16 @@ class BrokenLink:
 class RevisionDiff:
     old: Revision
     new: Revision
-    text: str      # unified diff, '' when the contents are equal
+
+    @property
+    def labels(self) -> tuple[str, str]:
+        return f"{self.old.path}@{self.old.short_id}", f"{self.new.path}@{self.new.short_id}"
+
+    @functools.cached_property
+    def text(self) -> str:
+        """The unified diff, '' when the contents are equal (made when first asked for: the
+        browser draws its own, word by word)."""
+        return unified_diff(self.old.content, self.new.content, *self.labels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -3455,11 +3464,8 @@ def get_revision(db: sqlite3.Connection, wiki_id: int, revision: str) -> Revisio
 
 
 def diff_revisions(db: sqlite3.Connection, wiki_id: int, old: str, new: str) -> RevisionDiff:
-    """The unified diff from revision `old` to revision `new` (any two revisions of the wiki)."""
-    before, after = get_revision(db, wiki_id, old), get_revision(db, wiki_id, new)
-    text = unified_diff(before.content, after.content, f"{before.path}@{before.short_id}",
-                        f"{after.path}@{after.short_id}")
-    return RevisionDiff(before, after, text)
+    """The diff from revision `old` to revision `new` (any two revisions of the wiki)."""
+    return RevisionDiff(get_revision(db, wiki_id, old), get_revision(db, wiki_id, new))
 
 
 # --- wiki storage: writing pages -----------------------------------------------------------------------------

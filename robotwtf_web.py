@@ -1529,8 +1529,7 @@ def diff_view(wiki: WikiAccess):
     if not old or not new:
         raise store.BadInput("Choose two revisions to compare.")
     diff = store.diff_revisions(instance().db(), wiki.id, old, new)
-    lines = diff_view_lines(diff.old.content, diff.new.content, f"{diff.old.path}@{diff.old.short_id}",
-                            f"{diff.new.path}@{diff.new.short_id}")
+    lines = diff_view_lines(diff.old.content, diff.new.content, *diff.labels)
     return wiki_render("diff", wiki, diff=diff, lines=lines)
 
 
