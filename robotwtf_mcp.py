@@ -1743,7 +1743,6 @@ def install(app) -> None:
 # --- who is calling: bearer tokens (this endpoint is the OAuth protected resource) -------------------------------------------
 
 ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068 §2.1
-TOUCH_SECONDS = 60  # last-used times are written at most this often (the MCP hot path reads only)
 
 
 def resource_url(cfg: store.Config, slug: str) -> str:
@@ -1814,7 +1813,7 @@ def _access_token_caller(inst: store.Instance, token: str, resource: str) -> Cal
     scopes = frozenset(claims["scope"].split()) & store.role_scopes(grant["role"])
     if not scopes:
         raise _invalid_token("The person who connected this app no longer has access to the wiki.")
-    if _stale(grant["last_used_at"]):
+    if store.touch_due(grant["last_used_at"]):
         store.touch_grant(inst.db(), grant["id"])
     return Caller(grant["user_did"], grant["wiki_id"], grant["wiki_slug"], scopes,
                   "mcp:" + (grant["client_name"] or "unnamed app"), grant_id=grant["id"])
@@ -1845,10 +1844,6 @@ def _personal_token_caller(inst: store.Instance, token: str, resource: str) -> C
         raise _invalid_token("The token's owner no longer has access to the wiki.")
     return Caller(holder.user_did, holder.wiki_id, holder.wiki_slug, holder.scopes, "token:" + holder.name,
                   token_id=holder.token_id)
-
-
-def _stale(last_used_at: int | None) -> bool:
-    return last_used_at is None or store.now() - last_used_at >= TOUCH_SECONDS
 
 
 def serve_request(inst, server: Server, slug: str, environ) -> Reply:

@@ -2269,7 +2269,11 @@ def touch_personal_token(db: sqlite3.Connection, token_id: int) -> None:
     db.execute("UPDATE personal_tokens SET last_used_at = ? WHERE id = ?", (now(), token_id))
 
 
-TOKEN_TOUCH_SECONDS = 60  # a token's last-used time is written at most this often (reads stay reads)
+TOKEN_TOUCH_SECONDS = 60  # a token's or grant's last-used time is written at most this often (reads stay reads)
+
+
+def touch_due(last_used_at: int | None) -> bool:
+    return last_used_at is None or now() - last_used_at >= TOKEN_TOUCH_SECONDS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -2292,7 +2296,7 @@ def personal_token_caller(db: sqlite3.Connection, token: str) -> TokenCaller:
         raise Unauthorized("The personal access token is unknown or was revoked.")
     if row["expires_at"] is not None and row["expires_at"] <= now():
         raise Unauthorized("The personal access token has expired.")
-    if row["last_used_at"] is None or now() - row["last_used_at"] >= TOKEN_TOUCH_SECONDS:
+    if touch_due(row["last_used_at"]):
         touch_personal_token(db, row["id"])
     return TokenCaller(row["id"], row["name"], row["user_did"], row["wiki_id"], row["wiki_slug"],
                        frozenset(row["scope"].split()) & role_scopes(row["role"]))
