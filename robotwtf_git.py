@@ -793,26 +793,24 @@ def read_git_file(path: bytes) -> GitFile:
     if not folder:
         raise Refused("not a page", f"{text}: files at the top of the wiki must be pages (NAME.md); an attachment "
                                     "goes in its page's folder (Page.md, Page/file.png).")
-    page = _page_path(text, folder)
-    try:
-        kept = store.sanitize_filename(name)
-    except store.BadInput as e:
-        raise Refused("bad file name", f"{text}: {e.message}") from None
-    if kept != name:
-        raise Refused("bad file name", f"{text}: robotwtf would keep this attachment as '{kept}'; rename it to that "
-                                       "and commit again.")
-    return GitFile(text, page, name)
+    return GitFile(text, _page_path(text, folder), _as_stored(text, name, store.sanitize_filename, "bad file name",
+                                                               "attachment"))
 
 
 def _page_path(git_path: str, path: str) -> str:
+    return _as_stored(git_path, path, store.validate_page_path, "bad path", "page", " (trimmed, Unicode NFC)")
+
+
+def _as_stored(git_path: str, value: str, normalise, reason: str, what: str, how: str = "") -> str:
+    """`value` if robotwtf stores it exactly as pushed; refused with the reason otherwise."""
     try:
-        valid = store.validate_page_path(path)
+        kept = normalise(value)
     except store.BadInput as e:
-        raise Refused("bad path", f"{git_path}: {e.message}") from None
-    if valid != path:
-        raise Refused("bad path", f"{git_path}: robotwtf would keep this page as '{valid}' (trimmed, Unicode NFC); "
-                                  "rename it to that and commit again.")
-    return path
+        raise Refused(reason, f"{git_path}: {e.message}") from None
+    if kept != value:
+        raise Refused(reason, f"{git_path}: robotwtf would keep this {what} as '{kept}'{how}; rename it to that "
+                              "and commit again.")
+    return value
 
 
 def _check_mode(path: bytes, mode: int) -> None:
