@@ -194,6 +194,10 @@ class EmbeddingsClient:
     requests cannot be sent anywhere else). No proxies or .netrc from the environment. The API
     key goes in the Authorization header only, and no message includes it."""
 
+    @classmethod
+    def from_config(cls, cfg: store.Config) -> "EmbeddingsClient":
+        return cls(cfg.embeddings_url, cfg.embeddings_model, cfg.embeddings_api_key, cfg.embeddings_timeout)
+
     def __init__(self, url: str, model: str, api_key: str | None = None, timeout: float = 30):
         self.url, self.model, self.timeout = url, model, timeout
         self.host = urllib.parse.urlsplit(url).netloc
@@ -761,9 +765,7 @@ class Engine:
     wiki searched so far, each brought up to date from the database before it is scanned."""
 
     def __init__(self, cfg: store.Config):
-        self.client = EmbeddingsClient(cfg.embeddings_url, cfg.embeddings_model, cfg.embeddings_api_key,
-                                       cfg.embeddings_timeout)
-        self.model = cfg.embeddings_model
+        self.client = EmbeddingsClient.from_config(cfg)
         self._wikis: dict[int, WikiIndex] = {}
         self._lock = threading.Lock()
 
@@ -776,7 +778,7 @@ class Engine:
             raise store.BadInput(f"The query is {len(query)} characters long; semantic search takes at most "
                                  f"{MAX_QUERY_CHARS}. Ask for the one thing you are looking for.")
         state = _state(db)
-        if state["model"] != self.model or not state["dimensions"]:
+        if state["model"] != self.client.model or not state["dimensions"]:
             return Found([], index_state(db, wiki_id, 0), ready=False)
         try:
             vector = self.client.embed([query], QUERY_SECONDS)[0]
@@ -915,8 +917,7 @@ class IndexingTurns:
     for the admin page; a write never waits for it."""
 
     def __init__(self, cfg: store.Config):
-        self.client = EmbeddingsClient(cfg.embeddings_url, cfg.embeddings_model, cfg.embeddings_api_key,
-                                       cfg.embeddings_timeout)
+        self.client = EmbeddingsClient.from_config(cfg)
         self.indexer: Indexer | None = None
         self.failures, self.last_message, self.resume_at = 0, None, 0.0
 
