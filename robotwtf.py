@@ -585,9 +585,7 @@ def cmd_restore(cfg: store.Config, args) -> int:
 
 def instance_location(cfg: store.Config) -> str:
     """The instance as a backup holds it: the database (wherever it is) and the data folder's keys."""
-    if store.is_postgres_url(cfg.database_location):
-        return f"{store.describe_database(cfg.database_location)} and the keys in {cfg.data}"
-    return str(cfg.data)
+    return f"{store.redact_url(cfg.database)} and the keys in {cfg.data}" if cfg.is_postgres else str(cfg.data)
 
 
 def cmd_migrate_to(cfg: store.Config, args) -> int:
@@ -613,8 +611,7 @@ def cmd_reindex(cfg: store.Config, args) -> int:
     db = open_instance_db(cfg)
     wiki_id = store.get_wiki(db, args.slug)["id"] if args.slug else None
     pages = semantic.reset(db, wiki_id)
-    client = semantic.EmbeddingsClient(cfg.embeddings_url, cfg.embeddings_model, cfg.embeddings_api_key,
-                                       cfg.embeddings_timeout)
+    client = semantic.EmbeddingsClient.from_config(cfg)
     started, shown = time.monotonic(), [0.0]
 
     def report(progress: semantic.Progress) -> None:
