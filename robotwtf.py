@@ -203,8 +203,8 @@ def serve(cfg: store.Config) -> int:
                     "Never use this in production.")
     port = sockets[0].getsockname()[1]
     store.record_served_url(cfg)
-    log.info("robotwtf serving %s on %s:%s with %d worker%s of %d threads (data: %s%s)", cfg.public_url, cfg.host,
-             port, cfg.workers, "s" if cfg.workers > 1 else "", cfg.threads, cfg.data,
+    log.info("robotwtf serving %s on %s:%s with %s of %d threads (data: %s%s)", cfg.public_url, cfg.host,
+             port, store.counted(cfg.workers, "worker"), cfg.threads, cfg.data,
              f"; database: {store.redact_url(cfg.database)}" if cfg.is_postgres else "")
     if cfg.semantic_search:
         log.info("semantic search on: model %s at %s", cfg.embeddings_model,

@@ -487,7 +487,7 @@ def _next_steps(status: int, wiki: "WikiAccess | None", retry_after: str | None)
 def render(name: str, **context) -> str:
     """A template from views/, given the signed-in user, a CSRF token and the config."""
     return bottle.template(name, template_lookup=template_lookup(), user=current_user(), csrf_token=csrf_token,
-                           cfg=instance().cfg, **context)
+                           cfg=instance().cfg, counted=store.counted, **context)
 
 
 def redirect(location: str) -> str:

@@ -21,7 +21,7 @@
     <a class="folder" href="{{wiki.page_url(entry.path)}}">{{entry.name}}/</a>
     % end
     % if entry.pages_below:
-    <span class="muted">{{entry.pages_below}} page{{'' if entry.pages_below == 1 else 's'}} inside</span>
+    <span class="muted">{{counted(entry.pages_below, 'page')}} inside</span>
     % end
   </li>
 % end

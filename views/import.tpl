@@ -1,12 +1,12 @@
 % rebase('layout', title='Import')
 <h1>Import finished</h1>
-<p>{{len(report.created)}} page{{'' if len(report.created) == 1 else 's'}} created, {{len(report.skipped)}} file{{'' if len(report.skipped) == 1 else 's'}} skipped.</p>
+<p>{{counted(len(report.created), 'page')}} created, {{counted(len(report.skipped), 'file')}} skipped.</p>
 % if report.revisions:
-<p>With their history: {{report.revisions}} revision{{'' if report.revisions == 1 else 's'}}, each with its
-author and time as recorded in the export and marked “imported”{{', and %d deleted page%s you can restore from its history' % (len(report.deleted), '' if len(report.deleted) == 1 else 's') if report.deleted else ''}}.</p>
+<p>With their history: {{counted(report.revisions, 'revision')}}, each with its
+author and time as recorded in the export and marked “imported”{{', and %s you can restore from its history' % counted(len(report.deleted), 'deleted page') if report.deleted else ''}}.</p>
 % end
 % if report.attachments:
-<p>{{report.attachments}} attachment{{'' if report.attachments == 1 else 's'}} came with the pages.</p>
+<p>{{counted(report.attachments, 'attachment')}} came with the pages.</p>
 % end
 % if report.created:
 <h2>Created</h2>

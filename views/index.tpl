@@ -1,6 +1,6 @@
 % rebase('layout', title='All pages')
 <h1>All pages</h1>
-<p class="muted">{{len(pages)}} page{{'' if len(pages) == 1 else 's'}}</p>
+<p class="muted">{{counted(len(pages), 'page')}}</p>
 <ul class="index">
 % for page in pages:
   <li>

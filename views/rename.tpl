@@ -13,7 +13,7 @@
   <input id="new_path" name="new_path" value="{{new_path}}" required autocomplete="off" autofocus>
   % if subpages:
   <label class="choice"><input type="checkbox" name="subpages" value="move"{{!' checked' if move_subpages else ''}}>
-    Also move the {{len(subpages)}} page{{'' if len(subpages) == 1 else 's'}} under {{page.path}}/ along with it</label>
+    Also move the {{counted(len(subpages), 'page')}} under {{page.path}}/ along with it</label>
   <p class="hint">{{', '.join(subpages[:5])}}{{' and %d more' % (len(subpages) - 5) if len(subpages) > 5 else ''}}: each keeps
   its place under the new path, and links to them are updated too.</p>
   % end

@@ -11,7 +11,7 @@ Tomato). Use <code>"a phrase"</code> for exact phrases.</p>
 <section class="search-section search-words" aria-labelledby="word-matches">
   <h2 id="word-matches" class="search-count">
   % if total:
-    {{total}} page{{'' if total == 1 else 's'}} match{{'es' if total == 1 else ''}}
+    {{counted(total, 'page')}} match{{'es' if total == 1 else ''}}
     % if total > len(results):
     <span class="muted">(the best {{len(results)}} are shown)</span>
     % end
