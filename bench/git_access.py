@@ -118,6 +118,7 @@ def repeat(bench, r: int, slug: str, log) -> None:
 
 def report_lines(s: dict, summary) -> list[str]:
     return [
+        "", "## git over HTTP", "", "| measure | value |", "|---|---|",
         f"| git clone, 1,000 pages / 5,000 revisions: first (makes the commits) / again, ms | "
         f"{summary(s.get('git.clone.first', []), '.0f')} / {summary(s.get('git.clone.again', []), '.0f')} |",
         f"| git pull of one new revision, ms (median of {ROUNDS} per repeat) | {summary(s.get('git.pull', []), '.0f')} |",

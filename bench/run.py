@@ -644,6 +644,9 @@ def main() -> int:
     machine = machine_info(args.python)
     bench = Bench(args)
     started = time.perf_counter()
+    # bench/semantic.py imports `run`: it must get this module, not a second copy (with its own list
+    # of running servers, which its stop_all() would then find empty).
+    sys.modules.setdefault("run", sys.modules[__name__])
     import semantic  # bench/semantic.py: semantic search on the search wiki (issue 12)
     try:
         bench.prepare()

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import run
 from run import OUT, ROOT, SLUG, log
+from wiki_ux import percentile
 
 sys.path.insert(0, str(ROOT / "tests"))
 from embeddings_server import EmbeddingsProcess  # noqa: E402
@@ -70,11 +71,6 @@ def embedding_ms(port: int, texts: list[str]) -> list[float]:
         times.append((time.perf_counter() - started) * 1000)
     conn.close()
     return times
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def measure(rw: run.Robotwtf, seeded: Path, duration: int, reuse: bool = False) -> dict:
