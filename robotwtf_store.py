@@ -844,7 +844,6 @@ SCHEMA_VERSION = MIGRATIONS[-1][0] if MIGRATIONS else 1
 
 IntegrityError = sqlite3.IntegrityError
 DatabaseError = sqlite3.DatabaseError
-ENGINES = ("sqlite", "postgresql")
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
@@ -1202,7 +1201,7 @@ class PostgresDatabase:
         opens a new one instead of failing on this one."""
         if self._conn.closed or self._conn.broken:
             return True
-        if self._conn.info.transaction_status != _psycopg().pq.TransactionStatus.IDLE:
+        if self.in_transaction:
             return False
         return bool(select.select([self._conn.fileno()], [], [], 0)[0])
 
@@ -4241,14 +4240,15 @@ def _import_markdown_files(db: sqlite3.Connection, wiki_id: int, archive: zipfil
     for entry in entries:
         if ours and entry.filename.startswith("attachments/") and not entry.is_dir():
             try:
-                files += _import_attachment_file(db, wiki_id, archive, entry, created, author, quotas)
+                _import_attachment_file(db, wiki_id, archive, entry, created, author, quotas)
+                files += 1
             except RobotError as e:
                 skipped.append((entry.filename, e.message))
     return ImportReport(tuple(created), tuple(skipped), attachments=files)
 
 
 def _import_attachment_file(db: sqlite3.Connection, wiki_id: int, archive: zipfile.ZipFile, entry: zipfile.ZipInfo,
-                            created: list[str], author: Author, quotas: Quotas) -> int:
+                            created: list[str], author: Author, quotas: Quotas) -> None:
     """`attachments/<page path>/<file>` of a format-1 export, attached to its page if this import
     created the page."""
     path, _, filename = entry.filename.removeprefix("attachments/").rpartition("/")
@@ -4258,7 +4258,6 @@ def _import_attachment_file(db: sqlite3.Connection, wiki_id: int, archive: zipfi
     row = _live_row(db, wiki_id, path)
     _check_bytes_quota(db, wiki_id, quotas, len(data))
     _insert_attachment(db, row["id"], sanitize_filename(filename), data, author.did, now())
-    return 1
 
 
 def _insert_attachment(db: sqlite3.Connection, page_id: int, name: str, data: bytes, author_did: str,
