@@ -164,8 +164,8 @@ def test_a_worker_killed_under_write_load_is_replaced_and_nothing_acknowledged_i
                        in_flight_landed=history.landed_in_flight, workers_after=len(replaced))
 
 
-def test_sigterm_stops_every_worker_and_exits_0_losing_nothing(tmp_path):
-    server = start_workers(tmp_path / "data", env_extra=load_kit.UNLIMITED)
+def test_sigterm_stops_every_worker_and_exits_0_losing_nothing(workers):
+    server = workers
     pids = children(server.process.pid)
     site = load_kit.prepare_site(server.data, "stop", reliability.RACE_PAGES, 16)
     run = load_kit.start_load(server.url, site, seed=5, server_may_die=True)
@@ -179,11 +179,11 @@ def test_sigterm_stops_every_worker_and_exits_0_losing_nothing(tmp_path):
     assert load_kit.database_problems(server.data / "robotwtf.db") == []
 
 
-def test_a_stop_signal_to_the_whole_process_group_drains_without_errors(tmp_path):
+def test_a_stop_signal_to_the_whole_process_group_drains_without_errors(workers):
     """Ctrl-C in a terminal and `systemctl stop` signal every process of the server, so each
     worker gets the signal itself and again from its supervisor: the second must not cut the
     first one's drain short."""
-    server = start_workers(tmp_path / "data", env_extra=load_kit.UNLIMITED)
+    server = workers
     pids = children(server.process.pid)
     site = load_kit.prepare_site(server.data, "group", reliability.RACE_PAGES, 16)
     run = load_kit.start_load(server.url, site, seed=6, server_may_die=True)
