@@ -643,7 +643,7 @@ class WikiObjects:
         return bytes(row[0]) if row else None
 
     def __contains__(self, object_id) -> bool:
-        return self._commit_raw(object_id) is not None
+        return _commit_seq(self.repo.db, self.repo.wiki_id, bytes(object_id)) is not None
 
     def __getitem__(self, object_id):
         if self.plan is not None:
@@ -657,15 +657,18 @@ class WikiObjects:
             raise KeyError(object_id)
         return Commit.from_raw_string(COMMIT, raw, sha=object_id)
 
-    def find_common_revisions(self, graph_walker) -> list[bytes]:
-        haves = []
+    def common_commits(self, graph_walker) -> list[tuple[int, bytes]]:
+        """The client's haves that are commits of ours, acked as found, each with the seq of its
+        revision (one lookup per have)."""
+        known = []
         sha = next(graph_walker)
         while sha:
-            if sha in self:
-                haves.append(sha)
+            seq = _commit_seq(self.repo.db, self.repo.wiki_id, sha)
+            if seq is not None:
+                known.append((seq, sha))
                 graph_walker.ack(sha)
             sha = next(graph_walker)
-        return haves
+        return known
 
     def iter_unpacked_subset(self, shas, *, include_comp=False, allow_missing=False, convert_ofs_delta=True):
         """The planned deltas (dulwich sends them as they are when their base is in the pack too)."""
@@ -698,9 +701,7 @@ class WikiRepo:
         wants = determine_wants(self.get_refs(), depth)
         if not wants:
             return []
-        haves = self.object_store.find_common_revisions(graph_walker)
-        known = [(seq, have) for have in haves if (seq := _commit_seq(self.db, self.wiki_id, have)) is not None]
-        have_seq, have = max(known) if known else (0, None)
+        have_seq, have = max(self.object_store.common_commits(graph_walker), default=(0, None))
         self.object_store.plan = plan_pack(self.inst, self.wiki_id, have_seq, have)
         return [(object_id.hex().encode(), None) for object_id in self.object_store.plan.objects]
 
