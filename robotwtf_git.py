@@ -1024,10 +1024,12 @@ class Push:
             if head != old or _latest_seq(self.db, wiki_id) != seq or snapshot.head != head:
                 raise PULL_FIRST
             replay = Replay(snapshot, packing=False)
+            before = seq
             for commit, plan in zip(chain, plans):
-                before = _latest_seq(self.db, wiki_id)
                 self._write(plan, revision_message(commit))
-                revisions = list(_revisions(self.db, wiki_id, before, _latest_seq(self.db, wiki_id), with_bytes=False))
+                after = _latest_seq(self.db, wiki_id)
+                revisions = list(_revisions(self.db, wiki_id, before, after, with_bytes=False))
+                before = after
                 if not revisions:
                     raise Refused("empty commit", f"commit {commit.id[:10].decode()} changes no file; robotwtf keeps "
                                                   "only commits that change the wiki. Drop it (git rebase -i) and "
@@ -1071,10 +1073,11 @@ class Push:
 
     def _rename(self, old: GitFile, new: GitFile, text: str | None, message: str) -> None:
         db, wiki_id = self.db, self.wiki["id"]
-        store.rename_page(db, wiki_id, old.page, new.page, author=self.author, message=message, rewrite_links=False)
+        moved = store.rename_page(db, wiki_id, old.page, new.page, author=self.author, message=message,
+                                  rewrite_links=False)
         if text is not None:
-            store.write_page(db, wiki_id, new.page, text, store.page_info(db, wiki_id, new.page).revision,
-                             author=self.author, quotas=self.inst.cfg.quotas, message=message)
+            store.write_page(db, wiki_id, new.page, text, moved.revision, author=self.author,
+                             quotas=self.inst.cfg.quotas, message=message)
 
     @staticmethod
     def _difference(objects: PushObjects, ours: bytes, commit: Commit) -> str:
