@@ -491,10 +491,16 @@ _snapshots: collections.OrderedDict = collections.OrderedDict()
 CACHED_WIKIS = 8
 
 
+def _cache_key(inst: store.Instance, wiki_id: int) -> tuple[str, int]:
+    """A wiki's key in this process's locks and caches: its database (SQLite file or PostgreSQL
+    URL; tests run several instances in one process) and its id."""
+    return str(inst.cfg.database_location), wiki_id
+
+
 def wiki_lock(inst: store.Instance, wiki_id: int) -> threading.Lock:
     """One git operation per wiki at a time in this process (they share its cached snapshot)."""
     with _locks_lock:
-        return _locks[(str(inst.cfg.db_path), wiki_id)]
+        return _locks[_cache_key(inst, wiki_id)]
 
 
 def _mapped_head(db: sqlite3.Connection, wiki_id: int) -> tuple[int, bytes | None]:
@@ -518,7 +524,7 @@ def _commit_seq(db: sqlite3.Connection, wiki_id: int, commit_id: bytes) -> int |
 def snapshot_at(inst: store.Instance, db: sqlite3.Connection, wiki_id: int, seq: int, head: bytes | None) -> Snapshot:
     """The git view of the wiki right after revision `seq` (a commit `head`): this process's cached
     one if it is that, else built from the database in time proportional to the wiki's pages."""
-    key = (str(inst.cfg.db_path), wiki_id)
+    key = _cache_key(inst, wiki_id)
     with _locks_lock:
         cached = _snapshots.pop(key, None)
     if cached is not None and cached.seq == seq and cached.head == head:
@@ -551,7 +557,7 @@ def snapshot_at(inst: store.Instance, db: sqlite3.Connection, wiki_id: int, seq:
 
 def keep_snapshot(inst: store.Instance, snapshot: Snapshot) -> None:
     with _locks_lock:
-        _snapshots[(str(inst.cfg.db_path), snapshot.wiki_id)] = snapshot
+        _snapshots[_cache_key(inst, snapshot.wiki_id)] = snapshot
         while len(_snapshots) > CACHED_WIKIS:
             _snapshots.popitem(last=False)
 
@@ -586,7 +592,7 @@ def bring_up_to_date(inst: store.Instance, wiki_id: int, packing: bool = False) 
         if packing and replay.size <= MAX_INCREMENT_BYTES:
             replay.end = head
             with _locks_lock:
-                _increments[(str(inst.cfg.db_path), wiki_id)] = replay
+                _increments[_cache_key(inst, wiki_id)] = replay
                 while len(_increments) > CACHED_INCREMENTS:
                     _increments.popitem(last=False)
     return head
@@ -599,7 +605,7 @@ def plan_pack(inst: store.Instance, wiki_id: int, have_seq: int, have: bytes | N
     db = inst.db()
     with store.read_snapshot(db):
         seq, head = _mapped_head(db, wiki_id)
-        increment = _increments.get((str(inst.cfg.db_path), wiki_id))
+        increment = _increments.get(_cache_key(inst, wiki_id))
         if increment is not None and increment.start == have and increment.end == head:
             return increment
         replay = Replay(snapshot_at(inst, db, wiki_id, have_seq, have), packing=True)
