@@ -1173,11 +1173,11 @@ def _clamp_notes(n, per_page) -> list[str]:
     """Say so when n or max_chunks_per_page was outside its range and clamped (as the
     reference platform does) rather than refused."""
     notes = []
-    if not 1 <= n <= semantic.MAX_RESULTS:
-        notes.append(f"(n={n} is outside 1-{semantic.MAX_RESULTS}; used {max(1, min(n, semantic.MAX_RESULTS))}.)")
-    if not 1 <= per_page <= semantic.MAX_CHUNKS_PER_PAGE:
-        used = max(1, min(per_page, semantic.MAX_CHUNKS_PER_PAGE))
-        notes.append(f"(max_chunks_per_page={per_page} is outside 1-{semantic.MAX_CHUNKS_PER_PAGE}; used {used}.)")
+    for name, value, high in (("n", n, semantic.MAX_RESULTS), ("max_chunks_per_page", per_page,
+                                                                semantic.MAX_CHUNKS_PER_PAGE)):
+        used = semantic.clamp(value, 1, high, name)
+        if used != value:
+            notes.append(f"({name}={value} is outside 1-{high}; used {used}.)")
     return notes
 
 
