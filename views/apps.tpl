@@ -39,8 +39,7 @@
 <p><span id="new-token"><code class="secret">{{created['token']}}</code></span>
 <button type="button" class="secondary copy" data-copy="new-token" hidden>Copy</button></p>
 <p>For Claude Code, run:</p>
-<pre class="copyable"><code id="claude-command">claude mcp add --transport http {{created['wiki']}} {{cfg.url('/w/' + created['wiki'] + '/mcp')}} --header "Authorization: Bearer {{created['token']}}"</code></pre>
-<p><button type="button" class="secondary copy" data-copy="claude-command" hidden>Copy the command</button></p>
+% include('claude_command', slug=created['wiki'], mcp_url=cfg.url('/w/' + created['wiki'] + '/mcp'), token=created['token'])
 <script src="/static/copy.js" defer></script>
 % end
 % if problem:

@@ -36,8 +36,7 @@ than you allow. Every change they make is kept in the history with their name.</
 % if get('token'):
 <p id="new-token">Your new personal access token <strong>{{token_name}}</strong> is in this command, shown
 only this once. Run it in a terminal:</p>
-<pre class="copyable"><code id="claude-command">claude mcp add --transport http {{wiki.slug}} {{mcp_url}} --header "Authorization: Bearer {{token}}"</code></pre>
-<p><button type="button" class="secondary copy" data-copy="claude-command" hidden>Copy the command</button></p>
+% include('claude_command', slug=wiki.slug, mcp_url=mcp_url, token=token)
 <p class="hint">Treat the token like a password: whoever has it can use this wiki as you. Revoke it on
 <a href="/account/apps">Connected apps</a> if it leaks.</p>
 % elif user and wiki.role:
