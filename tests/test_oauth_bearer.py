@@ -4,6 +4,7 @@ the real server uses; personal access tokens from the CLI and from the "Connecte
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import time
@@ -318,6 +319,8 @@ def test_a_personal_token_made_on_the_page_is_shown_once(world, team):
         ("name", "laptop"), ("wiki", slug), ("scope", "wiki:read"), ("expires_days", "30")])
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
     token = re.search(r'<code class="secret">(rwpat_[^<]+)</code>', response.text)[1]
+    assert (f'claude mcp add --transport http {slug} {world.server.url}/w/{slug}/mcp --header '
+            f'"Authorization: Bearer {token}"') in html.unescape(response.text)
     caller = bearer(world, token, slug)
     assert caller.scopes == {"wiki:read"} and caller.via == "token:laptop"
     expires = world.sql("SELECT expires_at FROM personal_tokens WHERE id = ?", caller.token_id)[0][0]
