@@ -5,7 +5,7 @@ unprivileged user, listening on loopback only, with password (SCRAM) authenticat
                                                    ROBOTWTF_TEST_DATABASE_URL set, stop it; COMMAND's status
     python tools/pg_cluster.py check               exit 1 with the install command if PostgreSQL is missing
 
-`make test-postgres` and `make bench` use it; tests/conftest.py and bench/postgres.py import `Cluster`.
+`make test-postgres` and `make bench` use it; bench/postgres.py imports `Cluster`.
 Run as root, the server runs as the `postgres` user that Debian's package creates (PostgreSQL
 refuses to run as root); otherwise as the calling user.
 """
@@ -63,6 +63,7 @@ class Cluster:
         self.password = os.urandom(12).hex()
         self.process: subprocess.Popen | None = None
         self.run_as = None
+        self.log = None
         if os.geteuid() == 0:
             try:
                 self.run_as = pwd.getpwnam("postgres")
@@ -75,9 +76,13 @@ class Cluster:
     def url(self) -> str:
         return f"postgresql://{USER}:{self.password}@127.0.0.1:{self.port}/postgres"
 
+    @property
+    def _as_user(self) -> dict:
+        """subprocess arguments that run a program as the cluster's user (none unless root)."""
+        return dict(user=self.run_as.pw_uid, group=self.run_as.pw_gid, extra_groups=[]) if self.run_as else {}
+
     def _run(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        user = dict(user=self.run_as.pw_uid, group=self.run_as.pw_gid, extra_groups=[]) if self.run_as else {}
-        return subprocess.run(args, check=True, cwd=self.root, **user, **kwargs)
+        return subprocess.run(args, check=True, cwd=self.root, **self._as_user, **kwargs)
 
     def start(self) -> str:
         data = self.root / "data"
@@ -93,9 +98,9 @@ class Cluster:
                 "-c", f"unix_socket_directories={self.root}", "-c", "max_connections=300"]
         for setting in settings:
             args += ["-c", setting]
-        user = dict(user=self.run_as.pw_uid, group=self.run_as.pw_gid, extra_groups=[]) if self.run_as else {}
         self.log = open(self.root / "server.log", "wb")
-        self.process = subprocess.Popen(args, cwd=self.root, stdout=self.log, stderr=subprocess.STDOUT, **user)
+        self.process = subprocess.Popen(args, cwd=self.root, stdout=self.log, stderr=subprocess.STDOUT,
+                                        **self._as_user)
         self._wait_ready()
         return self.url
 
@@ -118,6 +123,8 @@ class Cluster:
             if self.process.poll() is None:
                 self.process.kill()
                 self.process.wait()
+        if self.log:
+            self.log.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> "Cluster":
