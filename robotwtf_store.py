@@ -4452,17 +4452,25 @@ def restore(cfg: Config, source: Path) -> None:
     if cfg.is_postgres:
         _restore_into_postgres(cfg, source, contents)
         return
+    _write_restored_files(data, contents)
+    db = open_database(cfg.db_path, create=False)
+    try:
+        _check_restored_database(db, source)
+    finally:
+        db.close()
+    Keys.load(data).check()
+
+
+def _write_restored_files(data: Path, contents: dict[str, bytes]) -> None:
     data.mkdir(mode=0o700, parents=True, exist_ok=True)
     data.chmod(0o700)
     for name, content in contents.items():
         write_private_file(data / name, content)
-    db = open_database(cfg.db_path, create=False)
-    try:
-        if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
-            raise ConfigError(f"The database in {source} fails SQLite's integrity check.")
-    finally:
-        db.close()
-    Keys.load(data).check()
+
+
+def _check_restored_database(db: sqlite3.Connection, source: Path) -> None:
+    if db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
+        raise ConfigError(f"The database in {source} fails SQLite's integrity check.")
 
 
 def _restore_into_postgres(cfg: Config, source: Path, contents: dict[str, bytes]) -> None:
@@ -4470,14 +4478,10 @@ def _restore_into_postgres(cfg: Config, source: Path, contents: dict[str, bytes]
         write_private_file(Path(tmp) / DB_FILE, contents[DB_FILE])
         backup_db = open_database(Path(tmp) / DB_FILE, create=False)
         try:
-            if backup_db.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
-                raise ConfigError(f"The database in {source} fails SQLite's integrity check.")
+            _check_restored_database(backup_db, source)
             target = _empty_target(cfg.database)
             try:
-                cfg.data.mkdir(mode=0o700, parents=True, exist_ok=True)
-                cfg.data.chmod(0o700)
-                for name in KEY_FILES:
-                    write_private_file(cfg.data / name, contents[name])
+                _write_restored_files(cfg.data, {name: contents[name] for name in KEY_FILES})
                 Keys.load(cfg.data).check()
                 copy_database(backup_db, target)
             finally:
