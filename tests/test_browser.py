@@ -22,6 +22,7 @@ SHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
 INSTALL_CHROMIUM = "sudo apt-get install -y chromium fonts-liberation"
 
 
@@ -56,6 +57,13 @@ def chromium():
         browser.close()
 
 
+
+def assert_fits(page, width: int, what: str) -> None:
+    """Nothing on the page makes it wider than the screen (no sideways scrolling)."""
+    scrolled = page.evaluate("document.documentElement.scrollWidth")
+    assert scrolled <= width, f"{what} scrolls sideways ({scrolled}px)"
+
+
 class Person:
     """One signed-in browser context. Collects what would mean a broken page: script errors,
     console errors such as CSP violations, and failed styles, scripts or images. (A page may
@@ -88,7 +96,7 @@ class Person:
 
 @pytest.fixture(scope="module")
 def alice(site, chromium):
-    person = Person(site, chromium, "alice", viewport={"width": 1280, "height": 900})
+    person = Person(site, chromium, "alice", viewport=DESKTOP)
     yield person
     assert person.errors == []
     person.close()
@@ -213,7 +221,7 @@ def test_two_editors_collide_and_nothing_is_lost(site, chromium, alice):
     expect(page.locator("table.members")).to_contain_text("bob.test")
     alice.shot("11-settings")
 
-    bob = Person(site, chromium, "bob", viewport={"width": 1280, "height": 900})
+    bob = Person(site, chromium, "bob", viewport=DESKTOP)
     try:
         page.goto(f"{site.url}/w/garden/-/edit/Compost")
         bob.page.goto(f"{site.url}/w/garden/-/edit/Compost")
@@ -242,8 +250,7 @@ def test_readable_on_a_phone(site, chromium, alice):
                            "/w/garden/-/history/Plants/Tomato"), ("15-phone-editor", "/w/garden/-/edit/Compost"),
                            ("16-phone-settings", "/w/garden/-/settings"), ("17-phone-dashboard", "/")]:
             phone.page.goto(site.url + path)
-            width = phone.page.evaluate("document.documentElement.scrollWidth")
-            assert width <= PHONE["width"], f"{path} scrolls sideways ({width}px)"
+            assert_fits(phone.page, PHONE["width"], path)
             phone.shot(name)
         assert phone.errors == []
     finally:
@@ -255,7 +262,7 @@ def test_strangers_read_a_public_wiki_without_edit_controls(site, chromium, alic
     page.goto(f"{site.url}/w/garden/-/settings")
     page.check("input[name=visibility][value=public]")
     page.click("button:has-text('Save') >> nth=0")
-    stranger = chromium.new_context(viewport={"width": 1280, "height": 900})
+    stranger = chromium.new_context(viewport=DESKTOP)
     try:
         view = stranger.new_page()
         view.goto(f"{site.url}/w/garden/Plants/Tomato")

@@ -10,9 +10,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from test_browser import PHONE, SHOTS, Person, chromium, site  # noqa: F401 -- fixtures used by name
+from test_browser import DESKTOP, PHONE, SHOTS, Person, assert_fits, chromium, site  # noqa: F401 -- fixtures used by name
 
-DESKTOP = {"width": 1280, "height": 900}
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +152,7 @@ def test_connect_panel_warns_about_a_loopback_address_and_copies(site, alice, ga
     copied = page.evaluate("navigator.clipboard.readText()")
     assert re.fullmatch(rf'claude mcp add --transport http {garden} {re.escape(mcp_url)} '
                         r'--header "Authorization: Bearer rwpat_[A-Za-z0-9_-]+"', copied), copied
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= DESKTOP["width"], f"the command makes the page scroll sideways ({width}px)"
+    assert_fits(page, DESKTOP["width"], "the page with the command")
     alice.shot("people-07-connect-token-command")
     page.goto(f"{site.url}/w/{garden}/-/connect")   # shown once: not there the next time
     expect(page.locator("#claude-command")).to_have_count(0)
@@ -167,8 +165,7 @@ def test_connect_panel_and_error_page_on_a_phone(site, chromium, garden):  # noq
                            ("people-09-phone-error-in-wiki", f"/w/{garden}/-/edit/Beans"),
                            ("people-10-phone-login-link", None)]:
             phone.page.goto(site.url + path if path else site.cli("login-link", "alice").stdout.strip())
-            width = phone.page.evaluate("document.documentElement.scrollWidth")
-            assert width <= PHONE["width"], f"{name} scrolls sideways ({width}px)"
+            assert_fits(phone.page, PHONE["width"], name)
             phone.shot(name)
         assert phone.errors == []
     finally:

@@ -16,10 +16,9 @@ from playwright.sync_api import expect
 
 from conftest import start_server
 from oauth_flow import CLAUDE_REGISTRATION, pkce, registered
-from test_browser import PHONE, SHOTS, Person, chromium, tiny_png  # noqa: F401 (chromium is a fixture)
+from test_browser import DESKTOP, PHONE, SHOTS, Person, assert_fits, chromium, tiny_png  # noqa: F401 (chromium is a fixture)
 
 ALICE, BOB = "did:plc:" + "a" * 24, "did:plc:" + "b" * 24
-DESKTOP = {"width": 1280, "height": 900}
 SVG = (b'<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="40" height="20" '
        b'fill="#c00"/></svg>')
 
@@ -291,7 +290,7 @@ def test_phone_sidebar_folds_and_preview_toggles(site, chromium):
         expect(page.locator("#content")).to_be_hidden()
         page.click("[data-pane=write]")
         expect(page.locator("#content")).to_be_visible()
-        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        assert_fits(page, PHONE["width"], "the editor")
         assert phone.errors == []
     finally:
         phone.close()
@@ -338,8 +337,7 @@ def test_screenshots_of_every_page(site, chromium, alice):
                             view.click("[data-pane=preview]")
                         expect(view.locator(".preview-body h1")).to_have_text("Basil")
                     view.screenshot(path=str(SHOTS / f"all-{name}-{device}-{scheme}.png"), full_page=True)
-                    width = view.evaluate("document.documentElement.scrollWidth")
-                    assert width <= options["viewport"]["width"], f"{name} scrolls sideways on {device} ({width}px)"
+                    assert_fits(view, options["viewport"]["width"], f"{name} on {device}")
                 background = person.page.evaluate("getComputedStyle(document.body).backgroundColor")
                 assert (background == "rgb(22, 24, 27)") == (scheme == "dark"), background
                 assert person.errors == []
